@@ -1,0 +1,133 @@
+//! PostgreSQL: the connection pool and the embedded schema migrations.
+//!
+//! One database holds every schema (`raw`, `ops`, and those later stages add). Migrations are
+//! SQL files compiled into every binary and applied at start, in order, each once, under an
+//! advisory lock so that many replicas starting together do not race. A pooled connection that
+//! the server dropped (a restart) is replaced on next use, so a database restart costs the
+//! deliveries in flight a retry, nothing more.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config;
+
+pub use deadpool_postgres::{Object as PooledClient, Pool as DbPool};
+
+/// Advisory-lock keys, one per mutual exclusion the project needs. Kept together so no two
+/// uses ever pick the same number.
+pub mod locks {
+    /// Held while migrations run.
+    pub const MIGRATIONS: i64 = 0x6170_7072_0001;
+    /// Held by the one ingest that is talking to the batch API: its cursor is global.
+    pub const INGEST: i64 = 0x6170_7072_0002;
+}
+
+/// The migrations, in order. A migration is never edited once released: add a new one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "foundation: raw listings, batches, schedule ticks",
+    include_str!("../migrations/0001_foundation.sql"),
+)];
+
+/// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).
+pub fn pool_from_env() -> anyhow::Result<Pool> {
+    let url: String = config::required("DATABASE_URL", "the PostgreSQL connection string")?;
+    let size: usize = config::optional("DATABASE_POOL_SIZE", 8)?;
+    pool(&url, size)
+}
+
+/// Builds a pool; connections are opened lazily, on first use.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let pg_config: tokio_postgres::Config = url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Connects (retrying for up to `patience` while the server starts) and applies migrations.
+pub async fn connect_and_migrate(pool: &Pool, patience: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut client = loop {
+        match pool.get().await {
+            Ok(client) => break client,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "PostgreSQL not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::anyhow!("cannot connect to PostgreSQL: {error}"));
+            }
+        }
+    };
+    migrate(&mut client).await
+}
+
+/// Applies every migration not applied yet, each in its own transaction.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&locks::MIGRATIONS])
+        .await
+        .context("taking the migration lock")?;
+    let result = apply_pending(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&locks::MIGRATIONS])
+        .await
+        .context("releasing the migration lock")?;
+    result
+}
+
+async fn apply_pending(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS ops;
+             CREATE TABLE IF NOT EXISTS ops.schema_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await
+        .context("creating ops.schema_migrations")?;
+    for &(version, name, sql) in MIGRATIONS {
+        let transaction = client.transaction().await?;
+        let applied = transaction
+            .query_opt(
+                "SELECT 1 FROM ops.schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await?
+            .is_some();
+        if applied {
+            continue;
+        }
+        transaction
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("applying migration {version} ({name})"))?;
+        transaction
+            .execute(
+                "INSERT INTO ops.schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(version, name, "migration applied");
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! What every appraise function shares.
+//!
+//! - [`config`]: typed configuration from environment variables, with errors naming the variable;
+//! - [`db`]: the PostgreSQL pool and the embedded migrations;
+//! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
+//! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
+//! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
+//! - [`telemetry`]: structured logs and Prometheus metrics;
+//! - [`listing`]: the twelve fields of a listing as the batch API sends them;
+//! - [`rng`]: the seeded generator behind every reproducible random choice.
+
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod listing;
+pub mod objects;
+pub mod rng;
+pub mod runtime;
+pub mod telemetry;

@@ -1,0 +1,230 @@
+//! Where a function meets its platform.
+//!
+//! [`serve_events`] runs an event function: on the AWS Lambda runtime API when
+//! `AWS_LAMBDA_RUNTIME_API` is set, otherwise as an HTTP server on `$PORT` (default 8080) that
+//! takes every event shape of [`crate::events`] on `POST /` (Knative, the local harness).
+//! [`serve_http`] runs an HTTP API (the batch source, the predictor) the same way. Both add
+//! `GET /healthz` and `GET /metrics` and shut down gracefully on SIGTERM or Ctrl-C, finishing the
+//! requests in flight, as Knative's scale-down expects.
+//!
+//! The stage behind it is a plain async function from a [`Trigger`] to a JSON report; it never
+//! learns which platform it runs on.
+
+use std::{future::Future, net::SocketAddr, time::Instant};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+use crate::{
+    config,
+    events::{self, Trigger},
+    telemetry,
+};
+
+/// How a stage failed, which decides whether the platform should deliver the event again.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The event can never succeed (it names something that does not exist, or is malformed):
+    /// HTTP 400, so Knative does not retry it.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// Something the stage depends on failed (database, bucket, batch API); a later delivery may
+    /// succeed: HTTP 503, so the platform retries.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<anyhow::Error> for StageError {
+    fn from(error: anyhow::Error) -> Self {
+        StageError::Unavailable(format!("{error:#}"))
+    }
+}
+
+/// What a stage returns for one trigger: a JSON report of what it did.
+pub type StageResult = Result<Value, StageError>;
+
+/// Runs an event function until the platform stops it.
+pub async fn serve_events<H, F>(service: &'static str, handler: H) -> anyhow::Result<()>
+where
+    H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = StageResult> + Send + 'static,
+{
+    telemetry::init(service);
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        tracing::info!(service, "serving on the Lambda runtime API");
+        return serve_lambda(handler).await;
+    }
+    let router = Router::new()
+        .route("/", post(http_event::<H, F>))
+        .with_state(handler);
+    serve_http(service, router).await
+}
+
+/// Runs an HTTP API on `$PORT` with `/healthz` and `/metrics` added, until SIGTERM or Ctrl-C.
+pub async fn serve_http(service: &'static str, router: Router) -> anyhow::Result<()> {
+    telemetry::init(service);
+    let port: u16 = config::optional("PORT", 8080)?;
+    let host: std::net::IpAddr = config::optional("HOST", [0, 0, 0, 0].into())?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, port))
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {host}:{port}: {error}"))?;
+    tracing::info!(service, address = %listener.local_addr()?, "listening");
+    tokio::spawn(telemetry::upkeep_forever());
+    axum::serve(listener, with_operational_routes(router))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!(service, "stopped");
+    Ok(())
+}
+
+/// Adds `GET /healthz` and `GET /metrics` to a router.
+pub fn with_operational_routes(router: Router) -> Router {
+    router.route("/healthz", get(|| async { "ok" })).route(
+        "/metrics",
+        get(|| async {
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                telemetry::render_metrics(),
+            )
+        }),
+    )
+}
+
+/// Resolves on SIGTERM (Knative, systemd) or Ctrl-C, or, when `APPRAISE_EXIT_ON_STDIN_EOF=1`
+/// (the local harness), when stdin closes: the harness holds the other end of that pipe, so a
+/// function never outlives it.
+pub async fn shutdown_signal() {
+    let stdin_closed = async {
+        if std::env::var("APPRAISE_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1") {
+            let mut stdin = tokio::io::stdin();
+            let mut buffer = [0u8; 64];
+            while tokio::io::AsyncReadExt::read(&mut stdin, &mut buffer)
+                .await
+                .is_ok_and(|n| n > 0)
+            {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+        () = stdin_closed => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
+
+/// Runs the handler over every trigger of one delivery and gathers the reports. The first
+/// failure fails the delivery; the platform then redelivers all of it, which is safe because
+/// every stage is idempotent.
+async fn run_triggers<H, F>(handler: &H, triggers: Vec<Trigger>) -> StageResult
+where
+    H: Fn(Trigger) -> F,
+    F: Future<Output = StageResult>,
+{
+    let mut reports = Vec::with_capacity(triggers.len());
+    for trigger in triggers {
+        let started = Instant::now();
+        let kind = match &trigger {
+            Trigger::Schedule(_) => "schedule",
+            Trigger::ObjectCreated(_) => "object_created",
+        };
+        let result = handler(trigger).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StageError::Rejected(_)) => "rejected",
+            Err(StageError::Unavailable(_)) => "unavailable",
+        };
+        metrics::counter!("stage_invocations_total", "trigger" => kind, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("stage_duration_seconds", "trigger" => kind)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                tracing::error!(%error, trigger = kind, "stage failed");
+                return Err(error);
+            }
+        }
+    }
+    Ok(json!({ "results": reports }))
+}
+
+async fn http_event<H, F>(State(handler): State<H>, headers: HeaderMap, body: Bytes) -> Response
+where
+    H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = StageResult> + Send + 'static,
+{
+    let triggers = match events::from_http(&headers, &body) {
+        Ok(triggers) => triggers,
+        Err(error) => {
+            metrics::counter!("stage_invocations_total", "trigger" => "unparsed", "outcome" => "rejected")
+                .increment(1);
+            return error_response(StatusCode::BAD_REQUEST, &format!("bad event: {error}"));
+        }
+    };
+    match run_triggers(&handler, triggers).await {
+        Ok(report) => Json(report).into_response(),
+        Err(StageError::Rejected(reason)) => error_response(StatusCode::BAD_REQUEST, &reason),
+        Err(StageError::Unavailable(reason)) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &reason)
+        }
+    }
+}
+
+/// A JSON error body `{"error": "..."}` with the given status.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn serve_lambda<H, F>(handler: H) -> anyhow::Result<()>
+where
+    H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = StageResult> + Send + 'static,
+{
+    let service = service_fn(move |event: LambdaEvent<Value>| {
+        let handler = handler.clone();
+        async move {
+            let request_id = event.context.request_id.clone();
+            let mut triggers =
+                events::from_json(event.payload).map_err(|error| format!("bad event: {error}"))?;
+            // Lambda keeps the request id across its own retries of an async invocation, so it
+            // identifies a schedule firing that carried no id of its own (a constant Input).
+            for trigger in &mut triggers {
+                if let Trigger::Schedule(tick) = trigger
+                    && tick.id.is_none()
+                {
+                    tick.id = Some(format!("lambda:{request_id}"));
+                }
+            }
+            run_triggers(&handler, triggers)
+                .await
+                .map_err(|error| error.to_string())
+        }
+    });
+    lambda_runtime::run(service)
+        .await
+        .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}

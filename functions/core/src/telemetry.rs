@@ -1,0 +1,73 @@
+//! Logs and metrics, set up once per process.
+//!
+//! Logs are `tracing` events written to stderr: human-readable by default, one JSON object per
+//! line when `LOG_FORMAT=json` (and always on Lambda, where CloudWatch indexes JSON fields).
+//! `RUST_LOG` filters them (default `info`). Metrics go through the `metrics` facade into a
+//! Prometheus recorder whose text exposition [`render_metrics`] returns for `GET /metrics`.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Histogram buckets in seconds, from 50 µs to 10 min: wide enough for both a prediction and a
+/// training run.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Installs the log subscriber and the metrics recorder. Idempotent: calling it again (e.g. from
+/// several tests in one process) keeps what the first call installed.
+pub fn init(service: &'static str) {
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
+        || std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // `try_init` fails only when a subscriber is already installed, which is fine.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.compact().with_ansi(false).try_init()
+    };
+
+    PROMETHEUS.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .add_global_label("service", service)
+            .set_buckets(SECONDS_BUCKETS)
+            .expect("bucket list is non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests); rendering then shows ours empty.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    });
+}
+
+/// The Prometheus text exposition of every metric recorded so far.
+pub fn render_metrics() -> String {
+    match PROMETHEUS.get() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// Runs the recorder's housekeeping (histogram bucket rotation) every few seconds; spawned by the
+/// HTTP runtime so long-lived servers do not accumulate stale samples.
+pub(crate) async fn upkeep_forever() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Some(handle) = PROMETHEUS.get() {
+            handle.run_upkeep();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The ingest stage's settings, read once at start from the environment.
+
+use std::time::Duration;
+
+use appraise_core::config::{self, ConfigError};
+
+/// Where the batch API is and how patiently to talk to it.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Base URL of the batch API, e.g. `http://127.0.0.1:8000` (no trailing slash).
+    pub base_url: String,
+    pub group_number: u32,
+    /// The course API's optional `day` parameter, e.g. `Tuesday`.
+    pub day: Option<String>,
+    /// Limit for one whole request, body included.
+    pub timeout: Duration,
+    /// Further attempts after a failed one (5xx, connection error, timeout, unreadable body).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub backoff: Duration,
+}
+
+/// How many records of a batch are kept, and how they are chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplingConfig {
+    /// Records kept from the first batch ever stored (the seed kept 145,000).
+    pub first_batch: usize,
+    /// Records kept from every later batch (the seed kept 10,000).
+    pub later_batches: usize,
+    /// The sample of batch `b` is a pure function of (seed, b).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub source: SourceConfig,
+    pub sampling: SamplingConfig,
+}
+
+impl IngestConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let base_url: String = config::required("SOURCE_URL", "the batch API's base URL")?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "SOURCE_URL",
+                &base_url,
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(IngestConfig {
+            source: SourceConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                group_number: config::optional("SOURCE_GROUP", 9)?,
+                day: config::maybe("SOURCE_DAY")?,
+                timeout: config::seconds("SOURCE_TIMEOUT_SECS", Duration::from_secs(120))?,
+                retries: config::optional("SOURCE_RETRIES", 4)?,
+                backoff: config::seconds("SOURCE_BACKOFF_SECS", Duration::from_millis(500))?,
+            },
+            sampling: SamplingConfig {
+                first_batch: config::optional("INGEST_FIRST_SAMPLE", 145_000)?,
+                later_batches: config::optional("INGEST_LATER_SAMPLE", 10_000)?,
+                seed: config::optional("INGEST_SAMPLE_SEED", 42)?,
+            },
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! The ingest stage: on each schedule firing, take the next batch from the batch API, sample
+//! it, and store it.
+//!
+//! One firing stores at most one batch, in this order:
+//!
+//! 1. under a PostgreSQL advisory lock (the API's cursor is global, so one ingest talks to it at
+//!    a time), skip the firing if its id was handled before: a redelivery does nothing;
+//! 2. note which batch number is expected next, then fetch; a batch that comes out of order
+//!    means one was lost in flight (the cursor has no acknowledgement), so rewind the API and
+//!    skip what is already stored; the API's `400` end-of-data answer is a normal outcome;
+//! 3. sample the records (seeded: the sample of batch `b` depends only on the seed and `b`),
+//!    read each sampled record into typed fields, flagging but keeping those with missing or
+//!    wrong-typed fields;
+//! 4. write the response as received to `raw/batch-NNNNNN/response.json.gz`, then COPY the
+//!    sampled listings and the batch's row in one transaction and commit;
+//! 5. only then write `raw/batch-NNNNNN/manifest.json`, whose creation wakes `process`. A crash
+//!    between commit and manifest is repaired by the next firing, which announces first.
+
+pub mod config;
+pub mod source_client;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use appraise_core::{
+    db::{DbPool, locks},
+    events::{ScheduleTick, Trigger},
+    listing::parse_api_record,
+    objects::ObjectStore,
+    rng::{SplitMix64, sample_indices},
+    runtime::{StageError, StageResult},
+};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+
+use crate::{
+    config::IngestConfig,
+    source_client::{Fetched, ReceivedBatch, SourceClient},
+    store::{BatchRow, SampledRecord},
+};
+
+/// What one schedule firing did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IngestReport {
+    /// A batch was stored and announced.
+    Stored(StoredBatch),
+    /// The batch API has nothing left.
+    Exhausted,
+    /// This firing was handled before; nothing was done.
+    Duplicate {
+        trigger_id: String,
+        previous_outcome: String,
+        batch_number: Option<i32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBatch {
+    pub batch_number: i32,
+    /// Records in the batch as received.
+    pub rows_received: usize,
+    /// Records kept by sampling (and stored in `raw.listings`).
+    pub rows_sampled: usize,
+    /// Stored records with at least one missing or wrong-typed field.
+    pub rows_flagged: usize,
+    /// Rows COPY wrote.
+    pub rows_stored: u64,
+    /// Size of the compressed response object.
+    pub response_bytes: u64,
+    /// Batches fetched and dropped while recovering from a batch lost in flight.
+    pub skipped_batches: Vec<i32>,
+    pub manifest_key: String,
+}
+
+/// The stage, with its clients built once. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: IngestConfig,
+    db: DbPool,
+    objects: ObjectStore,
+    source: SourceClient,
+}
+
+/// How many batches one firing may fetch while looking for the one it expects.
+const MAX_FETCHES_PER_FIRING: usize = 1_000;
+
+impl Ingest {
+    pub fn new(config: IngestConfig, db: DbPool, objects: ObjectStore) -> anyhow::Result<Self> {
+        let source = SourceClient::new(config.source.clone())?;
+        Ok(Ingest {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                objects,
+                source,
+            }),
+        })
+    }
+
+    /// The entry point the runtime calls.
+    pub async fn handle(&self, trigger: Trigger) -> StageResult {
+        match trigger {
+            Trigger::Schedule(tick) => {
+                let report = self.ingest_tick(&tick).await?;
+                Ok(serde_json::to_value(report).expect("a report serializes"))
+            }
+            Trigger::ObjectCreated(object) => Err(StageError::Rejected(format!(
+                "ingest runs on the schedule and takes no object events (got {})",
+                object.key
+            ))),
+        }
+    }
+
+    /// Handles one schedule firing.
+    pub async fn ingest_tick(&self, tick: &ScheduleTick) -> Result<IngestReport, StageError> {
+        let report = self.ingest_tick_inner(tick).await?;
+        let outcome = match &report {
+            IngestReport::Stored(_) => "stored",
+            IngestReport::Exhausted => "exhausted",
+            IngestReport::Duplicate { .. } => "duplicate",
+        };
+        metrics::counter!("ingest_firings_total", "outcome" => outcome).increment(1);
+        if let IngestReport::Stored(batch) = &report {
+            metrics::counter!("ingest_rows_received_total").increment(batch.rows_received as u64);
+            metrics::counter!("ingest_rows_sampled_total").increment(batch.rows_sampled as u64);
+            metrics::counter!("ingest_rows_flagged_total").increment(batch.rows_flagged as u64);
+            tracing::info!(
+                batch = batch.batch_number,
+                received = batch.rows_received,
+                sampled = batch.rows_sampled,
+                flagged = batch.rows_flagged,
+                "batch stored"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn ingest_tick_inner(&self, tick: &ScheduleTick) -> anyhow::Result<IngestReport> {
+        let inner = &self.inner;
+        let mut client = inner
+            .db
+            .get()
+            .await
+            .context("getting a database connection")?;
+        let transaction = tokio_postgres::Client::transaction(&mut client).await?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::INGEST])
+            .await
+            .context("taking the ingest lock")?;
+        // Repair a crash between an earlier commit and its manifest before anything else.
+        store::announce_pending(&transaction, &inner.objects).await?;
+
+        if let Some(id) = &tick.id {
+            let previous = transaction
+                .query_opt(
+                    "SELECT outcome, batch_number FROM ops.schedule_ticks WHERE trigger_id = $1",
+                    &[id],
+                )
+                .await?;
+            if let Some(row) = previous {
+                transaction.commit().await?;
+                return Ok(IngestReport::Duplicate {
+                    trigger_id: id.clone(),
+                    previous_outcome: row.get(0),
+                    batch_number: row.get(1),
+                });
+            }
+        }
+
+        let last_stored: Option<i32> = transaction
+            .query_one("SELECT max(batch_number) FROM ops.batches", &[])
+            .await?
+            .get(0);
+        let in_flight: Option<i32> = transaction
+            .query_one("SELECT fetch_in_flight_for FROM ops.ingest_cursor", &[])
+            .await?
+            .get(0);
+        let expected = last_stored.map_or(1, |last| last + 1);
+        self.mark_in_flight(expected).await?;
+
+        let fetched = self
+            .fetch_expected(expected, in_flight == Some(expected))
+            .await?;
+        let report = match fetched {
+            None => {
+                record_tick(&transaction, tick, "exhausted", None).await?;
+                IngestReport::Exhausted
+            }
+            Some((batch, skipped_batches)) => {
+                let first = last_stored.is_none();
+                let stored = self
+                    .store_batch(&transaction, batch, first, skipped_batches)
+                    .await?;
+                record_tick(&transaction, tick, "stored", Some(stored.batch_number)).await?;
+                IngestReport::Stored(stored)
+            }
+        };
+        transaction
+            .execute(
+                "UPDATE ops.ingest_cursor SET fetch_in_flight_for = NULL, updated_at = now()",
+                &[],
+            )
+            .await?;
+        transaction.commit().await.context("committing the batch")?;
+        // The rows are committed: now announce them.
+        store::announce_pending(&**client, &inner.objects).await?;
+        Ok(report)
+    }
+
+    /// Notes, in its own committed write, that a fetch for `expected` is about to start.
+    async fn mark_in_flight(&self, expected: i32) -> anyhow::Result<()> {
+        let client = self.inner.db.get().await?;
+        client
+            .execute(
+                "UPDATE ops.ingest_cursor SET fetch_in_flight_for = $1, updated_at = now()",
+                &[&expected],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches until the batch numbered `expected` comes, rewinding the API once if a batch was
+    /// lost in flight. `None` when the API has nothing left. Also returns the batches fetched
+    /// and dropped on the way.
+    async fn fetch_expected(
+        &self,
+        expected: i32,
+        maybe_lost_in_flight: bool,
+    ) -> anyhow::Result<Option<(ReceivedBatch, Vec<i32>)>> {
+        let source = &self.inner.source;
+        let mut skipped = Vec::new();
+        let mut rewound = false;
+        for _ in 0..MAX_FETCHES_PER_FIRING {
+            match source.fetch_next().await? {
+                Fetched::Exhausted if maybe_lost_in_flight && !rewound => {
+                    tracing::warn!(
+                        expected,
+                        "batch API is exhausted but batch {expected} was in flight; rewinding to look for it"
+                    );
+                    source.restart().await?;
+                    rewound = true;
+                }
+                Fetched::Exhausted => return Ok(None),
+                Fetched::Batch(batch) if batch.batch_number == expected => {
+                    return Ok(Some((batch, skipped)));
+                }
+                Fetched::Batch(batch) if batch.batch_number < expected => {
+                    // Already stored: the cursor is behind (it was rewound). Skip forward.
+                    skipped.push(batch.batch_number);
+                }
+                Fetched::Batch(batch) if !rewound => {
+                    tracing::warn!(
+                        expected,
+                        received = batch.batch_number,
+                        "a batch was lost in flight; rewinding the batch API"
+                    );
+                    skipped.push(batch.batch_number);
+                    source.restart().await?;
+                    rewound = true;
+                }
+                Fetched::Batch(batch) => anyhow::bail!(
+                    "the batch API sent batch {} while batch {expected} was expected, even after \
+                     a rewind: its sequence is not deterministic",
+                    batch.batch_number
+                ),
+            }
+        }
+        anyhow::bail!("batch {expected} did not come in {MAX_FETCHES_PER_FIRING} fetches")
+    }
+
+    async fn store_batch(
+        &self,
+        transaction: &Transaction<'_>,
+        batch: ReceivedBatch,
+        first: bool,
+        skipped_batches: Vec<i32>,
+    ) -> anyhow::Result<StoredBatch> {
+        let inner = &self.inner;
+        let sampling = inner.config.sampling;
+        let records = batch.records();
+        let sample_size = if first {
+            sampling.first_batch
+        } else {
+            sampling.later_batches
+        };
+        let mut rng = SplitMix64::keyed(sampling.seed, &[batch.batch_number as u64]);
+        let chosen = sample_indices(&mut rng, records.len(), sample_size);
+        let sampled: Vec<SampledRecord> = chosen
+            .iter()
+            .map(|&index| SampledRecord {
+                row_index: index as i32,
+                parsed: parse_api_record(records[index]),
+                original: records[index],
+            })
+            .collect();
+        let rows_flagged = sampled
+            .iter()
+            .filter(|record| !record.parsed.problems.is_empty())
+            .count();
+
+        let response_key = store::response_key(batch.batch_number);
+        let response_bytes =
+            store::put_response(&inner.objects, &response_key, &batch.body).await?;
+        let group_number = batch
+            .group_number
+            .map_or(inner.config.source.group_number as i32, |g| g as i32);
+        store::insert_batch(
+            transaction,
+            &BatchRow {
+                batch_number: batch.batch_number,
+                group_number,
+                day: batch
+                    .day
+                    .clone()
+                    .or_else(|| inner.config.source.day.clone()),
+                rows_received: records.len() as i32,
+                rows_sampled: sampled.len() as i32,
+                rows_flagged: rows_flagged as i32,
+                sample_seed: sampling.seed as i64,
+                response_bytes: response_bytes as i64,
+            },
+        )
+        .await?;
+        let rows_stored = store::copy_listings(transaction, batch.batch_number, &sampled).await?;
+        Ok(StoredBatch {
+            batch_number: batch.batch_number,
+            rows_received: records.len(),
+            rows_sampled: sampled.len(),
+            rows_flagged,
+            rows_stored,
+            response_bytes,
+            skipped_batches,
+            manifest_key: store::manifest_key(batch.batch_number),
+        })
+    }
+}
+
+async fn record_tick(
+    transaction: &Transaction<'_>,
+    tick: &ScheduleTick,
+    outcome: &str,
+    batch_number: Option<i32>,
+) -> anyhow::Result<()> {
+    if let Some(id) = &tick.id {
+        transaction
+            .execute(
+                "INSERT INTO ops.schedule_ticks (trigger_id, outcome, batch_number)
+                 VALUES ($1, $2, $3)",
+                &[id, &outcome, &batch_number],
+            )
+            .await
+            .context("recording the schedule firing")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The ingest function: `SOURCE_URL`, `DATABASE_URL` and the S3 variables in, batches out.
+#![recursion_limit = "256"]
+
+use std::time::Duration;
+
+use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_ingest::{Ingest, config::IngestConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init("ingest");
+    let config = IngestConfig::from_env()?;
+    let pool = db::pool_from_env()?;
+    db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
+    let ingest = Ingest::new(config, pool, ObjectStore::from_env()?)?;
+    runtime::serve_events("ingest", move |trigger| {
+        let ingest = ingest.clone();
+        async move { ingest.handle(trigger).await }
+    })
+    .await
+}

@@ -1,0 +1,228 @@
+//! The client side of the batch API (DESIGN.md §5): one call to `GET /data`, retried with
+//! exponential backoff when the failure may pass (5xx, connection refused, timeout, a body cut
+//! short or not JSON), and the `400` end-of-data answer read as a normal outcome.
+//!
+//! A retry is not free: the API's cursor has no acknowledgement, so a batch whose answer was
+//! lost may already be gone from it. The caller notices that by `batch_number` and recovers
+//! (see `crate::ingest_tick`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::SourceConfig;
+
+/// What one successful call to `GET /data` gave.
+pub enum Fetched {
+    Batch(ReceivedBatch),
+    /// The API answered 400 with its "everything was collected" detail.
+    Exhausted,
+}
+
+/// A batch as received: the exact bytes, and where its records are within them.
+pub struct ReceivedBatch {
+    pub body: Bytes,
+    pub batch_number: i32,
+    pub group_number: Option<f64>,
+    pub day: Option<String>,
+}
+
+impl ReceivedBatch {
+    /// The records of `data`, each still as raw JSON text (cheap: no field is parsed yet).
+    pub fn records(&self) -> Vec<&RawValue> {
+        // `fetch_next` already checked that this parses.
+        serde_json::from_slice::<Envelope>(&self.body)
+            .map(|envelope| envelope.data)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    group_number: Option<f64>,
+    #[serde(default)]
+    day: Option<String>,
+    batch_number: f64,
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
+}
+
+/// Why talking to the batch API failed for good (after the retries).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("batch API at {url} failed after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("batch API at {url} refused the request with HTTP {status}: {body}")]
+    Refused {
+        url: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// The exact `detail` the course API sends once every batch was served.
+pub const EXHAUSTED_DETAIL: &str = "Ya se recolectó toda la información minima necesaria";
+
+enum Attempt {
+    Done(Fetched),
+    Retry(String),
+    Fail(SourceError),
+}
+
+/// The batch API, as seen from ingest.
+#[derive(Clone)]
+pub struct SourceClient {
+    http: reqwest::Client,
+    config: SourceConfig,
+}
+
+impl SourceClient {
+    pub fn new(config: SourceConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(SourceClient { http, config })
+    }
+
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut params = vec![("group_number", self.config.group_number.to_string())];
+        if let Some(day) = &self.config.day {
+            params.push(("day", day.clone()));
+        }
+        params
+    }
+
+    /// Takes the next batch from the cursor.
+    pub async fn fetch_next(&self) -> Result<Fetched, SourceError> {
+        let url = format!("{}/data", self.config.base_url);
+        let attempts = self.config.retries + 1;
+        let mut wait = self.config.backoff;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.attempt(&url).await {
+                Attempt::Done(fetched) => return Ok(fetched),
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Retry(reason) => {
+                    metrics::counter!("source_request_failures_total").increment(1);
+                    tracing::warn!(attempt, attempts, %reason, "batch API call failed");
+                    last = reason;
+                    if attempt < attempts {
+                        tokio::time::sleep(wait).await;
+                        wait = wait.saturating_mul(2);
+                    }
+                }
+            }
+        }
+        Err(SourceError::GaveUp {
+            url,
+            attempts,
+            last,
+        })
+    }
+
+    async fn attempt(&self, url: &str) -> Attempt {
+        let response = match self.http.get(url).query(&self.params()).send().await {
+            Ok(response) => response,
+            Err(error) => return Attempt::Retry(describe(&error)),
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => return Attempt::Retry(format!("reading the body: {}", describe(&error))),
+        };
+        if status.is_server_error() {
+            return Attempt::Retry(format!("HTTP {status}"));
+        }
+        if status == reqwest::StatusCode::BAD_REQUEST && is_exhausted(&body) {
+            return Attempt::Done(Fetched::Exhausted);
+        }
+        if !status.is_success() {
+            return Attempt::Fail(SourceError::Refused {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(),
+            });
+        }
+        match serde_json::from_slice::<Envelope>(&body) {
+            Ok(envelope) => {
+                let number = envelope.batch_number;
+                if number.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&number) {
+                    return Attempt::Retry(format!("batch_number {number} is not a batch number"));
+                }
+                let (group_number, day) = (envelope.group_number, envelope.day);
+                Attempt::Done(Fetched::Batch(ReceivedBatch {
+                    batch_number: number as i32,
+                    group_number,
+                    day,
+                    body,
+                }))
+            }
+            // A body cut short, or not the API's shape: the answer is lost; try again.
+            Err(error) => {
+                Attempt::Retry(format!("unreadable batch ({} bytes): {error}", body.len()))
+            }
+        }
+    }
+
+    /// Rewinds the cursor to the first batch (`GET /restart_data_generation`).
+    pub async fn restart(&self) -> Result<(), SourceError> {
+        let url = format!("{}/restart_data_generation", self.config.base_url);
+        let mut wait = self.config.backoff;
+        let attempts = self.config.retries + 1;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.http.get(&url).query(&self.params()).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if !response.status().is_server_error() => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    return Err(SourceError::Refused { url, status, body });
+                }
+                Ok(response) => last = format!("HTTP {}", response.status()),
+                Err(error) => last = describe(&error),
+            }
+            if attempt < attempts {
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+        }
+        Err(SourceError::GaveUp {
+            url,
+            attempts,
+            last,
+        })
+    }
+}
+
+fn is_exhausted(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Detail {
+        detail: String,
+    }
+    serde_json::from_slice::<Detail>(body).is_ok_and(|d| d.detail == EXHAUSTED_DETAIL)
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,225 @@
+//! Writing a batch down: listings into `raw.listings` with COPY, the batch into `ops.batches`,
+//! the response as received and the manifest that announces the batch into the bucket.
+
+use std::io::Write;
+
+use anyhow::Context;
+use appraise_core::{listing::ParsedRecord, objects::ObjectStore};
+use bytes::Bytes;
+use futures_util::pin_mut;
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Transaction, binary_copy::BinaryCopyInWriter, types::Type};
+
+/// The object that holds a batch's response, byte for byte, gzip-compressed.
+pub fn response_key(batch_number: i32) -> String {
+    format!("raw/batch-{batch_number:06}/response.json.gz")
+}
+
+/// The object whose creation announces a batch to `process`.
+pub fn manifest_key(batch_number: i32) -> String {
+    format!("raw/batch-{batch_number:06}/manifest.json")
+}
+
+/// Compresses the response as received and writes it to the bucket.
+pub async fn put_response(objects: &ObjectStore, key: &str, body: &[u8]) -> anyhow::Result<u64> {
+    let body = body.to_vec();
+    // Fast compression: a 90 MB batch takes well under a second and shrinks about 6×.
+    let compressed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(&body)?;
+        encoder.finish()
+    })
+    .await
+    .context("compression task panicked")??;
+    let size = compressed.len() as u64;
+    objects
+        .put(key, Bytes::from(compressed), "application/gzip")
+        .await?;
+    Ok(size)
+}
+
+/// One batch's row in `ops.batches`.
+pub struct BatchRow {
+    pub batch_number: i32,
+    pub group_number: i32,
+    pub day: Option<String>,
+    pub rows_received: i32,
+    pub rows_sampled: i32,
+    pub rows_flagged: i32,
+    pub sample_seed: i64,
+    pub response_bytes: i64,
+}
+
+pub async fn insert_batch(transaction: &Transaction<'_>, row: &BatchRow) -> anyhow::Result<()> {
+    transaction
+        .execute(
+            "INSERT INTO ops.batches (batch_number, group_number, day, rows_received, rows_sampled,
+                                      rows_flagged, sample_seed, response_key, response_bytes,
+                                      manifest_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &row.batch_number,
+                &row.group_number,
+                &row.day,
+                &row.rows_received,
+                &row.rows_sampled,
+                &row.rows_flagged,
+                &row.sample_seed,
+                &response_key(row.batch_number),
+                &row.response_bytes,
+                &manifest_key(row.batch_number),
+            ],
+        )
+        .await
+        .context("inserting into ops.batches")?;
+    Ok(())
+}
+
+/// A sampled record: its position in the batch, what was read, and the JSON as received.
+pub struct SampledRecord<'a> {
+    pub row_index: i32,
+    pub parsed: ParsedRecord,
+    pub original: &'a serde_json::value::RawValue,
+}
+
+/// COPYs the sampled listings into `raw.listings`; returns how many rows were written.
+pub async fn copy_listings(
+    transaction: &Transaction<'_>,
+    batch_number: i32,
+    records: &[SampledRecord<'_>],
+) -> anyhow::Result<u64> {
+    let sink = transaction
+        .copy_in(
+            "COPY raw.listings (batch_number, row_index, brokered_by, status, price, bed, bath,
+                                acre_lot, street, city, state, zip_code, house_size,
+                                prev_sold_date, problems, original)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .context("starting COPY into raw.listings")?;
+    let types = [
+        Type::INT4,
+        Type::INT4,
+        Type::INT8,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::DATE,
+        Type::TEXT_ARRAY,
+        Type::JSONB,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for record in records {
+        let listing = &record.parsed.listing;
+        let zip = listing.zip_code.map(|zip| zip.to_string());
+        let problems: Vec<String> = record
+            .parsed
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        // The record as received is kept only where reading it lost something.
+        let original: Option<serde_json::Value> = if problems.is_empty() {
+            None
+        } else {
+            serde_json::from_str(record.original.get()).ok()
+        };
+        writer
+            .as_mut()
+            .write(&[
+                &batch_number,
+                &record.row_index,
+                &listing.brokered_by,
+                &listing.status,
+                &listing.price,
+                &listing.bed,
+                &listing.bath,
+                &listing.acre_lot,
+                &listing.street,
+                &listing.city,
+                &listing.state,
+                &zip,
+                &listing.house_size,
+                &listing.prev_sold_date,
+                &problems,
+                &original,
+            ])
+            .await
+            .context("writing a row to COPY")?;
+    }
+    writer
+        .as_mut()
+        .finish()
+        .await
+        .context("finishing COPY into raw.listings")
+}
+
+/// What the raw/ manifest says about a batch.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub batch_number: i32,
+    pub group_number: i32,
+    pub day: Option<String>,
+    pub rows_received: i32,
+    pub rows_sampled: i32,
+    pub rows_flagged: i32,
+    pub response_key: String,
+    pub ingested_at: String,
+}
+
+/// Writes the manifest of every stored batch that has not been announced yet, oldest first,
+/// and marks it announced. Writing a manifest twice writes the same bytes, so two callers at
+/// once are harmless. Returns the batch numbers announced.
+pub async fn announce_pending(
+    client: &impl GenericClient,
+    objects: &ObjectStore,
+) -> anyhow::Result<Vec<i32>> {
+    let rows = client
+        .query(
+            "SELECT batch_number, group_number, day, rows_received, rows_sampled, rows_flagged,
+                    response_key, manifest_key,
+                    to_char(ingested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM ops.batches WHERE announced_at IS NULL ORDER BY batch_number",
+            &[],
+        )
+        .await
+        .context("listing unannounced batches")?;
+    let mut announced = Vec::with_capacity(rows.len());
+    for row in rows {
+        let manifest = Manifest {
+            batch_number: row.get(0),
+            group_number: row.get(1),
+            day: row.get(2),
+            rows_received: row.get(3),
+            rows_sampled: row.get(4),
+            rows_flagged: row.get(5),
+            response_key: row.get(6),
+            ingested_at: row.get(8),
+        };
+        let key: String = row.get(7);
+        let body = serde_json::to_vec_pretty(&manifest)?;
+        objects
+            .put(&key, Bytes::from(body), "application/json")
+            .await?;
+        client
+            .execute(
+                "UPDATE ops.batches SET announced_at = now()
+                 WHERE batch_number = $1 AND announced_at IS NULL",
+                &[&manifest.batch_number],
+            )
+            .await?;
+        announced.push(manifest.batch_number);
+    }
+    Ok(announced)
+}

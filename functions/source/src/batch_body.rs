@@ -1,0 +1,90 @@
+//! The body of a `GET /data` response, produced a chunk at a time.
+//!
+//! A full batch is up to 361,457 rows, about 90 MB of JSON. Building it whole would cost that
+//! much memory per request, so the body is an iterator of [`Bytes`] chunks of
+//! [`CHUNK_ROWS`] rows each (about half a megabyte), each generated only when the connection
+//! asks for more. The first chunk opens the envelope
+//! (`{"group_number":…,"day":…,"batch_number":…,"data":[`), the last one closes it (`]}`).
+
+use std::sync::Arc;
+
+use appraise_core::listing::Listing;
+use bytes::Bytes;
+
+use crate::dataset::Dataset;
+
+/// Rows per chunk of the response body.
+pub const CHUNK_ROWS: u64 = 2_048;
+
+/// Roughly how many bytes one row takes in JSON; only sizes the buffers.
+const ROW_BYTES_ESTIMATE: usize = 260;
+
+/// The chunks of one batch's JSON response, in order.
+pub struct BatchChunks {
+    dataset: Arc<Dataset>,
+    batch_number: u64,
+    rows: u64,
+    next_row: u64,
+    /// The envelope's opening, until the first chunk has been produced.
+    opening: Option<Vec<u8>>,
+    closed: bool,
+    scratch: Listing,
+}
+
+impl BatchChunks {
+    /// The body of batch `batch_number` as served to `group_number` for `day`.
+    pub fn new(
+        dataset: Arc<Dataset>,
+        group_number: i64,
+        day: Option<&str>,
+        batch_number: u64,
+    ) -> BatchChunks {
+        let rows = dataset.batch_rows(batch_number).unwrap_or(0);
+        let mut opening = Vec::with_capacity(96);
+        opening.extend_from_slice(b"{\"group_number\":");
+        opening.extend_from_slice(itoa::Buffer::new().format(group_number).as_bytes());
+        opening.extend_from_slice(b",\"day\":");
+        match day {
+            // A JSON string with every escape JSON needs; serializing a &str cannot fail.
+            Some(day) => serde_json::to_writer(&mut opening, day).expect("a string serializes"),
+            None => opening.extend_from_slice(b"null"),
+        }
+        opening.extend_from_slice(b",\"batch_number\":");
+        opening.extend_from_slice(itoa::Buffer::new().format(batch_number).as_bytes());
+        opening.extend_from_slice(b",\"data\":[");
+        BatchChunks {
+            dataset,
+            batch_number,
+            rows,
+            next_row: 0,
+            opening: Some(opening),
+            closed: false,
+            scratch: Listing::default(),
+        }
+    }
+}
+
+impl Iterator for BatchChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.closed {
+            return None;
+        }
+        let end = (self.next_row + CHUNK_ROWS).min(self.rows);
+        let mut chunk = self.opening.take().unwrap_or_default();
+        chunk.reserve((end - self.next_row) as usize * ROW_BYTES_ESTIMATE + 2);
+        self.dataset.write_rows(
+            self.batch_number,
+            self.next_row..end,
+            &mut self.scratch,
+            &mut chunk,
+        );
+        self.next_row = end;
+        if self.next_row >= self.rows {
+            chunk.extend_from_slice(b"]}");
+            self.closed = true;
+        }
+        Some(Bytes::from(chunk))
+    }
+}

@@ -1,0 +1,205 @@
+//! Does the generator look like the real data? Computes the same marginals for
+//! `data/realtor-sample.csv` (12,885 real rows) and for the default plan's batch 6 at scale 0.1
+//! (36,146 rows of the whole for-sale market, seed 42), prints them side by side
+//! (`cargo test -p appraise-source --test marginals -- --nocapture`), and checks each generated
+//! figure lies in a band around the real one. The bands are wider where the real slice is
+//! narrow: it covers only New England, New York and Puerto Rico.
+
+use std::{collections::HashSet, num::NonZeroUsize, path::PathBuf};
+
+use appraise_core::listing::Listing;
+use appraise_source::{
+    csv_source::CsvListings,
+    generator::SyntheticListings,
+    plan::{BatchPlan, Scale},
+};
+
+/// A numeric field and how to read it.
+type NumericField = (&'static str, fn(&Listing) -> Option<f64>);
+
+const NUMERIC_FIELDS: [NumericField; 5] = [
+    ("price", |r| r.price),
+    ("house_size", |r| r.house_size),
+    ("acre_lot", |r| r.acre_lot),
+    ("bed", |r| r.bed),
+    ("bath", |r| r.bath),
+];
+
+const QUANTILES: [f64; 6] = [0.01, 0.10, 0.50, 0.90, 0.99, 1.0];
+
+/// The marginals compared.
+#[derive(Debug)]
+struct Marginals {
+    rows: usize,
+    /// Per field, the share of rows where it is null.
+    null_share: Vec<(&'static str, f64)>,
+    /// Per numeric field, its values at [`QUANTILES`] (the last is the maximum).
+    quantiles: Vec<(&'static str, [f64; 6])>,
+    states: usize,
+    for_sale_share: f64,
+}
+
+fn marginals(rows: &[Listing]) -> Marginals {
+    let share = |is_null: &dyn Fn(&Listing) -> bool| {
+        rows.iter().filter(|row| is_null(row)).count() as f64 / rows.len() as f64
+    };
+    let null_share = vec![
+        ("brokered_by", share(&|r| r.brokered_by.is_none())),
+        ("price", share(&|r| r.price.is_none())),
+        ("bed", share(&|r| r.bed.is_none())),
+        ("bath", share(&|r| r.bath.is_none())),
+        ("acre_lot", share(&|r| r.acre_lot.is_none())),
+        ("street", share(&|r| r.street.is_none())),
+        ("city", share(&|r| r.city.is_none())),
+        ("zip_code", share(&|r| r.zip_code.is_none())),
+        ("house_size", share(&|r| r.house_size.is_none())),
+        ("prev_sold_date", share(&|r| r.prev_sold_date.is_none())),
+    ];
+    let quantiles = NUMERIC_FIELDS
+        .iter()
+        .map(|(name, read)| {
+            let mut values: Vec<f64> = rows.iter().filter_map(read).collect();
+            values.sort_by(f64::total_cmp);
+            let at = |q: f64| values[((q * values.len() as f64) as usize).min(values.len() - 1)];
+            (*name, QUANTILES.map(at))
+        })
+        .collect();
+    Marginals {
+        rows: rows.len(),
+        null_share,
+        quantiles,
+        states: rows
+            .iter()
+            .filter_map(|r| r.state.as_deref())
+            .collect::<HashSet<_>>()
+            .len(),
+        for_sale_share: share(&|r| r.status.as_deref() == Some("for_sale")),
+    }
+}
+
+fn print_table(real: &Marginals, generated: &Marginals) {
+    println!(
+        "| statistic | real sample ({} rows) | generator ({} rows) |",
+        real.rows, generated.rows
+    );
+    println!("|---|---:|---:|");
+    for ((field, real_share), (_, generated_share)) in
+        real.null_share.iter().zip(&generated.null_share)
+    {
+        println!(
+            "| `{field}` null | {:.2}% | {:.2}% |",
+            real_share * 100.0,
+            generated_share * 100.0
+        );
+    }
+    for ((field, real_values), (_, generated_values)) in
+        real.quantiles.iter().zip(&generated.quantiles)
+    {
+        let show = |values: &[f64; 6]| {
+            values
+                .iter()
+                .map(|v| format!("{v}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        println!(
+            "| `{field}` p1/p10/p50/p90/p99/max | {} | {} |",
+            show(real_values),
+            show(generated_values)
+        );
+    }
+    println!("| states | {} | {} |", real.states, generated.states);
+}
+
+fn sample_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/realtor-sample.csv")
+}
+
+fn quantile(marginals: &Marginals, field: &str, q: f64) -> f64 {
+    let (_, values) = marginals
+        .quantiles
+        .iter()
+        .find(|(name, _)| *name == field)
+        .expect("a compared field");
+    values[QUANTILES
+        .iter()
+        .position(|&x| x == q)
+        .expect("a compared quantile")]
+}
+
+#[test]
+fn generated_listings_resemble_the_real_sample() {
+    let (sample, _) = CsvListings::open(&sample_path(), NonZeroUsize::new(2_000).unwrap())
+        .expect("the sample loads");
+    let real = marginals(sample.rows());
+
+    let listings =
+        SyntheticListings::new(42, &BatchPlan::course(), Scale::new(0.1).unwrap()).unwrap();
+    let whole_market = listings.batch(6).expect("the plan has six batches");
+    let rows: Vec<Listing> = (0..whole_market.rows())
+        .map(|row| whole_market.listing(row))
+        .collect();
+    let generated = marginals(&rows);
+    print_table(&real, &generated);
+
+    // Nulls: within a few points of the real shares (relatively, for the rare ones).
+    for ((field, real_share), (_, generated_share)) in
+        real.null_share.iter().zip(&generated.null_share)
+    {
+        let tolerance = (real_share * 0.6).clamp(0.002, 0.04);
+        assert!(
+            (real_share - generated_share).abs() <= tolerance,
+            "{field} null: real {real_share:.4}, generated {generated_share:.4}"
+        );
+    }
+    // Distributions: each quantile within a factor of the real one. Prices are held closest;
+    // extremes (p99, max) are single rare values and get more room.
+    for (field, q, factor) in [
+        ("price", 0.01, 1.5),
+        ("price", 0.10, 1.3),
+        ("price", 0.50, 1.2),
+        ("price", 0.90, 1.3),
+        ("price", 0.99, 1.6),
+        ("price", 1.0, 10.0),
+        ("house_size", 0.10, 1.3),
+        ("house_size", 0.50, 1.2),
+        ("house_size", 0.90, 1.3),
+        ("house_size", 0.99, 2.0),
+        ("acre_lot", 0.10, 1.5),
+        ("acre_lot", 0.50, 1.5),
+        ("acre_lot", 0.90, 1.6),
+        ("acre_lot", 0.99, 2.5),
+        ("bed", 0.50, 1.0),
+        ("bed", 0.99, 1.5),
+        ("bath", 0.50, 1.0),
+        ("bath", 0.99, 1.5),
+    ] {
+        let (real_value, generated_value) =
+            (quantile(&real, field, q), quantile(&generated, field, q));
+        let ratio = generated_value / real_value;
+        assert!(
+            ratio <= factor && ratio >= 1.0 / factor,
+            "{field} p{}: real {real_value}, generated {generated_value}",
+            q * 100.0
+        );
+    }
+    // The warts the real file has: mansions of 80 bedrooms, typo'd sizes, ranches.
+    let max = |field| quantile(&generated, field, 1.0);
+    assert!(
+        (20.0..=100.0).contains(&max("bed")),
+        "max bed {}",
+        max("bed")
+    );
+    assert!(
+        max("house_size") > 50_000.0,
+        "max size {}",
+        max("house_size")
+    );
+    assert!(max("acre_lot") > 1_000.0, "max lot {}", max("acre_lot"));
+    assert!(generated.states >= 50, "only {} states", generated.states);
+    assert_eq!(generated.for_sale_share, 1.0);
+    assert!(
+        real.for_sale_share > 0.99,
+        "the sample is the for-sale market"
+    );
+}

@@ -1,0 +1,121 @@
+//! The function binaries, run as child processes in their HTTP mode.
+//!
+//! Each child gets `PORT` and its settings through the environment, and its stdin is a pipe
+//! from this process with `APPRAISE_EXIT_ON_STDIN_EOF=1`: when this process ends, however it
+//! ends, the pipe closes and the child shuts down by itself. Dropping a [`FunctionProcess`]
+//! asks it to stop the same way and waits for it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// A running function binary.
+pub struct FunctionProcess {
+    pub name: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl FunctionProcess {
+    /// Starts `binary` listening on a free port and waits until `GET /healthz` answers.
+    /// `log` receives the child's stderr (its structured logs).
+    pub async fn start(
+        name: &str,
+        binary: &Path,
+        env: &[(String, String)],
+        log: Stdio,
+    ) -> anyhow::Result<FunctionProcess> {
+        let port = crate::free_port()?;
+        let mut command = Command::new(binary);
+        command
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("APPRAISE_EXIT_ON_STDIN_EOF", "1")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", binary.display()))?;
+        let mut process = FunctionProcess {
+            name: name.to_owned(),
+            port,
+            child,
+        };
+        process.wait_healthy(Duration::from_secs(60)).await?;
+        Ok(process)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_healthy(&mut self, patience: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", self.url());
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start with {status}", self.name);
+            }
+            if started.elapsed() > patience {
+                bail!("{} did not answer /healthz within {patience:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asks the function to stop (closes its stdin) and waits up to 10 s, then kills it.
+    pub async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Where the function binaries are: `$APPRAISE_BIN_DIR`, else next to the running executable
+/// (`target/<profile>/`; test executables live one level deeper, in `deps/`).
+pub fn binary_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("APPRAISE_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// The path of a function binary, with a helpful error when it was not built.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = binary_dir()?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the functions first (`cargo build --release --bins`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}

@@ -1,0 +1,326 @@
+//! An embedded S3 server (s3s over a local directory, s3s-fs) that sends MinIO-style
+//! notifications.
+//!
+//! Stands in for MinIO on one machine: the functions talk to it with the real AWS SDK, and each
+//! object it stores is announced, like MinIO's webhook target, to every [`NotificationRule`]
+//! whose prefix and suffix match the key. Deliveries are retried with backoff (MinIO queues
+//! and retries too); each attempt's outcome is published as a [`Delivery`] so the harness can
+//! show what every stage did.
+
+use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use hyper::{Request, body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use s3s::{auth::SimpleAuth, service::S3ServiceBuilder};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+/// Where objects of matching keys are announced.
+#[derive(Debug, Clone)]
+pub struct NotificationRule {
+    pub prefix: String,
+    pub suffix: String,
+    /// The webhook URL to POST the MinIO event body to; `None` only publishes the event.
+    pub target: Option<String>,
+}
+
+impl NotificationRule {
+    fn matches(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
+}
+
+/// One notification and what its target answered.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub key: String,
+    pub target: Option<String>,
+    /// HTTP status of the final attempt (`None`: no target, or it could not be reached).
+    pub status: Option<u16>,
+    /// The target's answer (a stage's JSON report), or the last error.
+    pub response: String,
+}
+
+/// The server's credentials (any values work; they are checked like real S3 signatures).
+pub const ACCESS_KEY: &str = "appraise";
+pub const SECRET_KEY: &str = "appraise-secret";
+
+/// A running server; stops when dropped.
+pub struct S3Server {
+    address: SocketAddr,
+    deliveries: broadcast::Sender<Delivery>,
+    root: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    /// Set when the server made its own directory, which then goes when the server does.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl S3Server {
+    /// Serves the directory `root` (buckets are its subdirectories) on 127.0.0.1:`port`
+    /// (0 for any free port).
+    pub async fn start(
+        root: PathBuf,
+        port: u16,
+        rules: Vec<NotificationRule>,
+    ) -> anyhow::Result<S3Server> {
+        std::fs::create_dir_all(&root)?;
+        let filesystem = s3s_fs::FileSystem::new(&root)
+            .map_err(|error| anyhow::anyhow!("opening {}: {error:?}", root.display()))?;
+        let mut builder = S3ServiceBuilder::new(filesystem);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let s3 = builder.build();
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding the S3 server to 127.0.0.1:{port}"))?;
+        let address = listener.local_addr()?;
+        let (deliveries, _) = broadcast::channel(1024);
+        let (created_tx, created_rx) = mpsc::unbounded_channel::<Created>();
+        tokio::spawn(dispatch(created_rx, Arc::new(rules), deliveries.clone()));
+
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s3 = s3.clone();
+                let created_tx = created_tx.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let s3 = s3.clone();
+                        let created_tx = created_tx.clone();
+                        async move {
+                            let created = object_created(&request);
+                            let response = match s3.call(request.map(s3s::Body::from)).await {
+                                Ok(response) => response,
+                                Err(error) => {
+                                    tracing::warn!(?error, "S3 request failed");
+                                    let mut response = http::Response::new(s3s::Body::empty());
+                                    *response.status_mut() =
+                                        http::StatusCode::INTERNAL_SERVER_ERROR;
+                                    response
+                                }
+                            };
+                            if response.status().is_success()
+                                && let Some(created) = created
+                            {
+                                let _ = created_tx.send(created);
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(S3Server {
+            address,
+            deliveries,
+            root,
+            task,
+            _temp_dir: None,
+        })
+    }
+
+    /// Like [`S3Server::start`] on a fresh temporary directory (removed on drop), any port.
+    pub async fn start_in_temp_dir(rules: Vec<NotificationRule>) -> anyhow::Result<S3Server> {
+        let dir = tempfile::Builder::new().prefix("appraise-s3-").tempdir()?;
+        let mut server = S3Server::start(dir.path().to_path_buf(), 0, rules).await?;
+        server._temp_dir = Some(dir);
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:<port>`, for `S3_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn root(&self) -> &PathBuf {
+        &self.root
+    }
+
+    /// Every notification sent from now on, with its target's answer.
+    pub fn deliveries(&self) -> broadcast::Receiver<Delivery> {
+        self.deliveries.subscribe()
+    }
+
+    /// Settings a function needs to reach this server with the given bucket.
+    pub fn env(&self, bucket: &str) -> Vec<(String, String)> {
+        [
+            ("S3_ENDPOINT", self.endpoint()),
+            ("S3_BUCKET", bucket.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
+
+    /// A client configuration for this server.
+    pub fn object_store_config(&self, bucket: &str) -> appraise_core::objects::ObjectStoreConfig {
+        appraise_core::objects::ObjectStoreConfig {
+            endpoint: Some(self.endpoint()),
+            bucket: bucket.to_owned(),
+            region: "us-east-1".to_owned(),
+            access_key_id: ACCESS_KEY.to_owned(),
+            secret_access_key: SECRET_KEY.to_owned(),
+            session_token: None,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Created {
+    bucket: String,
+    key: String,
+    event_name: &'static str,
+}
+
+/// Whether a request, if it succeeds, creates an object: a PUT of an object that is not a
+/// multipart part, or the POST that completes a multipart upload.
+fn object_created<B>(request: &Request<B>) -> Option<Created> {
+    let query = request.uri().query().unwrap_or("");
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(name))
+    };
+    let event_name = match *request.method() {
+        http::Method::PUT
+            if !has("partNumber") && !has("uploadId") && !has("tagging") && !has("acl") =>
+        {
+            if request.headers().contains_key("x-amz-copy-source") {
+                "ObjectCreated:Copy"
+            } else {
+                "ObjectCreated:Put"
+            }
+        }
+        http::Method::POST if has("uploadId") => "ObjectCreated:CompleteMultipartUpload",
+        _ => return None,
+    };
+    let path = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8()
+        .ok()?;
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    (!key.is_empty()).then(|| Created {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        event_name,
+    })
+}
+
+/// Characters MinIO leaves unescaped in notification keys (Go's url.QueryEscape); a space
+/// becomes `+`.
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b' ');
+
+/// The body MinIO POSTs to a webhook target for one created object.
+pub fn minio_event(bucket: &str, key: &str, event_name: &str, sequence: u64) -> Value {
+    let encoded_key = utf8_percent_encode(key, KEY_ESCAPE)
+        .to_string()
+        .replace(' ', "+");
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    json!({
+        "EventName": format!("s3:{event_name}"),
+        "Key": format!("{bucket}/{key}"),
+        "Records": [{
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "awsRegion": "",
+            "eventTime": now,
+            "eventName": format!("s3:{event_name}"),
+            "userIdentity": { "principalId": ACCESS_KEY },
+            "requestParameters": { "principalId": ACCESS_KEY, "region": "", "sourceIPAddress": "127.0.0.1" },
+            "responseElements": { "x-amz-request-id": format!("{sequence:016X}") },
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "Config",
+                "bucket": { "name": bucket, "ownerIdentity": { "principalId": ACCESS_KEY }, "arn": format!("arn:aws:s3:::{bucket}") },
+                "object": { "key": encoded_key, "sequencer": format!("{sequence:016X}") }
+            },
+            "source": { "host": "127.0.0.1", "port": "", "userAgent": "appraise-local" }
+        }]
+    })
+}
+
+/// Sends each created object to its matching rules, one object after the other (in the order
+/// they were written), each delivery retried with backoff.
+async fn dispatch(
+    mut created: mpsc::UnboundedReceiver<Created>,
+    rules: Arc<Vec<NotificationRule>>,
+    deliveries: broadcast::Sender<Delivery>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15 * 60))
+        .build()
+        .expect("an HTTP client builds");
+    let mut sequence = 0u64;
+    while let Some(object) = created.recv().await {
+        sequence += 1;
+        for rule in rules.iter().filter(|rule| rule.matches(&object.key)) {
+            let body = minio_event(&object.bucket, &object.key, object.event_name, sequence);
+            let delivery = deliver(&client, rule, &object.key, &body).await;
+            let _ = deliveries.send(delivery);
+        }
+    }
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    rule: &NotificationRule,
+    key: &str,
+    body: &Value,
+) -> Delivery {
+    let Some(target) = &rule.target else {
+        return Delivery {
+            key: key.to_owned(),
+            target: None,
+            status: None,
+            response: String::new(),
+        };
+    };
+    let mut wait = Duration::from_millis(200);
+    let mut last = Delivery {
+        key: key.to_owned(),
+        target: Some(target.clone()),
+        status: None,
+        response: String::new(),
+    };
+    for _attempt in 0..5 {
+        match client.post(target).json(body).send().await {
+            Ok(response) => {
+                let status = response.status();
+                last.status = Some(status.as_u16());
+                last.response = response.text().await.unwrap_or_default();
+                // 5xx and 429 may pass; anything else is final.
+                if !(status.is_server_error() || status.as_u16() == 429) {
+                    return last;
+                }
+            }
+            Err(error) => {
+                last.status = None;
+                last.response = error.to_string();
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    last
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what appraise needs on a Debian/Ubuntu machine, idempotently: only what is missing.
+#   - the C toolchain some crates build with (gcc, make, pkg-config);
+#   - PostgreSQL server binaries (initdb, postgres) for the throw-away clusters of the harness
+#     and the tests, and the `postgres` system user they run as when started by root;
+#   - Rust (rustup, toolchain 1.95) when cargo is absent.
+# Safe to run again and again; the quick-start commands call it first.
+set -euo pipefail
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# apt's postgresql package starts a system cluster on port 5432; appraise does not use it.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "setup: creating the postgres system user (PostgreSQL refuses to run as root)"
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing Rust 1.95 with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+echo "setup: ok ($(cargo --version))"
