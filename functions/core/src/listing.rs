@@ -362,9 +362,15 @@ impl Reader {
 /// Reads one record of the API's `data` array. Never fails: a record that is not even a JSON
 /// object comes back empty with a problem saying so.
 pub fn parse_api_record(raw: &RawValue) -> ParsedRecord {
-    let record: LooseRecord = match serde_json::from_str(raw.get()) {
-        Ok(record) => record,
-        Err(_) => {
+    // serde would read a JSON array into the struct by position: only objects are records.
+    let parsed = if raw.get().trim_start().starts_with('{') {
+        serde_json::from_str::<LooseRecord>(raw.get()).ok()
+    } else {
+        None
+    };
+    let record = match parsed {
+        Some(record) => record,
+        None => {
             return ParsedRecord {
                 listing: Listing::default(),
                 problems: vec![FieldProblem {

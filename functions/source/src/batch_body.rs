@@ -88,3 +88,44 @@ impl Iterator for BatchChunks {
         Some(Bytes::from(chunk))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        generator::SyntheticListings,
+        plan::{BatchPlan, Scale},
+    };
+
+    #[test]
+    fn a_batch_streams_in_bounded_chunks_that_join_into_one_document() {
+        let listings =
+            SyntheticListings::new(42, &BatchPlan::course(), Scale::new(0.1).unwrap()).unwrap();
+        let rows = listings.batch(1).unwrap().rows();
+        let dataset = Arc::new(Dataset::Synthetic(listings));
+        let chunks: Vec<Bytes> = BatchChunks::new(dataset, 5, Some("Tuesday"), 1).collect();
+        assert_eq!(chunks.len() as u64, rows.div_ceil(CHUNK_ROWS));
+        let largest = chunks.iter().map(Bytes::len).max().unwrap();
+        assert!(
+            largest < CHUNK_ROWS as usize * 400,
+            "a chunk of {largest} bytes"
+        );
+
+        let whole: Vec<u8> = chunks.concat();
+        let body: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(body["data"].as_array().unwrap().len() as u64, rows);
+        assert_eq!(
+            (body["group_number"].as_i64(), body["day"].as_str()),
+            (Some(5), Some("Tuesday"))
+        );
+    }
+
+    #[test]
+    fn a_batch_past_the_end_is_an_empty_document_not_a_panic() {
+        let listings = SyntheticListings::new(1, &BatchPlan::course(), Scale::ONE).unwrap();
+        let chunks: Vec<Bytes> =
+            BatchChunks::new(Arc::new(Dataset::Synthetic(listings)), 1, None, 99).collect();
+        let body: serde_json::Value = serde_json::from_slice(&chunks.concat()).unwrap();
+        assert_eq!(body["data"], serde_json::json!([]));
+    }
+}

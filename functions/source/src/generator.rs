@@ -220,9 +220,9 @@ impl PropertyKind {
     /// Spread of ordinary log-prices within one city: land prices vary most.
     fn log_price_spread(self) -> f64 {
         match self {
-            PropertyKind::House => 0.55,
-            PropertyKind::Condo => 0.52,
-            PropertyKind::Land => 0.9,
+            PropertyKind::House => 0.5,
+            PropertyKind::Condo => 0.5,
+            PropertyKind::Land => 0.8,
         }
     }
 }
@@ -453,10 +453,10 @@ fn fill_building(
         (size, bed, bath)
     } else {
         let (base_size, size_noise) = match kind {
-            PropertyKind::Condo => (1_350.0_f64, 0.34),
-            _ => (1_850.0_f64, 0.42),
+            PropertyKind::Condo => (1_350.0_f64, 0.3),
+            _ => (1_850.0_f64, 0.36),
         };
-        let size = (base_size.ln() + 0.5 * premium + size_noise * rng.normal()).exp();
+        let size = (base_size.ln() + 0.6 * premium + size_noise * rng.normal()).exp();
         // One-bedroom listings are rare (1% in the real file) and small.
         let fewest = if size < 800.0 { 1.0 } else { 2.0 };
         let bed = ((size / 500.0).ln() / 0.37 + 0.65 * rng.normal())
