@@ -340,7 +340,7 @@ impl SegmentSampler {
             }
         }
         let total: f64 = weights.iter().sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return None;
         }
         let mut running = 0.0;
@@ -473,7 +473,13 @@ fn fill_building(
     }
     let bed_missing = rng.chance(0.013);
     out.bed = (!bed_missing).then_some(bed);
-    out.bath = (!(bed_missing && rng.chance(0.8)) && !rng.chance(0.003_5)).then_some(bath);
+    // Listings that omit the bedrooms mostly omit the bathrooms too.
+    let bath_missing = if bed_missing {
+        rng.chance(0.8)
+    } else {
+        rng.chance(0.003_5)
+    };
+    out.bath = (!bath_missing).then_some(bath);
     out.house_size = (!rng.chance(0.014)).then_some(size.round().max(100.0));
     out.acre_lot = match kind {
         PropertyKind::Condo => None,

@@ -1,0 +1,168 @@
+//! The ingest binary through its real entry points: HTTP on `$PORT` (Knative, the harness) and
+//! the Lambda runtime API (driven by a local emulator of it).
+
+mod support;
+
+use std::{process::Stdio, time::Duration};
+
+use appraise_local::{
+    lambda_emulator::{Invocation, LambdaEmulator},
+    processes::FunctionProcess,
+};
+use serde_json::{Value, json};
+use support::start_source;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../../local/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The settings the binary needs: a fresh database, an S3 server, a small source.
+async fn function_env() -> (Vec<(String, String)>, appraise_local::s3_server::S3Server) {
+    let source = start_source(0.02).await;
+    let (db_url, _) = appraise_local::testkit::fresh_database().await.unwrap();
+    let (s3, _) = appraise_local::testkit::s3_server(vec![]).await.unwrap();
+    let mut env = s3.env(appraise_local::testkit::BUCKET);
+    env.extend([
+        ("DATABASE_URL".to_owned(), db_url),
+        ("SOURCE_URL".to_owned(), source),
+        ("INGEST_FIRST_SAMPLE".to_owned(), "500".to_owned()),
+        ("INGEST_LATER_SAMPLE".to_owned(), "100".to_owned()),
+    ]);
+    (env, s3)
+}
+
+#[tokio::test]
+async fn http_mode_takes_every_event_shape_on_post_root() {
+    let (env, _s3) = function_env().await;
+    let ingest = FunctionProcess::start(
+        "ingest",
+        env!("CARGO_BIN_EXE_ingest").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: Value| client.post(ingest.url()).json(&body).send();
+
+    let response = post(fixture("eventbridge-schedule.json")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["results"][0]["outcome"], "stored");
+    assert_eq!(report["results"][0]["batch_number"], 1);
+    assert_eq!(report["results"][0]["rows_sampled"], 500);
+
+    // The same EventBridge event again: a redelivery.
+    let report: Value = post(fixture("eventbridge-schedule.json")).await.unwrap().json().await.unwrap();
+    assert_eq!(report["results"][0]["outcome"], "duplicate");
+
+    // A PingSource firing in binary CloudEvents mode.
+    let report: Value = client
+        .post(ingest.url())
+        .header("ce-specversion", "1.0")
+        .header("ce-type", "dev.knative.sources.ping")
+        .header("ce-id", "ping-7")
+        .header("ce-source", "/pingsources/ingest")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["results"][0]["batch_number"], 2);
+
+    // A constant Input (no id): a new firing every time.
+    let report: Value = post(fixture("constant-input.json")).await.unwrap().json().await.unwrap();
+    assert_eq!(report["results"][0]["batch_number"], 3);
+
+    // An object event is not for ingest, and garbage is not an event: 400 with the reason.
+    let response = post(fixture("s3-put.json")).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("schedule"), "{error}");
+
+    let response = client.post(ingest.url()).body("{oops").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("body: not JSON"), "{error}");
+
+    let health = client.get(format!("{}/healthz", ingest.url())).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = client
+        .get(format!("{}/metrics", ingest.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ingest_firings_total"), "{metrics}");
+    assert!(metrics.contains("stage_duration_seconds_bucket"), "{metrics}");
+    ingest.stop().await;
+}
+
+#[tokio::test]
+async fn lambda_mode_answers_invocations_through_the_runtime_api() {
+    let (mut env, _s3) = function_env().await;
+    let emulator = LambdaEmulator::start().await.unwrap();
+    env.extend(emulator.env("ingest"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let wait = Duration::from_secs(60);
+
+    let answer = emulator
+        .invoke("req-1", fixture("constant-input.json"), wait)
+        .await
+        .unwrap();
+    let Invocation::Response(report) = answer else {
+        panic!("expected a response, got {answer:?}");
+    };
+    assert_eq!(report["results"][0]["outcome"], "stored");
+    assert_eq!(report["results"][0]["batch_number"], 1);
+
+    // Lambda retries an async invocation under the same request id: it is a redelivery.
+    let answer = emulator
+        .invoke("req-1", fixture("constant-input.json"), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Invocation::Response(json!({"results": [{
+            "outcome": "duplicate", "trigger_id": "lambda:req-1",
+            "previous_outcome": "stored", "batch_number": 1
+        }]}))
+    );
+
+    let answer = emulator
+        .invoke("req-2", fixture("eventbridge-schedule.json"), wait)
+        .await
+        .unwrap();
+    assert!(matches!(&answer, Invocation::Response(r) if r["results"][0]["batch_number"] == 2), "{answer:?}");
+
+    // Errors come back through the runtime API's error call, with the reason.
+    let answer = emulator.invoke("req-3", json!([1, 2]), wait).await.unwrap();
+    let Invocation::Error(error) = answer else {
+        panic!("expected an error, got {answer:?}");
+    };
+    assert!(error["errorMessage"].as_str().unwrap().contains("expected a JSON object"), "{error}");
+    child.start_kill().unwrap();
+}
+
+#[test]
+fn a_missing_setting_stops_the_binary_with_the_variables_name() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SOURCE_URL"), "{stderr}");
+}
