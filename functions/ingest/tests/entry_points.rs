@@ -54,7 +54,12 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
     assert_eq!(report["results"][0]["rows_sampled"], 500);
 
     // The same EventBridge event again: a redelivery.
-    let report: Value = post(fixture("eventbridge-schedule.json")).await.unwrap().json().await.unwrap();
+    let report: Value = post(fixture("eventbridge-schedule.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(report["results"][0]["outcome"], "duplicate");
 
     // A PingSource firing in binary CloudEvents mode.
@@ -73,21 +78,41 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
     assert_eq!(report["results"][0]["batch_number"], 2);
 
     // A constant Input (no id): a new firing every time.
-    let report: Value = post(fixture("constant-input.json")).await.unwrap().json().await.unwrap();
+    let report: Value = post(fixture("constant-input.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(report["results"][0]["batch_number"], 3);
 
     // An object event is not for ingest, and garbage is not an event: 400 with the reason.
     let response = post(fixture("s3-put.json")).await.unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("schedule"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("schedule"),
+        "{error}"
+    );
 
-    let response = client.post(ingest.url()).body("{oops").send().await.unwrap();
+    let response = client
+        .post(ingest.url())
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("body: not JSON"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("body: not JSON"),
+        "{error}"
+    );
 
-    let health = client.get(format!("{}/healthz", ingest.url())).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", ingest.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     let metrics = client
         .get(format!("{}/metrics", ingest.url()))
@@ -98,7 +123,10 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
         .await
         .unwrap();
     assert!(metrics.contains("ingest_firings_total"), "{metrics}");
-    assert!(metrics.contains("stage_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("stage_duration_seconds_bucket"),
+        "{metrics}"
+    );
     ingest.stop().await;
 }
 
@@ -144,14 +172,23 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         .invoke("req-2", fixture("eventbridge-schedule.json"), wait)
         .await
         .unwrap();
-    assert!(matches!(&answer, Invocation::Response(r) if r["results"][0]["batch_number"] == 2), "{answer:?}");
+    assert!(
+        matches!(&answer, Invocation::Response(r) if r["results"][0]["batch_number"] == 2),
+        "{answer:?}"
+    );
 
     // Errors come back through the runtime API's error call, with the reason.
     let answer = emulator.invoke("req-3", json!([1, 2]), wait).await.unwrap();
     let Invocation::Error(error) = answer else {
         panic!("expected an error, got {answer:?}");
     };
-    assert!(error["errorMessage"].as_str().unwrap().contains("expected a JSON object"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON object"),
+        "{error}"
+    );
     child.start_kill().unwrap();
 }
 

@@ -1,0 +1,200 @@
+//! The harness's parts and the whole main job, for real: a PostgreSQL cluster that cleans up
+//! after itself, the S3 server's MinIO-style notifications, and `appraise run` end to end.
+
+use std::{sync::Arc, time::Duration};
+
+use appraise_core::{events, objects::ObjectStore};
+use appraise_local::{
+    postgres::Postgres,
+    s3_server::{NotificationRule, S3Server},
+    testkit,
+};
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use tokio::sync::Mutex;
+
+#[tokio::test]
+async fn a_throwaway_cluster_serves_queries_and_leaves_nothing_behind() {
+    let mut cluster = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = cluster.create_database("scratch").await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client.query_one("SELECT 6 * 7", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    drop(client);
+
+    let port = cluster.port();
+    let dirs_before = pg_dirs();
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the server stopped"
+    );
+    assert!(
+        pg_dirs().len() < dirs_before.len(),
+        "its directory was removed"
+    );
+}
+
+fn pg_dirs() -> Vec<String> {
+    let prefix = format!("appraise-pg-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_s3_server_announces_matching_objects_like_minio() {
+    // A webhook target that records what it receives.
+    let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let router = Router::new()
+        .route(
+            "/",
+            post(
+                |State(received): State<Arc<Mutex<Vec<Bytes>>>>, body: Bytes| async move {
+                    received.lock().await.push(body);
+                    "{\"ok\":true}"
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let rules = vec![NotificationRule {
+        prefix: "raw/".into(),
+        suffix: ".json".into(),
+        target: Some(target.clone()),
+    }];
+    let (server, objects): (S3Server, ObjectStore) = testkit::s3_server(rules).await.unwrap();
+    let mut deliveries = server.deliveries();
+
+    objects
+        .put(
+            "raw/batch 1/manifest.json",
+            Bytes::from_static(b"{}"),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    objects
+        .put(
+            "raw/batch-1/response.json.gz",
+            Bytes::from_static(b"x"),
+            "application/gzip",
+        )
+        .await
+        .unwrap();
+    objects
+        .put(
+            "clean/batch-1/manifest.json",
+            Bytes::from_static(b"{}"),
+            "application/json",
+        )
+        .await
+        .unwrap();
+
+    let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.key, "raw/batch 1/manifest.json");
+    assert_eq!(delivery.status, Some(200));
+    assert_eq!(delivery.response, "{\"ok\":true}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let bodies = received.lock().await.clone();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "only the key matching prefix and suffix is announced"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(body["EventName"], "s3:ObjectCreated:Put");
+    assert_eq!(body["Key"], "appraise/raw/batch 1/manifest.json");
+    let encoded = body["Records"][0]["s3"]["object"]["key"].as_str().unwrap();
+    assert_eq!(
+        encoded, "raw%2Fbatch+1%2Fmanifest.json",
+        "keys are URL-encoded as MinIO does"
+    );
+    // And what the functions make of it is the real key.
+    let triggers = events::from_json(body).unwrap();
+    let events::Trigger::ObjectCreated(created) = &triggers[0] else {
+        panic!("{triggers:?}")
+    };
+    assert_eq!(created.key, "raw/batch 1/manifest.json");
+
+    // The object itself round-trips through the real AWS SDK.
+    assert_eq!(
+        objects
+            .get("raw/batch-1/response.json.gz")
+            .await
+            .unwrap()
+            .unwrap(),
+        Bytes::from_static(b"x")
+    );
+    assert_eq!(objects.get("raw/missing").await.unwrap(), None);
+    assert_eq!(
+        objects.list("raw/").await.unwrap(),
+        vec!["raw/batch 1/manifest.json", "raw/batch-1/response.json.gz"]
+    );
+}
+
+#[test]
+fn the_main_job_drains_the_source_and_reports_every_batch() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let binary = appraise_local::processes::binary("appraise").unwrap();
+    let output = std::process::Command::new(binary)
+        .args([
+            "run",
+            "--scale",
+            "0.01",
+            "--first-sample",
+            "400",
+            "--later-sample",
+            "50",
+        ])
+        .arg("--work-dir")
+        .arg(work_dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("S3_ENDPOINT")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for batch in 1..=6 {
+        assert!(
+            stdout.contains(&format!("ingest  batch {batch:>3}")),
+            "batch {batch} reported:\n{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("raw/batch-{batch:06}/manifest.json")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("the source has nothing left"), "{stdout}");
+    // Batch 1 is sampled to 400 rows, later ones to 50 (batch 4 has fewer rows than that).
+    let summary = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(summary.contains(" 400 "), "{summary}");
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("total")),
+        "{stdout}"
+    );
+}
