@@ -333,11 +333,11 @@ fn report_deliveries(
     while let Ok(delivery) = deliveries.try_recv() {
         match &delivery.target {
             None => say(
-                &spinner,
+                spinner,
                 format!("event   s3:ObjectCreated:Put {}", delivery.key),
             ),
             Some(target) => say(
-                &spinner,
+                spinner,
                 format!(
                     "event   {} -> {target}: HTTP {}",
                     delivery.key,
@@ -379,7 +379,7 @@ fn thousands(value: i64) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -73,7 +73,7 @@ impl ZipCode {
     }
 
     fn from_f64(value: f64) -> Option<ZipCode> {
-        (value.fract() == 0.0 && (0.0..=99_999.0).contains(&value)).then(|| ZipCode(value as u32))
+        (value.fract() == 0.0 && (0.0..=99_999.0).contains(&value)).then_some(ZipCode(value as u32))
     }
 }
 

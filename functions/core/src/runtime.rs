@@ -1,6 +1,6 @@
 //! Where a function meets its platform.
 //!
-//! [`serve_events`] runs an event function: on the AWS Lambda runtime API when
+//! [`serve`] runs an event function: on the AWS Lambda runtime API when
 //! `AWS_LAMBDA_RUNTIME_API` is set, otherwise as an HTTP server on `$PORT` (default 8080) that
 //! takes every event shape of [`crate::events`] on `POST /` (Knative, the local harness).
 //! [`serve_http`] runs an HTTP API (the batch source, the predictor) the same way. Both add
@@ -52,7 +52,7 @@ impl From<anyhow::Error> for StageError {
 pub type StageResult = Result<Value, StageError>;
 
 /// Runs an event function until the platform stops it.
-pub async fn serve_events<H, F>(service: &'static str, handler: H) -> anyhow::Result<()>
+pub async fn serve<H, F>(service: &'static str, handler: H) -> anyhow::Result<()>
 where
     H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = StageResult> + Send + 'static,
@@ -60,12 +60,14 @@ where
     telemetry::init(service);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         tracing::info!(service, "serving on the Lambda runtime API");
-        return serve_lambda(handler).await;
+        // Boxed: the runtime's future is deeply nested, and a binary's `main` should not need a
+        // raised recursion limit to hold it.
+        return Box::pin(serve_lambda(handler)).await;
     }
     let router = Router::new()
         .route("/", post(http_event::<H, F>))
         .with_state(handler);
-    serve_http(service, router).await
+    Box::pin(serve_http(service, router)).await
 }
 
 /// Runs an HTTP API on `$PORT` with `/healthz` and `/metrics` added, until SIGTERM or Ctrl-C.

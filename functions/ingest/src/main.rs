@@ -1,5 +1,4 @@
 //! The ingest function: `SOURCE_URL`, `DATABASE_URL` and the S3 variables in, batches out.
-#![recursion_limit = "256"]
 
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = db::pool_from_env()?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let ingest = Ingest::new(config, pool, ObjectStore::from_env()?)?;
-    runtime::serve_events("ingest", move |trigger| {
+    runtime::serve("ingest", move |trigger| {
         let ingest = ingest.clone();
         async move { ingest.handle(trigger).await }
     })

@@ -327,3 +327,62 @@ async fn a_batch_committed_but_not_announced_is_announced_by_the_next_firing() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_database_restart_mid_firing_loses_nothing() {
+    let source = start_source(SCALE).await;
+    // The second fetch is slow; while it is in flight, every connection to the database is
+    // killed, as a server restart does.
+    let (proxy, calls) = faulty_proxy(
+        source,
+        |call| if call == 1 { Fault::Slow } else { Fault::Pass },
+    )
+    .await;
+    let world = world(ingest_config(&proxy, 100, 100)).await;
+    stored(world.fire("first").await);
+
+    let killer = {
+        let url = world.db_url.clone();
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            while calls.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+        })
+    };
+    let failed = world.ingest.ingest_tick(&support::tick("second")).await;
+    assert!(killer.await.unwrap() > 0, "connections were killed");
+    assert!(
+        failed.is_err(),
+        "the firing fails while the database is gone: {failed:?}"
+    );
+
+    // The platform redelivers the firing: batch 2, consumed from the cursor by the failed
+    // attempt, is recovered; nothing is stored twice.
+    let retried = stored(world.fire("second").await);
+    assert_eq!(retried.batch_number, 2);
+    assert!(!retried.skipped_batches.is_empty(), "{retried:?}");
+    assert_eq!(world.drain("rest").await, vec![3, 4, 5, 6]);
+    assert_eq!(world.batch_numbers().await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        world
+            .count(
+                "SELECT count(*) FROM (SELECT DISTINCT batch_number, row_index FROM raw.listings) x"
+            )
+            .await,
+        world.count("SELECT count(*) FROM raw.listings").await
+    );
+}

@@ -140,6 +140,8 @@ pub enum Fault {
     Truncate,
     /// Ask the source (its cursor moves), then stall past the client's timeout.
     Stall,
+    /// Ask the source, wait a second (within the client's timeout), then answer.
+    Slow,
 }
 
 #[derive(Clone)]
@@ -191,6 +193,11 @@ async fn proxy_data(State(proxy): State<Proxy>, RawQuery(query): RawQuery) -> Re
         Fault::Truncate => {
             let (status, body) = forward(&proxy, "/data", query).await;
             (status, body.slice(..body.len() / 2)).into_response()
+        }
+        Fault::Slow => {
+            let answer = forward(&proxy, "/data", query).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            answer.into_response()
         }
         Fault::Stall => {
             let _ = forward(&proxy, "/data", query).await;
