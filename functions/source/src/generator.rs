@@ -7,8 +7,9 @@
 //! `SplitMix64::keyed(seed, &[b, i])` and nothing else, so rows can be generated in any order,
 //! in chunks, on any number of threads, and the same request always gets the same bytes. The
 //! scale only decides how many rows a batch has: row 7 of batch 2 is the same row at scale 0.01
-//! and at scale 1. (Floating-point `ln`/`exp` come from the platform's maths library; the stream
-//! is identical on every run of one build, and in practice across x86-64 Linux builds.)
+//! and at scale 1. (`ln`, `exp` and `cos` come from the platform's maths library, so the
+//! sequence is identical run after run on one platform; another libm could round a last digit
+//! differently and, rarely, change a row.)
 //!
 //! # How a row is made
 //!
@@ -18,7 +19,7 @@
 //! 1. **Where, what, how typical.** A *component* is a (city, property kind, price regime)
 //!    triple. Kinds are houses, condos (no lot: `acre_lot` is null) and land (no building:
 //!    `bed`, `bath` and `house_size` are null), in status-dependent shares. Regimes are the
-//!    ordinary market (95.5%), a luxury tail (4%) and a bargain/error tail (0.5%, the $445
+//!    ordinary market (96%), a luxury tail (3.5%) and a bargain/error tail (0.5%, the $445
 //!    listings of the real file). Each component has a log-normal price distribution centred on
 //!    `ln(state median × city factor) + kind offset + status offset + regime shift`.
 //!    A component is drawn with probability ∝ state share × city share × kind share × regime
@@ -27,10 +28,11 @@
 //!    the band (one uniform number, by inverting Φ; see [`crate::gaussian`]), then rounded the
 //!    way asking prices are ($249,900, $250,000, $249,500).
 //! 3. **Features follow the price.** `d`, how far the price sits above the place's typical price
-//!    for that kind, drives the house size (elasticity ~0.43 plus noise), bedrooms follow the
-//!    size, bathrooms the bedrooms and `d`, and the lot grows with `d` (and shrinks in dear
-//!    cities). A model fitted on these rows therefore finds price rising with `house_size`,
-//!    `bed`, `bath`, `acre_lot` and the place, with realistic noise.
+//!    for that kind, drives the house size (`ln size` rises 0.6 per unit of `d`, plus noise);
+//!    bedrooms follow the size, bathrooms the bedrooms and `d`, and the lot grows with `d` (and
+//!    shrinks in dear cities). A model fitted on these rows therefore finds price rising with
+//!    `house_size`, `bed`, `bath`, `acre_lot` and the place, with realistic noise: within a
+//!    city, price follows size about as closely as in the real file (table below).
 //! 4. **Warts.** Multi-unit buildings (up to 80 bedrooms), house sizes inflated 10–1,000× (the
 //!    real file has a 1.45M sq ft house), lots up to 100,000 acres, and nulls at the real
 //!    file's rates, including the missing city and zip codes.
@@ -42,22 +44,31 @@
 //! the default plan's batch 6 (`for_sale`, any price, seed 42), and checks the generator stays
 //! within bands around the real values. Measured:
 //!
-//! | statistic            | real sample | generator |
-//! |----------------------|------------:|----------:|
-//! | `bed` null           | 26.1%       | MEASURED  |
-//! | `bath` null          | 26.1%       | MEASURED  |
-//! | `house_size` null    | 26.0%       | MEASURED  |
-//! | `acre_lot` null      | 13.3%       | MEASURED  |
-//! | `prev_sold_date` null| 66.6%       | MEASURED  |
-//! | `street` null        | 0.47%       | MEASURED  |
-//! | `zip_code` null      | 0.22%       | MEASURED  |
-//! | price p1             | $25,000     | MEASURED  |
-//! | price p10            | $74,900     | MEASURED  |
-//! | price p50            | $285,000    | MEASURED  |
-//! | price p90            | $900,000    | MEASURED  |
-//! | price p99            | $5,000,000  | MEASURED  |
-//! | price max            | $60,000,000 | MEASURED  |
-//! | states               | 12          | MEASURED  |
+//! | statistic                               | real sample | generator |
+//! |-----------------------------------------|------------:|----------:|
+//! | `bed` null                              | 26.06%      | 26.19%    |
+//! | `bath` null                             | 26.05%      | 26.23%    |
+//! | `house_size` null                       | 26.01%      | 26.24%    |
+//! | `acre_lot` null                         | 13.29%      | 13.09%    |
+//! | `prev_sold_date` null                   | 66.60%      | 67.00%    |
+//! | `street` null                           | 0.47%       | 0.45%     |
+//! | `zip_code` null                         | 0.22%       | 0.30%     |
+//! | `city` null                             | 0.12%       | 0.10%     |
+//! | `brokered_by` null                      | 0.03%       | 0.02%     |
+//! | price p1                                | $25,000     | $22,000   |
+//! | price p10                               | $74,900     | $86,000   |
+//! | price p50                               | $285,000    | $306,400  |
+//! | price p90                               | $900,000    | $985,000  |
+//! | price p99                               | $5,000,000  | $4,173,000|
+//! | price max                               | $60,000,000 | $156,481,000 |
+//! | `house_size` p1 / p50 / p99             | 600 / 1,785 / 9,386 | 572 / 1,807 / 9,872 |
+//! | `house_size` max                        | 1,450,112   | 2,181,618 |
+//! | `acre_lot` p10 / p50 / p90 / p99        | 0.11 / 0.62 / 10.5 / 134 | 0.11 / 0.52 / 8.4 / 117 |
+//! | `bed` p50 / p90 / p99 / max             | 3 / 6 / 10 / 86 | 3 / 5 / 9 / 47 |
+//! | `bath` p50 / p90 / p99 / max            | 2 / 4 / 8 / 56  | 2 / 4 / 7 / 38 |
+//! | states                                  | 12          | 53        |
+//! | within-city elasticity of price to size | 0.89        | 0.83      |
+//! | R² of `ln price ~ city + ln size`       | 0.71        | 0.69      |
 //!
 //! The real slice covers a dozen states; the generator covers all 53 places of
 //! [`crate::geography`], so its price spread mixes more markets.

@@ -5,7 +5,11 @@
 //! figure lies in a band around the real one. The bands are wider where the real slice is
 //! narrow: it covers only New England, New York and Puerto Rico.
 
-use std::{collections::HashSet, num::NonZeroUsize, path::PathBuf};
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroUsize,
+    path::PathBuf,
+};
 
 use appraise_core::listing::Listing;
 use appraise_source::{
@@ -37,6 +41,52 @@ struct Marginals {
     quantiles: Vec<(&'static str, [f64; 6])>,
     states: usize,
     for_sale_share: f64,
+    size_effect: SizeEffect,
+}
+
+/// How price follows house size within a city: the slope and R² of
+/// `ln price ~ city + ln house_size` over rows with a size, bedrooms and bathrooms.
+#[derive(Debug)]
+struct SizeEffect {
+    /// The price elasticity of house size within a city.
+    slope: f64,
+    /// Share of the variance of `ln price` explained by the city and the size together.
+    r_squared: f64,
+}
+
+fn size_effect(rows: &[Listing]) -> SizeEffect {
+    // Demean ln price and ln size within each city, then fit one slope through the origin.
+    // (state, city) → [(ln size, ln price)]
+    type Place<'a> = (Option<&'a str>, Option<&'a str>);
+    let mut cities: HashMap<Place, Vec<(f64, f64)>> = HashMap::new();
+    for row in rows {
+        if let (Some(price), Some(size), Some(_), Some(_)) =
+            (row.price, row.house_size, row.bed, row.bath)
+        {
+            cities
+                .entry((row.state.as_deref(), row.city.as_deref()))
+                .or_default()
+                .push((size.ln(), price.ln()));
+        }
+    }
+    let all: Vec<f64> = cities.values().flatten().map(|&(_, y)| y).collect();
+    let mean_all = all.iter().sum::<f64>() / all.len() as f64;
+    let total: f64 = all.iter().map(|y| (y - mean_all).powi(2)).sum();
+    let mut demeaned = Vec::new();
+    for points in cities.values() {
+        let n = points.len() as f64;
+        let (mean_x, mean_y) = points
+            .iter()
+            .fold((0.0, 0.0), |(x, y), &(px, py)| (x + px / n, y + py / n));
+        demeaned.extend(points.iter().map(|&(x, y)| (x - mean_x, y - mean_y)));
+    }
+    let slope = demeaned.iter().map(|(x, y)| x * y).sum::<f64>()
+        / demeaned.iter().map(|(x, _)| x * x).sum::<f64>();
+    let residual: f64 = demeaned.iter().map(|(x, y)| (y - slope * x).powi(2)).sum();
+    SizeEffect {
+        slope,
+        r_squared: 1.0 - residual / total,
+    }
 }
 
 fn marginals(rows: &[Listing]) -> Marginals {
@@ -74,6 +124,7 @@ fn marginals(rows: &[Listing]) -> Marginals {
             .collect::<HashSet<_>>()
             .len(),
         for_sale_share: share(&|r| r.status.as_deref() == Some("for_sale")),
+        size_effect: size_effect(rows),
     }
 }
 
@@ -109,6 +160,14 @@ fn print_table(real: &Marginals, generated: &Marginals) {
         );
     }
     println!("| states | {} | {} |", real.states, generated.states);
+    println!(
+        "| within-city elasticity of price to size | {:.2} | {:.2} |",
+        real.size_effect.slope, generated.size_effect.slope
+    );
+    println!(
+        "| R² of ln price ~ city + ln size | {:.2} | {:.2} |",
+        real.size_effect.r_squared, generated.size_effect.r_squared
+    );
 }
 
 fn sample_path() -> PathBuf {
@@ -198,6 +257,20 @@ fn generated_listings_resemble_the_real_sample() {
     assert!(max("acre_lot") > 1_000.0, "max lot {}", max("acre_lot"));
     assert!(generated.states >= 50, "only {} states", generated.states);
     assert_eq!(generated.for_sale_share, 1.0);
+    // Price follows size about as strongly as in the real data, so a model has as much to learn.
+    let (real_fit, generated_fit) = (&real.size_effect, &generated.size_effect);
+    assert!(
+        (real_fit.slope - generated_fit.slope).abs() < 0.25,
+        "elasticity: real {:.2}, generated {:.2}",
+        real_fit.slope,
+        generated_fit.slope
+    );
+    assert!(
+        (real_fit.r_squared - generated_fit.r_squared).abs() < 0.15,
+        "R²: real {:.2}, generated {:.2}",
+        real_fit.r_squared,
+        generated_fit.r_squared
+    );
     assert!(
         real.for_sale_share > 0.99,
         "the sample is the for-sale market"
