@@ -3,8 +3,18 @@
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS ops;
 
--- One row per batch taken from the batch API. Written in the same transaction as the batch's
--- listings; `announced_at` is set once the raw/ manifest that wakes `process` is written.
+-- Objects to write once the transaction that queued them commits (see core's outbox module):
+-- the manifests whose object-created events wake the next stage.
+CREATE TABLE ops.outbox (
+    key        text PRIMARY KEY,
+    body       text NOT NULL,
+    queued_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    written_at timestamptz
+);
+CREATE INDEX outbox_unwritten ON ops.outbox (queued_at) WHERE written_at IS NULL;
+
+-- One row per batch taken from the batch API, written in the same transaction as the batch's
+-- listings and the outbox entry of its raw/ manifest.
 CREATE TABLE ops.batches (
     batch_number   integer PRIMARY KEY CHECK (batch_number >= 0),
     group_number   integer NOT NULL,
@@ -16,8 +26,7 @@ CREATE TABLE ops.batches (
     response_key   text    NOT NULL,
     response_bytes bigint  NOT NULL,
     manifest_key   text    NOT NULL,
-    ingested_at    timestamptz NOT NULL DEFAULT now(),
-    announced_at   timestamptz
+    ingested_at    timestamptz NOT NULL DEFAULT now()
 );
 
 -- Every schedule firing ingest acted on, so a redelivery of the same firing does nothing.

@@ -23,14 +23,23 @@ pub mod locks {
     pub const MIGRATIONS: i64 = 0x6170_7072_0001;
     /// Held by the one ingest that is talking to the batch API: its cursor is global.
     pub const INGEST: i64 = 0x6170_7072_0002;
+    /// Held while one batch is processed (two-key form: this class, the batch number).
+    pub const PROCESS_CLASS: i32 = 0x7072_6f63;
 }
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "foundation: raw listings, batches, schedule ticks",
-    include_str!("../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "foundation: raw listings, batches, schedule ticks",
+        include_str!("../migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "clean listings and cleaning reports",
+        include_str!("../migrations/0002_clean.sql"),
+    ),
+];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).
 pub fn pool_from_env() -> anyhow::Result<Pool> {

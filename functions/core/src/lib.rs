@@ -3,6 +3,7 @@
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
 //! - [`db`]: the PostgreSQL pool and the embedded migrations;
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
+//! - [`outbox`]: objects written only after the transaction that announces them commits;
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod events;
 pub mod listing;
 pub mod objects;
+pub mod outbox;
 pub mod rng;
 pub mod runtime;
 pub mod telemetry;

@@ -13,8 +13,9 @@
 //!    wrong-typed fields;
 //! 4. write the response as received to `raw/batch-NNNNNN/response.json.gz`, then COPY the
 //!    sampled listings and the batch's row in one transaction and commit;
-//! 5. only then write `raw/batch-NNNNNN/manifest.json`, whose creation wakes `process`. A crash
-//!    between commit and manifest is repaired by the next firing, which announces first.
+//! 5. only then write `raw/batch-NNNNNN/manifest.json`, whose creation wakes `process`: it is
+//!    queued in the same transaction (core's outbox) and written after the commit; a crash
+//!    in between is repaired by the next firing, which flushes the outbox first.
 
 pub mod config;
 pub mod source_client;
@@ -28,6 +29,7 @@ use appraise_core::{
     events::{ScheduleTick, Trigger},
     listing::parse_api_record,
     objects::ObjectStore,
+    outbox,
     rng::{SplitMix64, sample_indices},
     runtime::{StageError, StageResult},
 };
@@ -153,8 +155,6 @@ impl Ingest {
             .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::INGEST])
             .await
             .context("taking the ingest lock")?;
-        // Repair a crash between an earlier commit and its manifest before anything else.
-        store::announce_pending(&transaction, &inner.objects).await?;
 
         if let Some(id) = &tick.id {
             let previous = transaction
@@ -208,8 +208,8 @@ impl Ingest {
             )
             .await?;
         transaction.commit().await.context("committing the batch")?;
-        // The rows are committed: now announce them.
-        store::announce_pending(&**client, &inner.objects).await?;
+        // The rows are committed: now announce them (and anything a crash left unannounced).
+        outbox::flush(&**client, &inner.objects).await?;
         Ok(report)
     }
 

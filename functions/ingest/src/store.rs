@@ -4,11 +4,11 @@
 use std::io::Write;
 
 use anyhow::Context;
-use appraise_core::{listing::ParsedRecord, objects::ObjectStore};
+use appraise_core::{listing::ParsedRecord, objects::ObjectStore, outbox};
 use bytes::Bytes;
 use futures_util::pin_mut;
 use serde::Serialize;
-use tokio_postgres::{GenericClient, Transaction, binary_copy::BinaryCopyInWriter, types::Type};
+use tokio_postgres::{Transaction, binary_copy::BinaryCopyInWriter, types::Type};
 
 /// The object that holds a batch's response, byte for byte, gzip-compressed.
 pub fn response_key(batch_number: i32) -> String {
@@ -41,7 +41,7 @@ pub async fn put_response(objects: &ObjectStore, key: &str, body: &[u8]) -> anyh
     Ok(size)
 }
 
-/// One batch's row in `ops.batches`.
+/// One batch's row in `ops.batches`; inserting it also queues the batch's manifest.
 pub struct BatchRow {
     pub batch_number: i32,
     pub group_number: i32,
@@ -75,7 +75,16 @@ pub async fn insert_batch(transaction: &Transaction<'_>, row: &BatchRow) -> anyh
         )
         .await
         .context("inserting into ops.batches")?;
-    Ok(())
+    let manifest = Manifest {
+        batch_number: row.batch_number,
+        group_number: row.group_number,
+        day: row.day.clone(),
+        rows_received: row.rows_received,
+        rows_sampled: row.rows_sampled,
+        rows_flagged: row.rows_flagged,
+        response_key: response_key(row.batch_number),
+    };
+    outbox::enqueue(transaction, &manifest_key(row.batch_number), &manifest).await
 }
 
 /// A sampled record: its position in the batch, what was read, and the JSON as received.
@@ -175,51 +184,4 @@ pub struct Manifest {
     pub rows_sampled: i32,
     pub rows_flagged: i32,
     pub response_key: String,
-    pub ingested_at: String,
-}
-
-/// Writes the manifest of every stored batch that has not been announced yet, oldest first,
-/// and marks it announced. Writing a manifest twice writes the same bytes, so two callers at
-/// once are harmless. Returns the batch numbers announced.
-pub async fn announce_pending(
-    client: &impl GenericClient,
-    objects: &ObjectStore,
-) -> anyhow::Result<Vec<i32>> {
-    let rows = client
-        .query(
-            "SELECT batch_number, group_number, day, rows_received, rows_sampled, rows_flagged,
-                    response_key, manifest_key,
-                    to_char(ingested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-             FROM ops.batches WHERE announced_at IS NULL ORDER BY batch_number",
-            &[],
-        )
-        .await
-        .context("listing unannounced batches")?;
-    let mut announced = Vec::with_capacity(rows.len());
-    for row in rows {
-        let manifest = Manifest {
-            batch_number: row.get(0),
-            group_number: row.get(1),
-            day: row.get(2),
-            rows_received: row.get(3),
-            rows_sampled: row.get(4),
-            rows_flagged: row.get(5),
-            response_key: row.get(6),
-            ingested_at: row.get(8),
-        };
-        let key: String = row.get(7);
-        let body = serde_json::to_vec_pretty(&manifest)?;
-        objects
-            .put(&key, Bytes::from(body), "application/json")
-            .await?;
-        client
-            .execute(
-                "UPDATE ops.batches SET announced_at = now()
-                 WHERE batch_number = $1 AND announced_at IS NULL",
-                &[&manifest.batch_number],
-            )
-            .await?;
-        announced.push(manifest.batch_number);
-    }
-    Ok(announced)
 }

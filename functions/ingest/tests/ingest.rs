@@ -34,7 +34,7 @@ async fn samples_the_first_batch_and_later_batches_with_their_own_sizes() {
             .query_one(
                 "SELECT rows_received::bigint, rows_sampled::bigint,
                         (SELECT count(*) FROM raw.listings l WHERE l.batch_number = b.batch_number),
-                        announced_at IS NOT NULL
+                        (SELECT written_at IS NOT NULL FROM ops.outbox o WHERE o.key = b.manifest_key)
                  FROM ops.batches b WHERE batch_number = $1",
                 &[&batch],
             )
@@ -314,7 +314,7 @@ async fn a_batch_committed_but_not_announced_is_announced_by_the_next_firing() {
         .get()
         .await
         .unwrap()
-        .execute("UPDATE ops.batches SET announced_at = NULL", &[])
+        .execute("UPDATE ops.outbox SET written_at = NULL", &[])
         .await
         .unwrap();
 
@@ -322,7 +322,7 @@ async fn a_batch_committed_but_not_announced_is_announced_by_the_next_firing() {
     assert!(manifest.exists(), "batch 1's manifest was written again");
     assert_eq!(
         world
-            .count("SELECT count(*) FROM ops.batches WHERE announced_at IS NULL")
+            .count("SELECT count(*) FROM ops.outbox WHERE written_at IS NULL")
             .await,
         0
     );

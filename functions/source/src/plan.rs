@@ -24,24 +24,7 @@
 
 use std::{fmt, str::FromStr};
 
-/// A listing's `status` as the dataset writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    ForSale,
-    Sold,
-    ReadyToBuild,
-}
-
-impl Status {
-    /// The wire value: `for_sale`, `sold` or `ready_to_build`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::ForSale => "for_sale",
-            Status::Sold => "sold",
-            Status::ReadyToBuild => "ready_to_build",
-        }
-    }
-}
+pub use appraise_core::listing::Status;
 
 /// A half-open range of asking prices, `[floor, ceiling)`; either end may be open.
 #[derive(Debug, Clone, Copy, PartialEq)]
