@@ -84,30 +84,37 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// One batch's line in the report.
+#[derive(Default)]
 struct BatchLine {
     batch: i64,
     received: i64,
     sampled: i64,
     flagged: i64,
     stored: i64,
+    kept: i64,
     seconds: f64,
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !(args.scale > 0.0 && args.scale.is_finite()) {
-        bail!("--scale must be a positive number, got {}", args.scale);
-    }
-    let started = Instant::now();
-    let run_dir = args.work_dir.join(format!(
-        "run-{}",
-        time::OffsetDateTime::now_utc().unix_timestamp()
-    ));
-    let log_dir = run_dir.join("logs");
-    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+/// Everything a run starts; dropping it stops all of it.
+struct Stack {
+    _postgres: Option<Postgres>,
+    /// The embedded S3 server, unless `S3_ENDPOINT` names another.
+    s3: Option<S3Server>,
+    deliveries: Option<tokio::sync::broadcast::Receiver<Delivery>>,
+    source: FunctionProcess,
+    ingest: FunctionProcess,
+    process: FunctionProcess,
+}
+
+async fn start_stack(
+    args: &RunArgs,
+    log_dir: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<Stack> {
     let step = |message: &str| println!("==> {message}");
 
     // PostgreSQL.
-    let (_postgres, database_url) = match std::env::var("DATABASE_URL") {
+    let (postgres, database_url) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             step("PostgreSQL: using DATABASE_URL");
             (None, url)
@@ -121,16 +128,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    // The bucket, and who hears about new objects in it.
-    let rules = vec![NotificationRule {
-        prefix: "raw/".into(),
-        suffix: "manifest.json".into(),
-        // `process` takes raw/ events once it exists; until then the harness only reports them.
-        target: None,
-    }];
-    let (_s3, s3_env, mut deliveries) = match std::env::var("S3_ENDPOINT") {
+    // The bucket.
+    let (s3, s3_env) = match std::env::var("S3_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
-            step("S3: using S3_ENDPOINT (its own notifications apply)");
+            step("S3: using S3_ENDPOINT (the harness delivers the object events itself)");
             let config = ObjectStoreConfig::from_env()?;
             ObjectStore::new(&config).ensure_bucket().await?;
             let env = [
@@ -139,26 +140,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 "AWS_REGION",
                 "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
             ]
             .iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
             .collect::<Vec<_>>();
-            (None, env, None)
+            (None, env)
         }
         _ => {
             let root = run_dir.join("s3");
-            let server = S3Server::start(root.clone(), 0, rules).await?;
+            let server = S3Server::start(root.clone(), 0, Vec::new()).await?;
             step(&format!(
                 "S3: embedded server at {} (objects in {})",
                 server.endpoint(),
                 root.display()
             ));
-            let env = server.env("appraise");
-            ObjectStore::new(&server.object_store_config("appraise"))
+            let env = server.env(BUCKET);
+            ObjectStore::new(&server.object_store_config(BUCKET))
                 .ensure_bucket()
                 .await?;
-            let deliveries = server.deliveries();
-            (Some(server), env, Some(deliveries))
+            (Some(server), env)
         }
     };
 
@@ -166,14 +167,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let log = |name: &str| -> anyhow::Result<Stdio> {
         Ok(File::create(log_dir.join(format!("{name}.log")))?.into())
     };
-    let mut source_env = vec![
-        ("SOURCE_SCALE".to_owned(), args.scale.to_string()),
-        ("SOURCE_SEED".to_owned(), args.seed.to_string()),
-    ];
-    if let Some(csv) = &args.csv {
-        let csv = std::fs::canonicalize(csv).with_context(|| format!("--csv {}", csv.display()))?;
-        source_env.push(("SOURCE_CSV".to_owned(), csv.display().to_string()));
-    }
+    let source_env = match &args.csv {
+        Some(csv) => {
+            let csv =
+                std::fs::canonicalize(csv).with_context(|| format!("--csv {}", csv.display()))?;
+            vec![("SOURCE_CSV".to_owned(), csv.display().to_string())]
+        }
+        None => vec![
+            ("SOURCE_SCALE".to_owned(), args.scale.to_string()),
+            ("SOURCE_SEED".to_owned(), args.seed.to_string()),
+        ],
+    };
     let source = FunctionProcess::start(
         "source",
         &processes::binary("source")?,
@@ -183,9 +187,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
     step(&format!("source: batch API at {}", source.url()));
 
-    let mut ingest_env = s3_env.clone();
+    let mut stage_env = s3_env;
+    stage_env.push(("DATABASE_URL".to_owned(), database_url));
+    let mut ingest_env = stage_env.clone();
     ingest_env.extend([
-        ("DATABASE_URL".to_owned(), database_url.clone()),
         ("SOURCE_URL".to_owned(), source.url()),
         (
             "INGEST_FIRST_SAMPLE".to_owned(),
@@ -204,7 +209,58 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
     step(&format!("ingest: listening at {}", ingest.url()));
+    let process = FunctionProcess::start(
+        "process",
+        &processes::binary("process")?,
+        &stage_env,
+        log("process")?,
+    )
+    .await?;
+    step(&format!("process: listening at {}", process.url()));
+
+    // Who hears about new objects: raw/ manifests wake process; clean/ manifests are reported
+    // (train takes them once it exists).
+    let deliveries = s3.as_ref().map(|server| {
+        server.set_rules(vec![
+            NotificationRule {
+                prefix: "raw/".into(),
+                suffix: "manifest.json".into(),
+                target: Some(format!("{}/", process.url())),
+            },
+            NotificationRule {
+                prefix: "clean/".into(),
+                suffix: "manifest.json".into(),
+                target: None,
+            },
+        ]);
+        server.deliveries()
+    });
     println!("    logs in {}", log_dir.display());
+    Ok(Stack {
+        _postgres: postgres,
+        s3,
+        deliveries,
+        source,
+        ingest,
+        process,
+    })
+}
+
+/// The bucket the harness uses.
+const BUCKET: &str = "appraise";
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if !(args.scale > 0.0 && args.scale.is_finite()) {
+        bail!("--scale must be a positive number, got {}", args.scale);
+    }
+    let started = Instant::now();
+    let run_dir = args.work_dir.join(format!(
+        "run-{}",
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    ));
+    let log_dir = run_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let mut stack = start_stack(&args, &log_dir, &run_dir).await?;
 
     // The schedule.
     let client = reqwest::Client::builder()
@@ -230,29 +286,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "schedule firing {firing}: ingest is fetching a batch"
         ));
         let tick_started = Instant::now();
-        let report = fire_schedule(&client, &ingest.url(), firing).await?;
-        let seconds = tick_started.elapsed().as_secs_f64();
+        let report = fire_schedule(&client, &stack.ingest.url(), firing).await?;
         let result = &report["results"][0];
         match result["outcome"].as_str() {
             Some("stored") => {
-                let line = BatchLine {
+                let mut line = BatchLine {
                     batch: result["batch_number"].as_i64().unwrap_or(-1),
                     received: result["rows_received"].as_i64().unwrap_or(0),
                     sampled: result["rows_sampled"].as_i64().unwrap_or(0),
                     flagged: result["rows_flagged"].as_i64().unwrap_or(0),
                     stored: result["rows_stored"].as_i64().unwrap_or(0),
-                    seconds,
+                    ..BatchLine::default()
                 };
                 say(
                     &spinner,
                     format!(
-                        "ingest  batch {:>3}  received {:>9}  sampled {:>9}  flagged {:>7}  stored {:>9}  {:>6.1} s",
+                        "ingest   batch {:>3}  received {:>9}  sampled {:>9}  flagged {:>7}  stored {:>9}",
                         line.batch,
                         thousands(line.received),
                         thousands(line.sampled),
                         thousands(line.flagged),
                         thousands(line.stored),
-                        line.seconds
                     ),
                 );
                 if let Some(skipped) = result["skipped_batches"].as_array()
@@ -261,36 +315,125 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     say(
                         &spinner,
                         format!(
-                            "        recovered a batch lost in flight (re-fetched and dropped: {skipped:?})"
+                            "         recovered a batch lost in flight (re-fetched and dropped: {skipped:?})"
                         ),
                     );
                 }
+                let manifest = result["manifest_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                spinner.set_message(format!("process is cleaning batch {}", line.batch));
+                let processed = await_processing(&client, &spinner, &mut stack, &manifest).await?;
+                line.kept = processed["rows_kept"].as_i64().unwrap_or(0);
+                say(
+                    &spinner,
+                    format!(
+                        "process  batch {:>3}  kept {:>9} of {:>9}  dropped: {}",
+                        line.batch,
+                        thousands(line.kept),
+                        thousands(processed["rows_in"].as_i64().unwrap_or(0)),
+                        describe_drops(&processed["dropped"]),
+                    ),
+                );
+                line.seconds = tick_started.elapsed().as_secs_f64();
                 lines.push(line);
+                // Show the clean/ announcement that followed, if it is already out.
+                if let Some(deliveries) = stack.deliveries.as_mut() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while let Ok(delivery) = deliveries.try_recv() {
+                        report_delivery(&spinner, &delivery);
+                    }
+                }
             }
             Some("exhausted") => {
-                say(&spinner, "ingest  the source has nothing left");
+                say(&spinner, "ingest   the source has nothing left");
                 break;
             }
-            _ => say(&spinner, format!("ingest  {result}")),
-        }
-        if let Some(deliveries) = deliveries.as_mut() {
-            report_deliveries(&spinner, deliveries);
+            _ => say(&spinner, format!("ingest   {result}")),
         }
         if args.interval_secs > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(args.interval_secs)).await;
         }
     }
-    // Give the last notification a moment to be dispatched, then report it.
-    if let Some(deliveries) = deliveries.as_mut() {
+    // The last events (clean/ manifests) may still be on their way.
+    if let Some(deliveries) = stack.deliveries.as_mut() {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        report_deliveries(&spinner, deliveries);
+        while let Ok(delivery) = deliveries.try_recv() {
+            report_delivery(&spinner, &delivery);
+        }
     }
     spinner.finish_and_clear();
 
     print_summary(&lines, started.elapsed());
-    ingest.stop().await;
-    source.stop().await;
+    stack.process.stop().await;
+    stack.ingest.stop().await;
+    stack.source.stop().await;
+    drop(stack.s3);
     Ok(())
+}
+
+/// Waits until `process` has handled the raw manifest `key` and returns its report. With the
+/// embedded S3 server that is the notification's answer; with another S3 server the harness
+/// delivers the event itself, as a MinIO webhook would.
+async fn await_processing(
+    client: &reqwest::Client,
+    spinner: &ProgressBar,
+    stack: &mut Stack,
+    key: &str,
+) -> anyhow::Result<Value> {
+    let answer = match stack.deliveries.as_mut() {
+        Some(deliveries) => loop {
+            let delivery = tokio::time::timeout(Duration::from_secs(30 * 60), deliveries.recv())
+                .await
+                .with_context(|| format!("no event for {key} within 30 minutes"))??;
+            report_delivery(spinner, &delivery);
+            if delivery.key == key {
+                if delivery.status != Some(200) {
+                    bail!("process failed on {key}: {}", delivery.response);
+                }
+                break delivery.response;
+            }
+        },
+        None => {
+            let body = appraise_local::s3_server::minio_event(BUCKET, key, "ObjectCreated:Put", 0);
+            let response = client
+                .post(format!("{}/", stack.process.url()))
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status();
+            let text = response.text().await?;
+            if !status.is_success() {
+                bail!("process failed on {key} (HTTP {status}): {text}");
+            }
+            text
+        }
+    };
+    let report: Value = serde_json::from_str(&answer).context("reading process's report")?;
+    Ok(report["results"][0].clone())
+}
+
+/// `price_out_of_range 1,234 · missing_bed 567`: the rules that dropped rows, most first.
+fn describe_drops(dropped: &Value) -> String {
+    let mut counts: Vec<(&str, i64)> = dropped
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter_map(|(rule, count)| Some((rule.as_str(), count.as_i64()?)))
+                .filter(|(_, count)| *count > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if counts.is_empty() {
+        return "nothing".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(rule, count)| format!("{rule} {}", thousands(*count)))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// Sends one schedule firing to ingest the way a Knative PingSource does (a binary-mode
@@ -326,51 +469,43 @@ fn say(spinner: &ProgressBar, line: impl AsRef<str>) {
     spinner.suspend(|| println!("{}", line.as_ref()));
 }
 
-fn report_deliveries(
-    spinner: &ProgressBar,
-    deliveries: &mut tokio::sync::broadcast::Receiver<Delivery>,
-) {
-    while let Ok(delivery) = deliveries.try_recv() {
-        match &delivery.target {
-            None => say(
-                spinner,
-                format!("event   s3:ObjectCreated:Put {}", delivery.key),
-            ),
-            Some(target) => say(
-                spinner,
-                format!(
-                    "event   {} -> {target}: HTTP {}",
-                    delivery.key,
-                    delivery
-                        .status
-                        .map_or("unreachable".to_owned(), |s| s.to_string())
-                ),
-            ),
-        }
-    }
+fn report_delivery(spinner: &ProgressBar, delivery: &Delivery) {
+    let line = match &delivery.target {
+        None => format!("event    s3:ObjectCreated:Put {}", delivery.key),
+        Some(target) => format!(
+            "event    s3:ObjectCreated:Put {} -> {target} (HTTP {})",
+            delivery.key,
+            delivery
+                .status
+                .map_or("unreachable".to_owned(), |s| s.to_string())
+        ),
+    };
+    say(spinner, line);
 }
 
 fn print_summary(lines: &[BatchLine], elapsed: Duration) {
     println!();
-    println!("batch  received    sampled    flagged     stored   seconds");
+    println!("batch  received    sampled    flagged     stored       kept   seconds");
     for line in lines {
         println!(
-            "{:>5} {:>9} {:>10} {:>10} {:>10} {:>9.1}",
+            "{:>5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9.1}",
             line.batch,
             thousands(line.received),
             thousands(line.sampled),
             thousands(line.flagged),
             thousands(line.stored),
+            thousands(line.kept),
             line.seconds
         );
     }
     let total = |f: fn(&BatchLine) -> i64| lines.iter().map(f).sum::<i64>();
     println!(
-        "total {:>9} {:>10} {:>10} {:>10} {:>9.1}",
+        "total {:>9} {:>10} {:>10} {:>10} {:>10} {:>9.1}",
         thousands(total(|l| l.received)),
         thousands(total(|l| l.sampled)),
         thousands(total(|l| l.flagged)),
         thousands(total(|l| l.stored)),
+        thousands(total(|l| l.kept)),
         elapsed.as_secs_f64()
     );
 }

@@ -43,6 +43,8 @@ pub struct Delivery {
     pub response: String,
 }
 
+type Rules = Arc<std::sync::RwLock<Vec<NotificationRule>>>;
+
 /// The server's credentials (any values work; they are checked like real S3 signatures).
 pub const ACCESS_KEY: &str = "appraise";
 pub const SECRET_KEY: &str = "appraise-secret";
@@ -51,6 +53,7 @@ pub const SECRET_KEY: &str = "appraise-secret";
 pub struct S3Server {
     address: SocketAddr,
     deliveries: broadcast::Sender<Delivery>,
+    rules: Rules,
     root: PathBuf,
     task: tokio::task::JoinHandle<()>,
     /// Set when the server made its own directory, which then goes when the server does.
@@ -78,7 +81,8 @@ impl S3Server {
         let address = listener.local_addr()?;
         let (deliveries, _) = broadcast::channel(1024);
         let (created_tx, created_rx) = mpsc::unbounded_channel::<Created>();
-        tokio::spawn(dispatch(created_rx, Arc::new(rules), deliveries.clone()));
+        let rules: Rules = Arc::new(std::sync::RwLock::new(rules));
+        tokio::spawn(dispatch(created_rx, rules.clone(), deliveries.clone()));
 
         let task = tokio::spawn(async move {
             loop {
@@ -120,6 +124,7 @@ impl S3Server {
         Ok(S3Server {
             address,
             deliveries,
+            rules,
             root,
             task,
             _temp_dir: None,
@@ -132,6 +137,11 @@ impl S3Server {
         let mut server = S3Server::start(dir.path().to_path_buf(), 0, rules).await?;
         server._temp_dir = Some(dir);
         Ok(server)
+    }
+
+    /// Replaces the notification rules (e.g. once the functions they target are listening).
+    pub fn set_rules(&self, rules: Vec<NotificationRule>) {
+        *self.rules.write().expect("rules lock is never poisoned") = rules;
     }
 
     /// `http://127.0.0.1:<port>`, for `S3_ENDPOINT`.
@@ -264,7 +274,7 @@ pub fn minio_event(bucket: &str, key: &str, event_name: &str, sequence: u64) -> 
 /// they were written), each delivery retried with backoff.
 async fn dispatch(
     mut created: mpsc::UnboundedReceiver<Created>,
-    rules: Arc<Vec<NotificationRule>>,
+    rules: Rules,
     deliveries: broadcast::Sender<Delivery>,
 ) {
     let client = reqwest::Client::builder()
@@ -274,7 +284,14 @@ async fn dispatch(
     let mut sequence = 0u64;
     while let Some(object) = created.recv().await {
         sequence += 1;
-        for rule in rules.iter().filter(|rule| rule.matches(&object.key)) {
+        let matching: Vec<NotificationRule> = rules
+            .read()
+            .expect("rules lock is never poisoned")
+            .iter()
+            .filter(|rule| rule.matches(&object.key))
+            .cloned()
+            .collect();
+        for rule in &matching {
             let body = minio_event(&object.bucket, &object.key, object.event_name, sequence);
             let delivery = deliver(&client, rule, &object.key, &body).await;
             let _ = deliveries.send(delivery);

@@ -178,14 +178,24 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
     );
     for batch in 1..=6 {
         assert!(
-            stdout.contains(&format!("ingest  batch {batch:>3}")),
-            "batch {batch} reported:\n{stdout}"
+            stdout.contains(&format!("ingest   batch {batch:>3}")),
+            "batch {batch} ingested:\n{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("process  batch {batch:>3}  kept")),
+            "batch {batch} processed:\n{stdout}"
         );
         assert!(
             stdout.contains(&format!("raw/batch-{batch:06}/manifest.json")),
             "{stdout}"
         );
+        assert!(
+            stdout.contains(&format!("clean/batch-{batch:06}/manifest.json")),
+            "{stdout}"
+        );
     }
+    // The generator's nulls make some rule drop rows in every run.
+    assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");
     // Batch 1 is sampled to 400 rows, later ones to 50 (batch 4 has fewer rows than that).
     let summary = stdout
