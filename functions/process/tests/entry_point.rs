@@ -1,0 +1,134 @@
+//! The process binary in HTTP mode, woken by MinIO webhook bodies as the embedded S3 server
+//! (or MinIO) sends them.
+
+use std::process::Stdio;
+
+use appraise_core::events::ScheduleTick;
+use appraise_ingest::{
+    Ingest,
+    config::{IngestConfig, SamplingConfig, SourceConfig},
+};
+use appraise_local::{processes::FunctionProcess, s3_server::minio_event, testkit};
+use appraise_source::{DataConfig, Dataset, SourceState, plan::Scale, router};
+use serde_json::Value;
+
+#[tokio::test]
+async fn process_answers_minio_webhooks_on_post_root() {
+    let (db_url, db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+
+    // One real batch, ingested from the real source.
+    let dataset = Dataset::from_config(&DataConfig::Synthetic {
+        seed: 42,
+        scale: Scale::new(0.01).unwrap(),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let source = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(SourceState::new(dataset))).await });
+    let config = IngestConfig {
+        source: SourceConfig {
+            base_url: source,
+            group_number: 9,
+            day: None,
+            timeout: std::time::Duration::from_secs(10),
+            retries: 1,
+            backoff: std::time::Duration::from_millis(10),
+        },
+        sampling: SamplingConfig {
+            first_batch: 500,
+            later_batches: 100,
+            seed: 3,
+        },
+    };
+    let tick = ScheduleTick {
+        id: Some("one".into()),
+        time: None,
+        payload: Value::Null,
+    };
+    Ingest::new(config, db, objects.clone())
+        .unwrap()
+        .ingest_tick(&tick)
+        .await
+        .unwrap();
+
+    let mut env = s3.env(testkit::BUCKET);
+    env.push(("DATABASE_URL".into(), db_url));
+    env.push(("PROCESS_PRICE_MIN".into(), "60000".into()));
+    let process = FunctionProcess::start(
+        "process",
+        env!("CARGO_BIN_EXE_process").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let event = minio_event(
+        testkit::BUCKET,
+        "raw/batch-000001/manifest.json",
+        "ObjectCreated:Put",
+        1,
+    );
+
+    let response = client
+        .post(process.url())
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    let result = &report["results"][0];
+    assert_eq!(result["outcome"], "processed");
+    assert_eq!(result["rows_in"], 500);
+    let kept = result["rows_kept"].as_u64().unwrap();
+    let dropped: u64 = result["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        kept + dropped,
+        500,
+        "every row is kept or dropped by one rule"
+    );
+    assert!(
+        objects
+            .get("clean/batch-000001/manifest.json")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Redelivered: nothing happens twice.
+    let report: Value = client
+        .post(process.url())
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["results"][0]["outcome"], "duplicate");
+
+    // A schedule is not for process; a bad threshold stops the binary at start.
+    let response = client
+        .post(process.url())
+        .body(r#"{"detail-type":"Scheduled Event","id":"x","detail":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    process.stop().await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_process"))
+        .env("PROCESS_PRICE_MIN", "3000000")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PROCESS_PRICE_MAX"), "{stderr}");
+}
