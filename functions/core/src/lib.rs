@@ -5,6 +5,7 @@
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
 //! - [`outbox`]: objects written only after the transaction that announces them commits;
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
+//! - [`features`]: the feature transformation fitted at training and applied at serving;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod features;
 pub mod listing;
 pub mod objects;
 pub mod outbox;

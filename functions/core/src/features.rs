@@ -1,0 +1,332 @@
+//! Features: how a listing becomes the numbers a model sees, fitted once, at training.
+//!
+//! A [`FeatureSpec`] is fitted on the training rows only, serialized into the model artifact,
+//! and applied by one function, [`FeatureSpec::transform`], both when training and when
+//! serving. (The seed project label-encoded categories at training and md5-hashed them at
+//! serving, so its served predictions were wrong.)
+//!
+//! The features, in order ([`FEATURE_NAMES`]):
+//!
+//! - numeric: `bed`, `bath`, `house_size`, `log_house_size`, `log1p_acre_lot`;
+//! - `years_since_sale`: years between the previous sale and the listing's date (the batch
+//!   date at training, the request date at serving), the training median when unknown, with a
+//!   `sale_unknown` indicator;
+//! - `status`: one-hot over the three statuses (all zero for an absent status);
+//! - `state`, `city` (within its state), `zip_code`, `zip3` (the zip's first three digits) and
+//!   `brokered_by`: target encodings — the smoothed mean of log price over the training rows
+//!   of that value, `(n·mean + k·global) / (n + k)` with `k` = [`SMOOTHING`]. A value never seen
+//!   in training, or absent, gets the global mean: the defined fallback. Smoothing keeps a
+//!   value seen once from claiming its one price.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::listing::{Status, ZipCode};
+
+/// Bumped whenever the features or their encoding change; a model records the version it was
+/// trained with, and serving refuses a spec of another version.
+pub const FEATURE_SPEC_VERSION: u32 = 1;
+
+/// Pseudo-count of the target encodings' shrinkage toward the global mean.
+pub const SMOOTHING: f64 = 20.0;
+
+/// The feature names, in the order of [`FeatureSpec::transform`]'s output.
+pub const FEATURE_NAMES: [&str; 16] = [
+    "bed",
+    "bath",
+    "house_size",
+    "log_house_size",
+    "log1p_acre_lot",
+    "years_since_sale",
+    "sale_unknown",
+    "status_for_sale",
+    "status_sold",
+    "status_ready_to_build",
+    "state",
+    "city",
+    "zip_code",
+    "zip3",
+    "brokered_by",
+    "state_known",
+];
+
+/// How many features there are.
+pub const FEATURE_COUNT: usize = FEATURE_NAMES.len();
+
+/// What a model needs to know about one listing. Numeric fields are required; categorical
+/// ones may be absent (they then take the fallback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureInput<'a> {
+    pub bed: f64,
+    pub bath: f64,
+    pub acre_lot: f64,
+    pub house_size: f64,
+    pub status: Option<Status>,
+    pub state: Option<&'a str>,
+    pub city: Option<&'a str>,
+    pub zip_code: Option<ZipCode>,
+    pub brokered_by: Option<i64>,
+    pub prev_sold_date: Option<Date>,
+    /// The listing's date: its batch's date at training, the request's date at serving.
+    pub as_of: Date,
+}
+
+/// A value → number map fitted on training rows, with the number for anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetEncoding {
+    pub values: BTreeMap<String, f64>,
+    pub fallback: f64,
+}
+
+impl TargetEncoding {
+    fn fit<'a>(pairs: impl Iterator<Item = (Option<String>, f64)>, global: f64) -> Self {
+        let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for (key, target) in pairs {
+            if let Some(key) = key {
+                let entry = sums.entry(key).or_default();
+                entry.0 += target;
+                entry.1 += 1.0;
+            }
+        }
+        let values = sums
+            .into_iter()
+            .map(|(key, (sum, n))| (key, (sum + SMOOTHING * global) / (n + SMOOTHING)))
+            .collect();
+        TargetEncoding {
+            values,
+            fallback: global,
+        }
+    }
+
+    fn encode(&self, key: Option<&str>) -> f64 {
+        key.and_then(|key| self.values.get(key))
+            .copied()
+            .unwrap_or(self.fallback)
+    }
+}
+
+/// The fitted feature transformation; see the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub version: u32,
+    /// Median years since the previous sale among training rows that have one.
+    pub median_years_since_sale: f64,
+    pub state: TargetEncoding,
+    /// Keyed `state|city`: a city name is only meaningful within its state.
+    pub city: TargetEncoding,
+    pub zip_code: TargetEncoding,
+    pub zip3: TargetEncoding,
+    pub brokered_by: TargetEncoding,
+}
+
+/// A spec that cannot be applied.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FeatureError {
+    #[error(
+        "feature spec version {found} is not supported (this build applies version {FEATURE_SPEC_VERSION})"
+    )]
+    Version { found: u32 },
+    #[error("cannot fit features on zero rows")]
+    NoRows,
+}
+
+fn years_between(earlier: Date, later: Date) -> f64 {
+    f64::from(later.to_julian_day() - earlier.to_julian_day()) / 365.25
+}
+
+fn city_key(state: Option<&str>, city: Option<&str>) -> Option<String> {
+    Some(format!("{}|{}", state?, city?))
+}
+
+fn zip3(zip: ZipCode) -> String {
+    format!("{:03}", zip.value() / 100)
+}
+
+impl FeatureSpec {
+    /// Fits the spec on training rows and their prices.
+    pub fn fit(rows: &[FeatureInput<'_>], prices: &[f64]) -> Result<FeatureSpec, FeatureError> {
+        if rows.is_empty() || rows.len() != prices.len() {
+            return Err(FeatureError::NoRows);
+        }
+        let targets: Vec<f64> = prices.iter().map(|p| p.max(1.0).ln()).collect();
+        let global = targets.iter().sum::<f64>() / targets.len() as f64;
+        let mut years: Vec<f64> = rows
+            .iter()
+            .filter_map(|row| Some(years_between(row.prev_sold_date?, row.as_of)))
+            .collect();
+        years.sort_by(f64::total_cmp);
+        let median_years_since_sale = if years.is_empty() {
+            0.0
+        } else {
+            years[years.len() / 2]
+        };
+        let pairs = |key: &dyn Fn(&FeatureInput) -> Option<String>| {
+            rows.iter()
+                .zip(&targets)
+                .map(|(row, &target)| (key(row), target))
+                .collect::<Vec<_>>()
+        };
+        Ok(FeatureSpec {
+            version: FEATURE_SPEC_VERSION,
+            median_years_since_sale,
+            state: TargetEncoding::fit(pairs(&|r| r.state.map(str::to_owned)).into_iter(), global),
+            city: TargetEncoding::fit(pairs(&|r| city_key(r.state, r.city)).into_iter(), global),
+            zip_code: TargetEncoding::fit(
+                pairs(&|r| r.zip_code.map(|z| z.to_string())).into_iter(),
+                global,
+            ),
+            zip3: TargetEncoding::fit(pairs(&|r| r.zip_code.map(zip3)).into_iter(), global),
+            brokered_by: TargetEncoding::fit(
+                pairs(&|r| r.brokered_by.map(|b| b.to_string())).into_iter(),
+                global,
+            ),
+        })
+    }
+
+    /// Checks a spec read from an artifact can be applied by this build.
+    pub fn check_version(&self) -> Result<(), FeatureError> {
+        if self.version == FEATURE_SPEC_VERSION {
+            Ok(())
+        } else {
+            Err(FeatureError::Version {
+                found: self.version,
+            })
+        }
+    }
+
+    /// The feature vector of one listing, in [`FEATURE_NAMES`] order. The one function used at
+    /// training and at serving.
+    pub fn transform(&self, row: &FeatureInput<'_>) -> [f64; FEATURE_COUNT] {
+        let (years, sale_unknown) = match row.prev_sold_date {
+            Some(date) => (years_between(date, row.as_of), 0.0),
+            None => (self.median_years_since_sale, 1.0),
+        };
+        let is = |status: Status| f64::from(u8::from(row.status == Some(status)));
+        let zip = row.zip_code.map(|z| z.to_string());
+        let broker = row.brokered_by.map(|b| b.to_string());
+        let state_known = row
+            .state
+            .is_some_and(|state| self.state.values.contains_key(state));
+        [
+            row.bed,
+            row.bath,
+            row.house_size,
+            row.house_size.max(1.0).ln(),
+            row.acre_lot.max(0.0).ln_1p(),
+            years,
+            sale_unknown,
+            is(Status::ForSale),
+            is(Status::Sold),
+            is(Status::ReadyToBuild),
+            self.state.encode(row.state),
+            self.city.encode(city_key(row.state, row.city).as_deref()),
+            self.zip_code.encode(zip.as_deref()),
+            self.zip3.encode(row.zip_code.map(zip3).as_deref()),
+            self.brokered_by.encode(broker.as_deref()),
+            f64::from(u8::from(state_known)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::parse_date;
+
+    fn row<'a>(state: &'a str, city: &'a str, zip: u32, size: f64) -> FeatureInput<'a> {
+        FeatureInput {
+            bed: 3.0,
+            bath: 2.0,
+            acre_lot: 0.25,
+            house_size: size,
+            status: Some(Status::ForSale),
+            state: Some(state),
+            city: Some(city),
+            zip_code: ZipCode::new(zip),
+            brokered_by: Some(7),
+            prev_sold_date: parse_date("2016-01-01"),
+            as_of: parse_date("2026-01-01").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_reloaded_spec_gives_identical_features_unseen_values_included() {
+        let rows = vec![
+            row("Texas", "Austin", 78701, 1800.0),
+            row("Texas", "Dallas", 75201, 2000.0),
+            row("California", "Fresno", 93650, 1500.0),
+        ];
+        let prices = [400_000.0, 350_000.0, 600_000.0];
+        let spec = FeatureSpec::fit(&rows, &prices).unwrap();
+        let reloaded: FeatureSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        reloaded.check_version().unwrap();
+
+        let unseen = FeatureInput {
+            state: Some("Vermont"),
+            city: Some("Nowhere"),
+            zip_code: ZipCode::new(5401),
+            brokered_by: None,
+            status: None,
+            prev_sold_date: None,
+            ..row("x", "y", 0, 900.0)
+        };
+        for input in rows.iter().chain([&unseen]) {
+            let before = spec.transform(input);
+            let after = reloaded.transform(input);
+            assert_eq!(
+                before.map(f64::to_bits),
+                after.map(f64::to_bits),
+                "bit-for-bit equal after a round trip"
+            );
+        }
+        let features = spec.transform(&unseen);
+        let global = spec.state.fallback;
+        for name in ["state", "city", "zip_code", "zip3", "brokered_by"] {
+            let index = FEATURE_NAMES.iter().position(|n| *n == name).unwrap();
+            assert_eq!(
+                features[index], global,
+                "{name} falls back to the global mean"
+            );
+        }
+        assert_eq!(features[6], 1.0, "unknown sale date is flagged");
+        assert_eq!(features[5], spec.median_years_since_sale);
+        assert_eq!(
+            &features[7..10],
+            &[0.0, 0.0, 0.0],
+            "absent status: no one-hot"
+        );
+        assert_eq!(features[15], 0.0, "Vermont was not seen");
+    }
+
+    #[test]
+    fn encodings_order_places_by_price_and_shrink_rare_values() {
+        let mut rows = Vec::new();
+        let mut prices = Vec::new();
+        for _ in 0..50 {
+            rows.push(row("California", "Fresno", 93650, 1500.0));
+            prices.push(900_000.0);
+            rows.push(row("Ohio", "Akron", 44301, 1500.0));
+            prices.push(150_000.0);
+        }
+        rows.push(row("Hawaii", "Hilo", 96720, 1500.0));
+        prices.push(5_000_000.0);
+        let spec = FeatureSpec::fit(&rows, &prices).unwrap();
+        let enc = |state: &str| spec.state.values[state];
+        assert!(enc("California") > enc("Ohio"));
+        // One very expensive sale moves Hawaii only a little above the global mean.
+        let hawaii_raw = 5_000_000f64.ln();
+        assert!(enc("Hawaii") > spec.state.fallback);
+        assert!(enc("Hawaii") < spec.state.fallback + (hawaii_raw - spec.state.fallback) / 10.0);
+        assert_eq!(
+            FeatureSpec {
+                version: 99,
+                ..spec
+            }
+            .check_version(),
+            Err(FeatureError::Version { found: 99 })
+        );
+    }
+}
