@@ -81,7 +81,7 @@ pub struct TargetEncoding {
 }
 
 impl TargetEncoding {
-    fn fit<'a>(pairs: impl Iterator<Item = (Option<String>, f64)>, global: f64) -> Self {
+    fn fit(pairs: impl Iterator<Item = (Option<String>, f64)>, global: f64) -> Self {
         let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for (key, target) in pairs {
             if let Some(key) = key {
