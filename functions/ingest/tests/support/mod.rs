@@ -13,7 +13,7 @@ use std::{
 
 use appraise_core::{db::DbPool, events::ScheduleTick, objects::ObjectStore};
 use appraise_ingest::{
-    Ingest, IngestReport,
+    Ingest, IngestReport, StoredBatch,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
 use appraise_local::{s3_server::S3Server, testkit};
@@ -102,10 +102,19 @@ impl World {
 
     /// Fires until the source is exhausted; returns the stored batch numbers in order.
     pub async fn drain(&self, prefix: &str) -> Vec<i32> {
+        self.drain_reports(prefix)
+            .await
+            .iter()
+            .map(|batch| batch.batch_number)
+            .collect()
+    }
+
+    /// Fires until the source is exhausted; returns what each stored batch reported.
+    pub async fn drain_reports(&self, prefix: &str) -> Vec<StoredBatch> {
         let mut stored = Vec::new();
         for n in 0..100 {
             match self.fire(&format!("{prefix}-{n}")).await {
-                IngestReport::Stored(batch) => stored.push(batch.batch_number),
+                IngestReport::Stored(batch) => stored.push(batch),
                 IngestReport::Exhausted => return stored,
                 other => panic!("unexpected {other:?}"),
             }
