@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what appraise needs on a Debian/Ubuntu machine, idempotently: only what is missing.
-#   - the C toolchain some crates build with (gcc, make, pkg-config);
+#   - the C toolchain some crates build with (a C compiler and make);
 #   - PostgreSQL server binaries (initdb, postgres) for the throw-away clusters of the harness
 #     and the tests, and the `postgres` system user they run as when started by root;
 #   - Rust (rustup, toolchain 1.95) when cargo is absent.
@@ -9,8 +9,9 @@ set -euo pipefail
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
-command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
