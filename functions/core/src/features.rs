@@ -32,6 +32,9 @@ pub const FEATURE_SPEC_VERSION: u32 = 1;
 /// Pseudo-count of the target encodings' shrinkage toward the global mean.
 pub const SMOOTHING: f64 = 20.0;
 
+/// Folds of the cross-fitted training encodings ([`FeatureSpec::fit_cross`]).
+pub const CROSS_FIT_FOLDS: usize = 5;
+
 /// The feature names, in the order of [`FeatureSpec::transform`]'s output.
 pub const FEATURE_NAMES: [&str; 16] = [
     "bed",
@@ -185,6 +188,41 @@ impl FeatureSpec {
         })
     }
 
+    /// Fits the spec on training rows and returns it with the training rows' features,
+    /// cross-fitted: each row's target encodings come from a spec fitted on the other
+    /// [`CROSS_FIT_FOLDS`]−1 folds, so no row sees its own price (otherwise trees learn the
+    /// leak, e.g. a broker seen once "predicts" its one listing exactly). The returned spec,
+    /// fitted on every row, is what is stored and what serving and evaluation apply.
+    pub fn fit_cross(
+        rows: &[FeatureInput<'_>],
+        prices: &[f64],
+    ) -> Result<(FeatureSpec, Vec<[f64; FEATURE_COUNT]>), FeatureError> {
+        let spec = FeatureSpec::fit(rows, prices)?;
+        let fold_of = |i: usize| (crate::rng::mix64(i as u64) % CROSS_FIT_FOLDS as u64) as usize;
+        let mut features = vec![[0.0; FEATURE_COUNT]; rows.len()];
+        for fold in 0..CROSS_FIT_FOLDS {
+            let (mut fit_rows, mut fit_prices) = (Vec::new(), Vec::new());
+            for (i, (row, price)) in rows.iter().zip(prices).enumerate() {
+                if fold_of(i) != fold {
+                    fit_rows.push(row.clone());
+                    fit_prices.push(*price);
+                }
+            }
+            // A fold holding every row (tiny inputs): fall back to the full spec.
+            let fold_spec = if fit_rows.is_empty() {
+                spec.clone()
+            } else {
+                FeatureSpec::fit(&fit_rows, &fit_prices)?
+            };
+            for (i, row) in rows.iter().enumerate() {
+                if fold_of(i) == fold {
+                    features[i] = fold_spec.transform(row);
+                }
+            }
+        }
+        Ok((spec, features))
+    }
+
     /// Checks a spec read from an artifact can be applied by this build.
     pub fn check_version(&self) -> Result<(), FeatureError> {
         if self.version == FEATURE_SPEC_VERSION {
@@ -299,6 +337,37 @@ mod tests {
             "absent status: no one-hot"
         );
         assert_eq!(features[15], 0.0, "Vermont was not seen");
+    }
+
+    #[test]
+    fn cross_fitted_training_features_never_see_their_own_price() {
+        // Each broker has one listing: fitted on all rows, its encoding leaks its own price;
+        // cross-fitted, a row's broker is unseen and takes the other folds' global mean.
+        let rows: Vec<FeatureInput> = (0..100)
+            .map(|i| FeatureInput {
+                brokered_by: Some(i),
+                ..row("Texas", "Austin", 78701, 1500.0)
+            })
+            .collect();
+        let prices: Vec<f64> = (0..100).map(|i| 100_000.0 + 10_000.0 * i as f64).collect();
+        let (spec, features) = FeatureSpec::fit_cross(&rows, &prices).unwrap();
+        assert_eq!(
+            spec,
+            FeatureSpec::fit(&rows, &prices).unwrap(),
+            "the stored spec sees every row"
+        );
+        let broker = FEATURE_NAMES
+            .iter()
+            .position(|n| *n == "brokered_by")
+            .unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            let leaked = spec.transform(row)[broker];
+            let own = prices[i].ln();
+            let cross = features[i][broker];
+            assert_ne!(cross, leaked, "row {i}");
+            // The leaked value leans toward the row's own price; the cross-fitted one does not.
+            assert!((leaked - own).abs() < (spec.brokered_by.fallback - own).abs());
+        }
     }
 
     #[test]
