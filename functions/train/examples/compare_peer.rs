@@ -1,0 +1,164 @@
+//! Fits this crate's models on the exact rows the peer (../shared/bench/peer/train.py) uses,
+//! and prints fit time and test metrics per model, for the README's comparison.
+//!
+//! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv`
+//! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md).
+
+use std::time::Instant;
+
+use appraise_core::{
+    features::{FeatureInput, FeatureSpec},
+    listing::{Status, ZipCode, parse_date},
+};
+use appraise_train::{
+    metrics::Metrics,
+    models::{
+        Matrix, TrainedModel,
+        forest::{Forest, ForestParams},
+        ridge::Ridge,
+    },
+};
+
+struct Row {
+    bed: f64,
+    bath: f64,
+    acre_lot: f64,
+    house_size: f64,
+    status: Option<Status>,
+    state: Option<String>,
+    city: Option<String>,
+    zip: Option<ZipCode>,
+    broker: Option<i64>,
+    sold: Option<time::Date>,
+    price: f64,
+}
+
+fn read(path: &str) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let [
+        bed,
+        bath,
+        acre,
+        size,
+        status,
+        state,
+        city,
+        zip,
+        broker,
+        sold,
+        price,
+    ] = [
+        "bed",
+        "bath",
+        "acre_lot",
+        "house_size",
+        "status",
+        "state",
+        "city",
+        "zip_code",
+        "brokered_by",
+        "prev_sold_date",
+        "price",
+    ]
+    .map(column);
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            let text = |i: usize| Some(record.get(i)?.trim()).filter(|t| !t.is_empty());
+            let number = |i: usize| text(i).and_then(|t| t.parse::<f64>().ok());
+            Row {
+                bed: number(bed).unwrap(),
+                bath: number(bath).unwrap(),
+                acre_lot: number(acre).unwrap(),
+                house_size: number(size).unwrap(),
+                status: text(status).and_then(Status::parse),
+                state: text(state).map(str::to_owned),
+                city: text(city).map(str::to_owned),
+                zip: text(zip).and_then(ZipCode::parse),
+                broker: number(broker).map(|b| b as i64),
+                sold: text(sold).and_then(parse_date),
+                price: number(price).unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn inputs(rows: &[Row]) -> Vec<FeatureInput<'_>> {
+    let as_of = parse_date("2026-11-27").unwrap();
+    rows.iter()
+        .map(|r| FeatureInput {
+            bed: r.bed,
+            bath: r.bath,
+            acre_lot: r.acre_lot,
+            house_size: r.house_size,
+            status: r.status,
+            state: r.state.as_deref(),
+            city: r.city.as_deref(),
+            zip_code: r.zip,
+            brokered_by: r.broker,
+            prev_sold_date: r.sold,
+            as_of,
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (train, test) = (read(&args[1]), read(&args[2]));
+    let (train_inputs, test_inputs) = (inputs(&train), inputs(&test));
+    let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
+    let test_y: Vec<f64> = test.iter().map(|r| r.price).collect();
+    let started = Instant::now();
+    let (spec, train_features) = FeatureSpec::fit_cross(&train_inputs, &train_y).unwrap();
+    let x = Matrix::from_rows(&train_features).unwrap();
+    let test_x = Matrix::from_rows(
+        &test_inputs
+            .iter()
+            .map(|i| spec.transform(i))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    println!(
+        "features: {} train rows, {} test rows, {:.3} s",
+        x.rows,
+        test_x.rows,
+        started.elapsed().as_secs_f64()
+    );
+
+    type Fit<'a> = Box<dyn Fn() -> TrainedModel + 'a>;
+    let fits: Vec<(&str, Fit)> = vec![
+        (
+            "ridge",
+            Box::new(|| TrainedModel::Ridge(Ridge::fit(&x, &train_y, 1.0).unwrap())),
+        ),
+        (
+            "random_forest",
+            Box::new(|| {
+                TrainedModel::RandomForest(
+                    Forest::fit(&x, &train_y, ForestParams::default()).unwrap(),
+                )
+            }),
+        ),
+    ];
+    for (name, fit) in fits {
+        let started = Instant::now();
+        let model = fit();
+        let fit_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let predicted = model.predict(&test_x);
+        let predict_seconds = started.elapsed().as_secs_f64();
+        let m = Metrics::compute(&test_y, &predicted).unwrap();
+        println!(
+            "{name:<14} fit {fit_seconds:>7.2} s  predict {predict_seconds:>6.3} s  rmse {:>9.0}  mae {:>9.0}  r2 {:.4}  mape {:.3}",
+            m.rmse, m.mae, m.r2, m.mape
+        );
+    }
+}
