@@ -59,6 +59,12 @@ struct RunArgs {
     /// Seconds between schedule firings (0: fire again as soon as one is done).
     #[arg(long, default_value_t = 0.0)]
     interval_secs: f64,
+    /// Clean rows that must arrive before train retrains (`TRAIN_MIN_NEW_ROWS`).
+    #[arg(long, default_value_t = 10_000)]
+    min_new_rows: u64,
+    /// Trees of the random forest (`TRAIN_RF_TREES`).
+    #[arg(long, default_value_t = 100)]
+    trees: usize,
     /// Stop after this many firings even if the source has more.
     #[arg(long)]
     max_firings: Option<u32>,
@@ -104,6 +110,7 @@ struct Stack {
     source: FunctionProcess,
     ingest: FunctionProcess,
     process: FunctionProcess,
+    train: FunctionProcess,
 }
 
 async fn start_stack(
@@ -217,9 +224,25 @@ async fn start_stack(
     )
     .await?;
     step(&format!("process: listening at {}", process.url()));
+    let mut train_env = stage_env.clone();
+    train_env.extend([
+        (
+            "TRAIN_MIN_NEW_ROWS".to_owned(),
+            args.min_new_rows.to_string(),
+        ),
+        ("TRAIN_RF_TREES".to_owned(), args.trees.to_string()),
+    ]);
+    let train = FunctionProcess::start(
+        "train",
+        &processes::binary("train")?,
+        &train_env,
+        log("train")?,
+    )
+    .await?;
+    step(&format!("train: listening at {}", train.url()));
 
-    // Who hears about new objects: raw/ manifests wake process; clean/ manifests are reported
-    // (train takes them once it exists).
+    // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train;
+    // candidates/ are reported (promote takes them once it exists).
     let deliveries = s3.as_ref().map(|server| {
         server.set_rules(vec![
             NotificationRule {
@@ -230,6 +253,11 @@ async fn start_stack(
             NotificationRule {
                 prefix: "clean/".into(),
                 suffix: "manifest.json".into(),
+                target: Some(format!("{}/", train.url())),
+            },
+            NotificationRule {
+                prefix: "candidates/".into(),
+                suffix: ".json".into(),
                 target: None,
             },
         ]);
@@ -243,6 +271,7 @@ async fn start_stack(
         source,
         ingest,
         process,
+        train,
     })
 }
 
@@ -324,7 +353,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .unwrap_or_default()
                     .to_owned();
                 spinner.set_message(format!("process is cleaning batch {}", line.batch));
-                let processed = await_processing(&client, &spinner, &mut stack, &manifest).await?;
+                let processed =
+                    await_stage(&client, &spinner, &mut stack, Stage::Process, &manifest).await?;
                 line.kept = processed["rows_kept"].as_i64().unwrap_or(0);
                 say(
                     &spinner,
@@ -336,6 +366,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         describe_drops(&processed["dropped"]),
                     ),
                 );
+                let clean_manifest = format!("clean/batch-{:06}/manifest.json", line.batch);
+                spinner.set_message(format!("train is deciding on batch {}", line.batch));
+                let trained =
+                    await_stage(&client, &spinner, &mut stack, Stage::Train, &clean_manifest)
+                        .await?;
+                for report_line in describe_training(line.batch, &trained) {
+                    say(&spinner, report_line);
+                }
                 line.seconds = tick_started.elapsed().as_secs_f64();
                 lines.push(line);
                 // Show the clean/ announcement that followed, if it is already out.
@@ -366,6 +404,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
 
     print_summary(&lines, started.elapsed());
+    stack.train.stop().await;
     stack.process.stop().await;
     stack.ingest.stop().await;
     stack.source.stop().await;
@@ -373,15 +412,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `process` has handled the raw manifest `key` and returns its report. With the
+/// The stages the harness waits for.
+#[derive(Clone, Copy)]
+enum Stage {
+    Process,
+    Train,
+}
+
+/// Waits until a stage has handled the manifest `key` and returns its report. With the
 /// embedded S3 server that is the notification's answer; with another S3 server the harness
 /// delivers the event itself, as a MinIO webhook would.
-async fn await_processing(
+async fn await_stage(
     client: &reqwest::Client,
     spinner: &ProgressBar,
     stack: &mut Stack,
+    stage: Stage,
     key: &str,
 ) -> anyhow::Result<Value> {
+    let (name, url) = match stage {
+        Stage::Process => ("process", stack.process.url()),
+        Stage::Train => ("train", stack.train.url()),
+    };
     let answer = match stack.deliveries.as_mut() {
         Some(deliveries) => loop {
             let delivery = tokio::time::timeout(Duration::from_secs(30 * 60), deliveries.recv())
@@ -390,28 +441,69 @@ async fn await_processing(
             report_delivery(spinner, &delivery);
             if delivery.key == key {
                 if delivery.status != Some(200) {
-                    bail!("process failed on {key}: {}", delivery.response);
+                    bail!("{name} failed on {key}: {}", delivery.response);
                 }
                 break delivery.response;
             }
         },
         None => {
             let body = appraise_local::s3_server::minio_event(BUCKET, key, "ObjectCreated:Put", 0);
-            let response = client
-                .post(format!("{}/", stack.process.url()))
-                .json(&body)
-                .send()
-                .await?;
+            let response = client.post(format!("{url}/")).json(&body).send().await?;
             let status = response.status();
             let text = response.text().await?;
             if !status.is_success() {
-                bail!("process failed on {key} (HTTP {status}): {text}");
+                bail!("{name} failed on {key} (HTTP {status}): {text}");
             }
             text
         }
     };
-    let report: Value = serde_json::from_str(&answer).context("reading process's report")?;
+    let report: Value =
+        serde_json::from_str(&answer).with_context(|| format!("reading {name}'s report"))?;
     Ok(report["results"][0].clone())
+}
+
+/// The drift verdict, the decision and each model's test metrics, one line each.
+fn describe_training(batch: i64, report: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let drift = &report["drift"];
+    lines.push(if drift.is_null() {
+        format!("drift    batch {batch:>3}  not tested: no production model to compare with")
+    } else {
+        format!(
+            "drift    batch {batch:>3}  {}  (largest: {} D={:.3})",
+            if drift["drifted"].as_bool() == Some(true) {
+                "DRIFT"
+            } else {
+                "no drift"
+            },
+            drift["worst_feature"].as_str().unwrap_or("-"),
+            drift["worst_statistic"].as_f64().unwrap_or(0.0)
+        )
+    });
+    let reason = report["reason"].as_str().unwrap_or_default();
+    match report["outcome"].as_str() {
+        Some("trained") => {
+            lines.push(format!(
+                "train    batch {batch:>3}  trained (training {}): {reason}",
+                report["training_id"]
+            ));
+            for candidate in report["candidates"].as_array().into_iter().flatten() {
+                let test = &candidate["test"];
+                lines.push(format!(
+                    "model    {:<22} test rmse {:>9}  mae {:>9}  r2 {:.3}  mape {:.3}  fit {:.1} s",
+                    candidate["version"].as_str().unwrap_or("?"),
+                    thousands(test["rmse"].as_f64().unwrap_or(0.0) as i64),
+                    thousands(test["mae"].as_f64().unwrap_or(0.0) as i64),
+                    test["r2"].as_f64().unwrap_or(0.0),
+                    test["mape"].as_f64().unwrap_or(0.0),
+                    candidate["fit_seconds"].as_f64().unwrap_or(0.0),
+                ));
+            }
+        }
+        Some("skipped") => lines.push(format!("train    batch {batch:>3}  skipped: {reason}")),
+        _ => lines.push(format!("train    batch {batch:>3}  {report}")),
+    }
+    lines
 }
 
 /// `price_out_of_range 1,234 · missing_bed 567`: the rules that dropped rows, most first.

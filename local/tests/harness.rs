@@ -163,6 +163,10 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
             "400",
             "--later-sample",
             "50",
+            "--min-new-rows",
+            "100",
+            "--trees",
+            "5",
         ])
         .arg("--work-dir")
         .arg(work_dir.path())
@@ -193,7 +197,23 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
             stdout.contains(&format!("clean/batch-{batch:06}/manifest.json")),
             "{stdout}"
         );
+        assert!(
+            stdout.contains(&format!("train    batch {batch:>3}  ")),
+            "batch {batch} decided:\n{stdout}"
+        );
     }
+    // Batch 1 keeps well over 100 clean rows and there is no production model: it trains,
+    // and each model's test metrics are shown.
+    assert!(stdout.contains("train    batch   1  trained"), "{stdout}");
+    assert!(stdout.contains("model    t000001-ridge"), "{stdout}");
+    assert!(
+        stdout.contains("model    t000001-random_forest"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("candidates/training-000001.json"),
+        "{stdout}"
+    );
     // The generator's nulls make some rule drop rows in every run.
     assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");

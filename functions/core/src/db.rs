@@ -25,6 +25,8 @@ pub mod locks {
     pub const INGEST: i64 = 0x6170_7072_0002;
     /// Held while one batch is processed (two-key form: this class, the batch number).
     pub const PROCESS_CLASS: i32 = 0x7072_6f63;
+    /// Held while train decides and trains: trainings happen one at a time.
+    pub const TRAIN: i64 = 0x6170_7072_0003;
 }
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
@@ -38,6 +40,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "clean listings and cleaning reports",
         include_str!("../migrations/0002_clean.sql"),
+    ),
+    (
+        3,
+        "drift reports, trainings, model versions, production pointer",
+        include_str!("../migrations/0003_train.sql"),
     ),
 ];
 

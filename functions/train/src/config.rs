@@ -1,0 +1,70 @@
+//! The train stage's settings, read once at start from the environment.
+
+use appraise_core::config::{self, ConfigError};
+
+use crate::{decision::RetrainRule, drift::DriftConfig, models::forest::ForestParams};
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub rule: RetrainRule,
+    pub drift: DriftConfig,
+    pub ridge_alpha: f64,
+    pub forest: ForestParams,
+    /// Seed of the train / validation / test split (by listing fingerprint: 70 / 15 / 15).
+    pub split_seed: u64,
+}
+
+impl TrainConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = DriftConfig::default();
+        let forest = ForestParams::default();
+        let positive = |name: &str, value: f64| {
+            if value > 0.0 && value.is_finite() {
+                Ok(value)
+            } else {
+                Err(ConfigError::invalid(
+                    name,
+                    value,
+                    "must be a positive number",
+                ))
+            }
+        };
+        Ok(TrainConfig {
+            rule: RetrainRule {
+                min_new_rows: config::optional(
+                    "TRAIN_MIN_NEW_ROWS",
+                    RetrainRule::default().min_new_rows,
+                )?,
+            },
+            drift: DriftConfig {
+                p_value_threshold: config::optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,
+                min_statistic: config::optional("DRIFT_MIN_STATISTIC", defaults.min_statistic)?,
+                max_sample: config::optional("DRIFT_MAX_SAMPLE", defaults.max_sample)?,
+                seed: config::optional("DRIFT_SEED", defaults.seed)?,
+            },
+            ridge_alpha: positive(
+                "TRAIN_RIDGE_ALPHA",
+                config::optional("TRAIN_RIDGE_ALPHA", 1.0)?,
+            )?,
+            forest: ForestParams {
+                trees: config::optional("TRAIN_RF_TREES", forest.trees)?,
+                max_depth: config::optional("TRAIN_RF_MAX_DEPTH", forest.max_depth)?,
+                seed: config::optional("TRAIN_SEED", forest.seed)?,
+                ..forest
+            },
+            split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
+        })
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            rule: RetrainRule::default(),
+            drift: DriftConfig::default(),
+            ridge_alpha: 1.0,
+            forest: ForestParams::default(),
+            split_seed: 42,
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The train stage against a real PostgreSQL and S3: the retrain decision in every case,
+//! idempotency, and artifacts that predict after a round trip exactly as right after training.
+
+use appraise_core::{db::DbPool, events::ObjectCreated, objects::ObjectStore, rng::SplitMix64};
+use appraise_local::{s3_server::S3Server, testkit};
+use appraise_train::{
+    ModelArtifact, Train, TrainReport, config::TrainConfig, metrics::Metrics,
+    models::forest::ForestParams, store,
+};
+
+struct World {
+    db: DbPool,
+    objects: ObjectStore,
+    _s3: S3Server,
+    train: Train,
+}
+
+async fn world() -> World {
+    let (_, db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let config = TrainConfig {
+        forest: ForestParams {
+            trees: 8,
+            max_depth: 8,
+            ..ForestParams::default()
+        },
+        ..TrainConfig::default()
+    };
+    World {
+        train: Train::new(config, db.clone(), objects.clone()),
+        db,
+        objects,
+        _s3: s3,
+    }
+}
+
+const STATES: [&str; 4] = ["Texas", "Ohio", "California", "Florida"];
+
+impl World {
+    /// Adds a processed batch of `rows` clean listings; `scale` multiplies sizes and prices
+    /// (1.0: the usual market; 2.0: a drifted one).
+    async fn clean_batch(&self, batch: i32, rows: usize, scale: f64) {
+        let client = self.db.get().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO ops.batches (batch_number, group_number, rows_received, rows_sampled,
+                     rows_flagged, sample_seed, response_key, response_bytes, manifest_key)
+                 VALUES ($1, 9, $2, $2, 0, 0, 'r', 0, 'm')",
+                &[&batch, &(rows as i32)],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO ops.clean_batches (batch_number, rows_in, rows_kept, dropped, stats, rules, manifest_key)
+                 VALUES ($1, $2, $2, '{}', '{}', '{}', 'c')",
+                &[&batch, &(rows as i32)],
+            )
+            .await
+            .unwrap();
+        let mut rng = SplitMix64::keyed(7, &[batch as u64]);
+        for i in 0..rows {
+            let state = STATES[rng.below(4) as usize];
+            let level = [1.0, 0.6, 2.5, 1.4][STATES.iter().position(|s| *s == state).unwrap()];
+            let size = (800.0 + rng.next_f64() * 3000.0) * scale;
+            let bed = 1 + rng.below(5) as i16;
+            let price = (level * size * 150.0 * (1.0 + 0.1 * rng.normal())).max(10_000.0) * scale;
+            client
+                .execute(
+                    "INSERT INTO clean.listings (batch_number, row_index, brokered_by, status, price, bed, bath,
+                         acre_lot, street, city, state, zip_code, house_size, prev_sold_date, row_hash)
+                     VALUES ($1, $2, $3, 'for_sale', $4, $5, $6, $7, NULL, 'Town', $8, $9, $10, NULL, $11)",
+                    &[
+                        &batch,
+                        &(i as i32),
+                        &(rng.below(500) as i64),
+                        &price,
+                        &bed,
+                        &bed.min(3),
+                        &(rng.next_f64() * scale),
+                        &state,
+                        &format!("{:05}", 10_000 + rng.below(80_000)),
+                        &size,
+                        &(rng.next_u64() as i64),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn event(&self, batch: i32) -> TrainReport {
+        let object = ObjectCreated {
+            bucket: testkit::BUCKET.into(),
+            key: format!("clean/batch-{batch:06}/manifest.json"),
+            size: None,
+            etag: None,
+            event_name: "ObjectCreated:Put".into(),
+        };
+        self.train.train_object(&object).await.unwrap()
+    }
+
+    async fn promote(&self, version: &str) {
+        self.db
+            .get()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO ops.production (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_retrain_rule_in_every_case() {
+    let world = world().await;
+
+    // Too few rows, no production model: skip.
+    world.clean_batch(1, 4_000, 1.0).await;
+    let TrainReport::Skipped { reason, .. } = world.event(1).await else {
+        panic!("expected a skip")
+    };
+    assert!(reason.contains("too few rows"), "{reason}");
+
+    // Enough rows since the last training (none), no production model: first training.
+    world.clean_batch(2, 7_000, 1.0).await;
+    let TrainReport::Trained {
+        reason,
+        candidates,
+        rows_train,
+        ..
+    } = world.event(2).await
+    else {
+        panic!("expected a training")
+    };
+    assert!(reason.contains("no production model"), "{reason}");
+    assert_eq!(candidates.len(), 2);
+    assert!(
+        rows_train > 7_000 && rows_train < 8_500,
+        "70 % of 11,000: {rows_train}"
+    );
+    assert!(
+        world
+            .objects
+            .get("candidates/training-000002.json")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    world.promote(&candidates[0].version).await;
+
+    // Enough new rows, same market: no drift, skip.
+    world.clean_batch(3, 11_000, 1.0).await;
+    let TrainReport::Skipped { reason, drift, .. } = world.event(3).await else {
+        panic!("expected a skip")
+    };
+    assert!(reason.starts_with("no drift"), "{reason}");
+    assert!(!drift.unwrap().drifted);
+
+    // Enough new rows, a market twice as large and expensive: drift, train.
+    world.clean_batch(4, 11_000, 2.0).await;
+    let TrainReport::Trained { reason, drift, .. } = world.event(4).await else {
+        panic!("expected a training")
+    };
+    assert!(reason.starts_with("drift"), "{reason}");
+    assert!(drift.unwrap().drifted);
+
+    let client = world.db.get().await.unwrap();
+    let decisions: Vec<(i32, String)> = client
+        .query(
+            "SELECT batch_number, decision FROM ops.trainings ORDER BY batch_number",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            (1, "skip".into()),
+            (2, "train".into()),
+            (3, "skip".into()),
+            (4, "train".into())
+        ]
+    );
+    let reports: i64 = client
+        .query_one("SELECT count(*) FROM ops.drift_reports", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reports, 2, "drift is tested once a production model exists");
+}
+
+#[tokio::test]
+async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
+    let world = world().await;
+    world.clean_batch(1, 12_000, 1.0).await;
+    let TrainReport::Trained { candidates, .. } = world.event(1).await else {
+        panic!("expected a training")
+    };
+    // Recompute each model's test metrics from its stored artifact, on the test rows.
+    let mut client = world.db.get().await.unwrap();
+    let transaction = tokio_postgres::Client::transaction(&mut client)
+        .await
+        .unwrap();
+    let rows = store::clean_rows(&transaction, 1, 1).await.unwrap();
+    for candidate in &candidates {
+        let bytes = world
+            .objects
+            .get(&candidate.artifact_key)
+            .await
+            .unwrap()
+            .unwrap();
+        let artifact = ModelArtifact::from_json(&bytes).unwrap();
+        assert_eq!(artifact.version, candidate.version);
+        let test_rows: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                appraise_train::split_side(r.row_hash, TrainConfig::default().split_seed) == 2
+            })
+            .collect();
+        let predicted: Vec<f64> = test_rows
+            .iter()
+            .map(|r| artifact.predict(&r.input()))
+            .collect();
+        let actual: Vec<f64> = test_rows.iter().map(|r| r.price).collect();
+        let metrics = Metrics::compute(&actual, &predicted).unwrap();
+        assert_eq!(
+            metrics, candidate.test,
+            "{}: bit-for-bit the same predictions",
+            candidate.algorithm
+        );
+        assert!(
+            candidate.test.r2 > 0.5,
+            "{}: {:?}",
+            candidate.algorithm,
+            candidate.test
+        );
+    }
+    // Unseen categories fall back instead of failing.
+    let bytes = world
+        .objects
+        .get(&candidates[1].artifact_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let artifact = ModelArtifact::from_json(&bytes).unwrap();
+    let mut unseen = rows[0].input();
+    unseen.state = Some("Atlantis");
+    unseen.zip_code = None;
+    assert!(artifact.predict(&unseen).is_finite());
+}
+
+#[tokio::test]
+async fn duplicate_and_concurrent_events_decide_once() {
+    let world = world().await;
+    world.clean_batch(1, 10_500, 1.0).await;
+    let (a, b) = tokio::join!(world.event(1), world.event(1));
+    let trained = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, TrainReport::Trained { .. }))
+        .count();
+    assert_eq!(trained, 1, "{a:?} / {b:?}");
+    assert_eq!(
+        world.event(1).await,
+        TrainReport::Duplicate { batch_number: 1 }
+    );
+    let client = world.db.get().await.unwrap();
+    let versions: i64 = client
+        .query_one("SELECT count(*) FROM ops.model_versions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 2);
+}
