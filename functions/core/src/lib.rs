@@ -6,6 +6,7 @@
 //! - [`outbox`]: objects written only after the transaction that announces them commits;
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
 //! - [`features`]: the feature transformation fitted at training and applied at serving;
+//! - [`keys`]: the object keys functions must agree on;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod features;
+pub mod keys;
 pub mod listing;
 pub mod objects;
 pub mod outbox;

@@ -17,7 +17,7 @@ pub fn response_key(batch_number: i32) -> String {
 
 /// The object whose creation announces a batch to `process`.
 pub fn manifest_key(batch_number: i32) -> String {
-    format!("raw/batch-{batch_number:06}/manifest.json")
+    appraise_core::keys::batch_manifest("raw", batch_number)
 }
 
 /// Compresses the response as received and writes it to the bucket.

@@ -57,17 +57,6 @@ struct Inner {
     objects: appraise_core::objects::ObjectStore,
 }
 
-/// `raw/batch-000123/manifest.json` → 123.
-pub fn batch_of_raw_manifest(key: &str) -> Option<i32> {
-    let number = key
-        .strip_prefix("raw/batch-")?
-        .strip_suffix("/manifest.json")?;
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    number.parse().ok()
-}
-
 impl Process {
     pub fn new(
         rules: CleaningRules,
@@ -96,7 +85,7 @@ impl Process {
         &self,
         object: &ObjectCreated,
     ) -> Result<ProcessReport, StageError> {
-        let Some(batch_number) = batch_of_raw_manifest(&object.key) else {
+        let Some(batch_number) = appraise_core::keys::batch_of_manifest("raw", &object.key) else {
             return Ok(ProcessReport::Ignored {
                 key: object.key.clone(),
                 reason: "not a raw/batch-NNNNNN/manifest.json key".to_owned(),
@@ -215,28 +204,5 @@ impl Process {
             .await
             .map_err(StageError::from)?;
         Ok(report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_batch_numbers_from_manifest_keys_only() {
-        assert_eq!(
-            batch_of_raw_manifest("raw/batch-000012/manifest.json"),
-            Some(12)
-        );
-        assert_eq!(
-            batch_of_raw_manifest("raw/batch-000012/response.json.gz"),
-            None
-        );
-        assert_eq!(
-            batch_of_raw_manifest("clean/batch-000012/manifest.json"),
-            None
-        );
-        assert_eq!(batch_of_raw_manifest("raw/batch-/manifest.json"), None);
-        assert_eq!(batch_of_raw_manifest("raw/batch-+1/manifest.json"), None);
     }
 }

@@ -17,7 +17,7 @@ use crate::rules::{self, CleanListing, CleaningRules, Rule};
 
 /// The object whose creation announces a clean batch to `train`.
 pub fn manifest_key(batch_number: i32) -> String {
-    format!("clean/batch-{batch_number:06}/manifest.json")
+    appraise_core::keys::batch_manifest("clean", batch_number)
 }
 
 /// The day the batch was taken (UTC), or `None` if there is no such batch.

@@ -148,17 +148,6 @@ struct Inner {
 /// The numeric columns tested for drift.
 pub const DRIFT_COLUMNS: [&str; 5] = ["price", "bed", "bath", "acre_lot", "house_size"];
 
-/// `clean/batch-000123/manifest.json` → 123.
-pub fn batch_of_clean_manifest(key: &str) -> Option<i32> {
-    let number = key
-        .strip_prefix("clean/batch-")?
-        .strip_suffix("/manifest.json")?;
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    number.parse().ok()
-}
-
 pub fn candidates_key(training_id: i64) -> String {
     format!("candidates/training-{training_id:06}.json")
 }
@@ -210,7 +199,8 @@ impl Train {
     }
 
     pub async fn train_object(&self, object: &ObjectCreated) -> Result<TrainReport, StageError> {
-        let Some(batch_number) = batch_of_clean_manifest(&object.key) else {
+        let Some(batch_number) = appraise_core::keys::batch_of_manifest("clean", &object.key)
+        else {
             return Ok(TrainReport::Ignored {
                 key: object.key.clone(),
                 reason: "not a clean/batch-NNNNNN/manifest.json key".to_owned(),

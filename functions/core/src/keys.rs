@@ -1,0 +1,54 @@
+//! Object keys that more than one function must agree on.
+//!
+//! A stage announces a batch with `<stage>/batch-NNNNNN/manifest.json` (`raw/` by ingest,
+//! `clean/` by process); the next stage reads the batch number back from the key of the
+//! object event that woke it.
+
+/// `raw/batch-000012/manifest.json` for `("raw", 12)`.
+pub fn batch_manifest(stage: &str, batch_number: i32) -> String {
+    format!("{stage}/batch-{batch_number:06}/manifest.json")
+}
+
+/// The batch number of a `<stage>/batch-NNNNNN/manifest.json` key; `None` for any other key.
+pub fn batch_of_manifest(stage: &str, key: &str) -> Option<i32> {
+    let number = key
+        .strip_prefix(stage)?
+        .strip_prefix("/batch-")?
+        .strip_suffix("/manifest.json")?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_keys_round_trip_and_nothing_else_parses() {
+        assert_eq!(batch_manifest("raw", 12), "raw/batch-000012/manifest.json");
+        assert_eq!(
+            batch_of_manifest("raw", &batch_manifest("raw", 12)),
+            Some(12)
+        );
+        assert_eq!(
+            batch_of_manifest("clean", "clean/batch-000007/manifest.json"),
+            Some(7)
+        );
+        assert_eq!(
+            batch_of_manifest("raw", "raw/batch-000012/response.json.gz"),
+            None
+        );
+        assert_eq!(
+            batch_of_manifest("raw", "clean/batch-000012/manifest.json"),
+            None
+        );
+        assert_eq!(batch_of_manifest("raw", "raw/batch-/manifest.json"), None);
+        assert_eq!(batch_of_manifest("raw", "raw/batch-+1/manifest.json"), None);
+        assert_eq!(
+            batch_of_manifest("raw", "rawx/batch-000001/manifest.json"),
+            None
+        );
+    }
+}
