@@ -12,6 +12,9 @@ pub struct TrainConfig {
     pub forest: ForestParams,
     /// Seed of the train / validation / test split (by listing fingerprint: 70 / 15 / 15).
     pub split_seed: u64,
+    /// Train on the clean rows of the last this many batches; 0 (the default) means every
+    /// clean row so far.
+    pub window_batches: u32,
 }
 
 impl TrainConfig {
@@ -53,6 +56,7 @@ impl TrainConfig {
                 ..forest
             },
             split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
+            window_batches: config::optional("TRAIN_WINDOW_BATCHES", 0)?,
         })
     }
 }
@@ -65,6 +69,7 @@ impl Default for TrainConfig {
             ridge_alpha: 1.0,
             forest: ForestParams::default(),
             split_seed: 42,
+            window_batches: 0,
         }
     }
 }

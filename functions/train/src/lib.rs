@@ -283,8 +283,17 @@ impl Train {
                 has_production_model: production.is_some(),
                 drift: drift.as_ref(),
             });
+            // Every clean row so far, or only the last `window_batches` batches' worth.
+            let window_start = match inner.config.window_batches {
+                0 => i32::MIN,
+                window => batch_number - (window.min(i32::MAX as u32) as i32) + 1,
+            };
             let first_batch: i32 = transaction
-                .query_one("SELECT coalesce(min(batch_number), $1) FROM ops.clean_batches", &[&batch_number])
+                .query_one(
+                    "SELECT coalesce(min(batch_number), $1) FROM ops.clean_batches
+                     WHERE batch_number >= $2 AND batch_number <= $1",
+                    &[&batch_number, &window_start],
+                )
                 .await?
                 .get(0);
             let training_id: i64 = transaction

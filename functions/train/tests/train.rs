@@ -257,6 +257,60 @@ async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
 }
 
 #[tokio::test]
+async fn a_window_trains_on_the_last_batches_only() {
+    let (_, db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let config = TrainConfig {
+        forest: ForestParams {
+            trees: 2,
+            max_depth: 4,
+            ..ForestParams::default()
+        },
+        rule: appraise_train::decision::RetrainRule {
+            min_new_rows: 1_000,
+        },
+        window_batches: 2,
+        ..TrainConfig::default()
+    };
+    let world = World {
+        train: Train::new(config, db.clone(), objects.clone()),
+        db,
+        objects,
+        _s3: s3,
+    };
+    for batch in 1..=3 {
+        world.clean_batch(batch, 1_500, 1.0).await;
+    }
+    let TrainReport::Trained {
+        rows_train,
+        rows_validation,
+        rows_test,
+        ..
+    } = world.event(3).await
+    else {
+        panic!("expected a training")
+    };
+    assert_eq!(
+        rows_train + rows_validation + rows_test,
+        3_000,
+        "batches 2 and 3 only"
+    );
+    let first: i32 = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT first_batch FROM ops.trainings WHERE batch_number = 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, 2);
+}
+
+#[tokio::test]
 async fn duplicate_and_concurrent_events_decide_once() {
     let world = world().await;
     world.clean_batch(1, 10_500, 1.0).await;
