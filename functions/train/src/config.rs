@@ -15,6 +15,10 @@ pub struct TrainConfig {
     /// Train on the clean rows of the last this many batches; 0 (the default) means every
     /// clean row so far.
     pub window_batches: u32,
+    /// When set, each training writes its exact training and test rows here as realtor-data
+    /// CSVs (`training-NNNNNN-train.csv`, `-test.csv`), for comparing with other
+    /// implementations on identical rows (see bench/README.md).
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 impl TrainConfig {
@@ -57,6 +61,7 @@ impl TrainConfig {
             },
             split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
             window_batches: config::optional("TRAIN_WINDOW_BATCHES", 0)?,
+            export_dir: config::maybe("TRAIN_EXPORT_DIR")?,
         })
     }
 }
@@ -70,6 +75,7 @@ impl Default for TrainConfig {
             forest: ForestParams::default(),
             split_seed: 42,
             window_batches: 0,
+            export_dir: None,
         }
     }
 }

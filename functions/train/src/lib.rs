@@ -348,10 +348,15 @@ impl Train {
         let inner = &self.inner;
         let config = inner.config.clone();
         let rows = store::clean_rows(transaction, first_batch, batch_number).await?;
+        let export = config
+            .export_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("training-{training_id:06}")));
         // Fitting is CPU work: off the async runtime.
-        let (spec, fitted, sizes) = tokio::task::spawn_blocking(move || fit_all(&rows, &config))
-            .await
-            .context("the training task panicked")??;
+        let (spec, fitted, sizes) =
+            tokio::task::spawn_blocking(move || fit_all(&rows, &config, export.as_deref()))
+                .await
+                .context("the training task panicked")??;
 
         let mut candidates = Vec::new();
         for (algorithm, model, validation, test, fit_seconds) in fitted {
@@ -447,6 +452,7 @@ type Fitted = (&'static str, TrainedModel, Metrics, Metrics, f64);
 fn fit_all(
     rows: &[CleanRow],
     config: &TrainConfig,
+    export: Option<&std::path::Path>,
 ) -> anyhow::Result<(FeatureSpec, Vec<Fitted>, [usize; 3])> {
     let mut sides: [Vec<&CleanRow>; 3] = Default::default();
     for row in rows {
@@ -455,6 +461,15 @@ fn fit_all(
     let sizes = [sides[0].len(), sides[1].len(), sides[2].len()];
     if sizes.contains(&0) {
         anyhow::bail!("too few rows to split into train, validation and test: {sizes:?}");
+    }
+    if let Some(prefix) = export {
+        let path = |side: &str| {
+            let mut name = prefix.as_os_str().to_owned();
+            name.push(format!("-{side}.csv"));
+            std::path::PathBuf::from(name)
+        };
+        store::write_realtor_csv(&path("train"), &sides[0])?;
+        store::write_realtor_csv(&path("test"), &sides[2])?;
     }
     let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
     let prices: Vec<f64> = sides[0].iter().map(|r| r.price).collect();

@@ -198,11 +198,41 @@ async fn the_retrain_rule_in_every_case() {
 
 #[tokio::test]
 async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
-    let world = world().await;
+    let export = tempfile::tempdir().unwrap();
+    let (_, db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let config = TrainConfig {
+        forest: ForestParams {
+            trees: 8,
+            max_depth: 8,
+            ..ForestParams::default()
+        },
+        export_dir: Some(export.path().to_path_buf()),
+        ..TrainConfig::default()
+    };
+    let world = World {
+        train: Train::new(config, db.clone(), objects.clone()),
+        db,
+        objects,
+        _s3: s3,
+    };
     world.clean_batch(1, 12_000, 1.0).await;
-    let TrainReport::Trained { candidates, .. } = world.event(1).await else {
+    let TrainReport::Trained {
+        candidates,
+        rows_train,
+        rows_test,
+        ..
+    } = world.event(1).await
+    else {
         panic!("expected a training")
     };
+    // The exact rows were exported for the peer comparison: a header and one line per row.
+    for (side, rows) in [("train", rows_train), ("test", rows_test)] {
+        let path = export.path().join(format!("training-000001-{side}.csv"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("brokered_by,status,price,"), "{side}");
+        assert_eq!(text.lines().count(), rows + 1, "{side}");
+    }
     // Recompute each model's test metrics from its stored artifact, on the test rows.
     let mut client = world.db.get().await.unwrap();
     let transaction = tokio_postgres::Client::transaction(&mut client)
