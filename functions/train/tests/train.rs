@@ -15,17 +15,25 @@ struct World {
     train: Train,
 }
 
-async fn world() -> World {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
-    let config = TrainConfig {
+/// Small forests keep the debug-build tests quick.
+fn test_config() -> TrainConfig {
+    TrainConfig {
         forest: ForestParams {
             trees: 8,
             max_depth: 8,
             ..ForestParams::default()
         },
         ..TrainConfig::default()
-    };
+    }
+}
+
+async fn world() -> World {
+    world_with(test_config()).await
+}
+
+async fn world_with(config: TrainConfig) -> World {
+    let (_, db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
     World {
         train: Train::new(config, db.clone(), objects.clone()),
         db,
@@ -199,23 +207,11 @@ async fn the_retrain_rule_in_every_case() {
 #[tokio::test]
 async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
     let export = tempfile::tempdir().unwrap();
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
-    let config = TrainConfig {
-        forest: ForestParams {
-            trees: 8,
-            max_depth: 8,
-            ..ForestParams::default()
-        },
+    let world = world_with(TrainConfig {
         export_dir: Some(export.path().to_path_buf()),
-        ..TrainConfig::default()
-    };
-    let world = World {
-        train: Train::new(config, db.clone(), objects.clone()),
-        db,
-        objects,
-        _s3: s3,
-    };
+        ..test_config()
+    })
+    .await;
     world.clean_batch(1, 12_000, 1.0).await;
     let TrainReport::Trained {
         candidates,
@@ -288,9 +284,7 @@ async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
 
 #[tokio::test]
 async fn a_window_trains_on_the_last_batches_only() {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
-    let config = TrainConfig {
+    let world = world_with(TrainConfig {
         forest: ForestParams {
             trees: 2,
             max_depth: 4,
@@ -301,13 +295,8 @@ async fn a_window_trains_on_the_last_batches_only() {
         },
         window_batches: 2,
         ..TrainConfig::default()
-    };
-    let world = World {
-        train: Train::new(config, db.clone(), objects.clone()),
-        db,
-        objects,
-        _s3: s3,
-    };
+    })
+    .await;
     for batch in 1..=3 {
         world.clean_batch(batch, 1_500, 1.0).await;
     }
