@@ -283,20 +283,23 @@ impl Ingest {
     ) -> anyhow::Result<StoredBatch> {
         let inner = &self.inner;
         let sampling = inner.config.sampling;
-        let records = batch.records();
+        let rows_received = batch.record_count();
         let sample_size = if first {
             sampling.first_batch
         } else {
             sampling.later_batches
         };
         let mut rng = SplitMix64::keyed(sampling.seed, &[batch.batch_number as u64]);
-        let chosen = sample_indices(&mut rng, records.len(), sample_size);
+        let chosen = sample_indices(&mut rng, rows_received, sample_size);
         let sampled: Vec<SampledRecord> = chosen
             .iter()
-            .map(|&index| SampledRecord {
-                row_index: index as i32,
-                parsed: parse_api_record(records[index]),
-                original: records[index],
+            .map(|&index| {
+                let original = batch.record(index);
+                SampledRecord {
+                    row_index: index as i32,
+                    parsed: parse_api_record(original),
+                    original,
+                }
             })
             .collect();
         let rows_flagged = sampled
@@ -306,7 +309,7 @@ impl Ingest {
 
         let response_key = store::response_key(batch.batch_number);
         let response_bytes =
-            store::put_response(&inner.objects, &response_key, &batch.body).await?;
+            store::put_response(&inner.objects, &response_key, batch.body.clone()).await?;
         let group_number = batch
             .group_number
             .map_or(inner.config.source.group_number as i32, |g| g as i32);
@@ -319,7 +322,7 @@ impl Ingest {
                     .day
                     .clone()
                     .or_else(|| inner.config.source.day.clone()),
-                rows_received: records.len() as i32,
+                rows_received: rows_received as i32,
                 rows_sampled: sampled.len() as i32,
                 rows_flagged: rows_flagged as i32,
                 sample_seed: sampling.seed as i64,
@@ -330,7 +333,7 @@ impl Ingest {
         let rows_stored = store::copy_listings(transaction, batch.batch_number, &sampled).await?;
         Ok(StoredBatch {
             batch_number: batch.batch_number,
-            rows_received: records.len(),
+            rows_received,
             rows_sampled: sampled.len(),
             rows_flagged,
             rows_stored,

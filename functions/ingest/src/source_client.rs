@@ -6,7 +6,7 @@
 //! lost may already be gone from it. The caller notices that by `batch_number` and recovers
 //! (see `crate::ingest_tick`).
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -27,15 +27,22 @@ pub struct ReceivedBatch {
     pub batch_number: i32,
     pub group_number: Option<f64>,
     pub day: Option<String>,
+    /// Byte range of each record of `data` within `body`, found when the body was parsed, so
+    /// the 100 MB of a large batch are parsed once, not again for the records.
+    record_ranges: Vec<Range<usize>>,
 }
 
 impl ReceivedBatch {
-    /// The records of `data`, each still as raw JSON text (cheap: no field is parsed yet).
-    pub fn records(&self) -> Vec<&RawValue> {
-        // `fetch_next` already checked that this parses.
-        serde_json::from_slice::<Envelope>(&self.body)
-            .map(|envelope| envelope.data)
-            .unwrap_or_default()
+    /// How many records `data` holds.
+    pub fn record_count(&self) -> usize {
+        self.record_ranges.len()
+    }
+
+    /// Record `index` of `data`, still as raw JSON text (no field is parsed yet).
+    pub fn record(&self, index: usize) -> &RawValue {
+        let text = std::str::from_utf8(&self.body[self.record_ranges[index].clone()])
+            .expect("a record of a body that parsed as JSON is UTF-8");
+        serde_json::from_str(text).expect("a record of a body that parsed as JSON parses alone")
     }
 }
 
@@ -157,11 +164,21 @@ impl SourceClient {
                 if number.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&number) {
                     return Attempt::Retry(format!("batch_number {number} is not a batch number"));
                 }
+                let base = body.as_ptr() as usize;
+                let record_ranges = envelope
+                    .data
+                    .iter()
+                    .map(|record| {
+                        let start = record.get().as_ptr() as usize - base;
+                        start..start + record.get().len()
+                    })
+                    .collect();
                 let (group_number, day) = (envelope.group_number, envelope.day);
                 Attempt::Done(Fetched::Batch(ReceivedBatch {
                     batch_number: number as i32,
                     group_number,
                     day,
+                    record_ranges,
                     body,
                 }))
             }

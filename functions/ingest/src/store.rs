@@ -21,8 +21,7 @@ pub fn manifest_key(batch_number: i32) -> String {
 }
 
 /// Compresses the response as received and writes it to the bucket.
-pub async fn put_response(objects: &ObjectStore, key: &str, body: &[u8]) -> anyhow::Result<u64> {
-    let body = body.to_vec();
+pub async fn put_response(objects: &ObjectStore, key: &str, body: Bytes) -> anyhow::Result<u64> {
     // Fast compression: a 90 MB batch takes well under a second and shrinks about 6×.
     let compressed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut encoder = flate2::write::GzEncoder::new(
