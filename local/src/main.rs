@@ -6,9 +6,7 @@
 //! left, prints what each firing did, and stops everything it started, on Ctrl-C too.
 
 use std::{
-    fs::File,
     path::PathBuf,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -16,7 +14,7 @@ use anyhow::{Context, bail};
 use appraise_core::objects::{ObjectStore, ObjectStoreConfig};
 use appraise_local::{
     postgres::Postgres,
-    processes::{self, FunctionProcess},
+    processes::FunctionProcess,
     s3_server::{Delivery, NotificationRule, S3Server},
 };
 use clap::{Parser, Subcommand};
@@ -171,9 +169,6 @@ async fn start_stack(
     };
 
     // The batch source and the functions.
-    let log = |name: &str| -> anyhow::Result<Stdio> {
-        Ok(File::create(log_dir.join(format!("{name}.log")))?.into())
-    };
     let source_env = match &args.csv {
         Some(csv) => {
             let csv =
@@ -185,13 +180,7 @@ async fn start_stack(
             ("SOURCE_SEED".to_owned(), args.seed.to_string()),
         ],
     };
-    let source = FunctionProcess::start(
-        "source",
-        &processes::binary("source")?,
-        &source_env,
-        log("source")?,
-    )
-    .await?;
+    let source = FunctionProcess::start_logged("source", &source_env, log_dir).await?;
     step(&format!("source: batch API at {}", source.url()));
 
     let mut stage_env = s3_env;
@@ -208,21 +197,9 @@ async fn start_stack(
             args.later_sample.to_string(),
         ),
     ]);
-    let ingest = FunctionProcess::start(
-        "ingest",
-        &processes::binary("ingest")?,
-        &ingest_env,
-        log("ingest")?,
-    )
-    .await?;
+    let ingest = FunctionProcess::start_logged("ingest", &ingest_env, log_dir).await?;
     step(&format!("ingest: listening at {}", ingest.url()));
-    let process = FunctionProcess::start(
-        "process",
-        &processes::binary("process")?,
-        &stage_env,
-        log("process")?,
-    )
-    .await?;
+    let process = FunctionProcess::start_logged("process", &stage_env, log_dir).await?;
     step(&format!("process: listening at {}", process.url()));
     let mut train_env = stage_env.clone();
     train_env.extend([
@@ -232,13 +209,7 @@ async fn start_stack(
         ),
         ("TRAIN_RF_TREES".to_owned(), args.trees.to_string()),
     ]);
-    let train = FunctionProcess::start(
-        "train",
-        &processes::binary("train")?,
-        &train_env,
-        log("train")?,
-    )
-    .await?;
+    let train = FunctionProcess::start_logged("train", &train_env, log_dir).await?;
     step(&format!("train: listening at {}", train.url()));
 
     // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train;

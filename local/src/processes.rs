@@ -54,6 +54,19 @@ impl FunctionProcess {
         Ok(process)
     }
 
+    /// Starts the function binary `name` (see [`binary`]) with its stderr in
+    /// `<log_dir>/<name>.log`.
+    pub async fn start_logged(
+        name: &str,
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<FunctionProcess> {
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        FunctionProcess::start(name, &binary(name)?, env, log.into()).await
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
