@@ -27,6 +27,8 @@ pub mod locks {
     pub const PROCESS_CLASS: i32 = 0x7072_6f63;
     /// Held while train decides and trains: trainings happen one at a time.
     pub const TRAIN: i64 = 0x6170_7072_0003;
+    /// Held while promote decides: the production pointer moves one decision at a time.
+    pub const PROMOTE: i64 = 0x6170_7072_0004;
 }
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
@@ -45,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "drift reports, trainings, model versions, production pointer",
         include_str!("../migrations/0003_train.sql"),
+    ),
+    (
+        4,
+        "promotions, split seeds, the inference log",
+        include_str!("../migrations/0004_promote.sql"),
     ),
 ];
 

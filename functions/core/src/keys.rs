@@ -2,7 +2,27 @@
 //!
 //! A stage announces a batch with `<stage>/batch-NNNNNN/manifest.json` (`raw/` by ingest,
 //! `clean/` by process); the next stage reads the batch number back from the key of the
-//! object event that woke it.
+//! object event that woke it. Train announces a training's models with
+//! `candidates/training-NNNNNN.json`; promote moves `production/current.json`.
+
+/// Where promote writes the production pointer (a [`crate::model::ProductionPointer`]).
+pub const PRODUCTION_POINTER: &str = "production/current.json";
+
+/// `candidates/training-000003.json` for training 3.
+pub fn candidates(training_id: i64) -> String {
+    format!("candidates/training-{training_id:06}.json")
+}
+
+/// The training id of a `candidates/training-NNNNNN.json` key; `None` for any other key.
+pub fn training_of_candidates(key: &str) -> Option<i64> {
+    let number = key
+        .strip_prefix("candidates/training-")?
+        .strip_suffix(".json")?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok()
+}
 
 /// `raw/batch-000012/manifest.json` for `("raw", 12)`.
 pub fn batch_manifest(stage: &str, batch_number: i32) -> String {
@@ -24,6 +44,21 @@ pub fn batch_of_manifest(stage: &str, key: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidate_keys_round_trip() {
+        assert_eq!(candidates(3), "candidates/training-000003.json");
+        assert_eq!(
+            training_of_candidates(&candidates(1_234_567)),
+            Some(1_234_567)
+        );
+        assert_eq!(training_of_candidates("candidates/training-.json"), None);
+        assert_eq!(
+            training_of_candidates("candidates/training-12.json.tmp"),
+            None
+        );
+        assert_eq!(training_of_candidates("production/current.json"), None);
+    }
 
     #[test]
     fn manifest_keys_round_trip_and_nothing_else_parses() {

@@ -1,5 +1,6 @@
 //! What every appraise function shares.
 //!
+//! - [`clean`]: clean listings as training and evaluation read them, and the split;
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
 //! - [`db`]: the PostgreSQL pool and the embedded migrations;
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
@@ -7,17 +8,20 @@
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
 //! - [`features`]: the feature transformation fitted at training and applied at serving;
 //! - [`keys`]: the object keys functions must agree on;
+//! - [`model`]: fitted models and their artifacts, for scoring and serving;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
 //! - [`rng`]: the seeded generator behind every reproducible random choice.
 
+pub mod clean;
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod features;
 pub mod keys;
 pub mod listing;
+pub mod model;
 pub mod objects;
 pub mod outbox;
 pub mod rng;

@@ -9,15 +9,9 @@ use std::time::Instant;
 use appraise_core::{
     features::{FeatureInput, FeatureSpec},
     listing::{Status, ZipCode, parse_date},
+    model::{Matrix, metrics::Metrics},
 };
-use appraise_train::{
-    metrics::Metrics,
-    models::{
-        Matrix, TrainedModel,
-        forest::{Forest, ForestParams},
-        ridge::Ridge,
-    },
-};
+use appraise_train::{config::TrainConfig, fit::fit_models};
 
 struct Row {
     bed: f64,
@@ -133,32 +127,19 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    type Fit<'a> = Box<dyn Fn() -> TrainedModel + 'a>;
-    let fits: Vec<(&str, Fit)> = vec![
-        (
-            "ridge",
-            Box::new(|| TrainedModel::Ridge(Ridge::fit(&x, &train_y, 1.0).unwrap())),
-        ),
-        (
-            "random_forest",
-            Box::new(|| {
-                TrainedModel::RandomForest(
-                    Forest::fit(&x, &train_y, ForestParams::default()).unwrap(),
-                )
-            }),
-        ),
-    ];
-    for (name, fit) in fits {
+    for fitted in fit_models(&x, &train_y, &TrainConfig::default()).unwrap() {
         let started = Instant::now();
-        let model = fit();
-        let fit_seconds = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let predicted = model.predict(&test_x);
+        let predicted = fitted.model.predict(&test_x);
         let predict_seconds = started.elapsed().as_secs_f64();
         let m = Metrics::compute(&test_y, &predicted).unwrap();
         println!(
-            "{name:<14} fit {fit_seconds:>7.2} s  predict {predict_seconds:>6.3} s  rmse {:>9.0}  mae {:>9.0}  r2 {:.4}  mape {:.3}",
-            m.rmse, m.mae, m.r2, m.mape
+            "{:<14} fit {:>7.2} s  predict {predict_seconds:>6.3} s  rmse {:>9.0}  mae {:>9.0}  r2 {:.4}  mape {:.3}",
+            fitted.model.algorithm(),
+            fitted.fit_seconds,
+            m.rmse,
+            m.mae,
+            m.r2,
+            m.mape
         );
     }
 }

@@ -2,7 +2,9 @@
 
 use appraise_core::config::{self, ConfigError};
 
-use crate::{decision::RetrainRule, drift::DriftConfig, models::forest::ForestParams};
+use appraise_core::model::{boosted::BoostingParams, forest::ForestParams};
+
+use crate::{decision::RetrainRule, drift::DriftConfig};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -10,6 +12,7 @@ pub struct TrainConfig {
     pub drift: DriftConfig,
     pub ridge_alpha: f64,
     pub forest: ForestParams,
+    pub boosting: BoostingParams,
     /// Seed of the train / validation / test split (by listing fingerprint: 70 / 15 / 15).
     pub split_seed: u64,
     /// Train on the clean rows of the last this many batches; 0 (the default) means every
@@ -25,6 +28,7 @@ impl TrainConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = DriftConfig::default();
         let forest = ForestParams::default();
+        let boosting = BoostingParams::default();
         let positive = |name: &str, value: f64| {
             if value > 0.0 && value.is_finite() {
                 Ok(value)
@@ -59,6 +63,15 @@ impl TrainConfig {
                 seed: config::optional("TRAIN_SEED", forest.seed)?,
                 ..forest
             },
+            boosting: BoostingParams {
+                rounds: config::optional("TRAIN_XGB_ROUNDS", boosting.rounds)?,
+                max_depth: config::optional("TRAIN_XGB_MAX_DEPTH", boosting.max_depth)?,
+                learning_rate: positive(
+                    "TRAIN_XGB_ETA",
+                    config::optional("TRAIN_XGB_ETA", boosting.learning_rate)?,
+                )?,
+                seed: config::optional("TRAIN_SEED", boosting.seed)?,
+            },
             split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
             window_batches: config::optional("TRAIN_WINDOW_BATCHES", 0)?,
             export_dir: config::maybe("TRAIN_EXPORT_DIR")?,
@@ -73,6 +86,7 @@ impl Default for TrainConfig {
             drift: DriftConfig::default(),
             ridge_alpha: 1.0,
             forest: ForestParams::default(),
+            boosting: BoostingParams::default(),
             split_seed: 42,
             window_batches: 0,
             export_dir: None,

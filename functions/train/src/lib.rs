@@ -11,29 +11,30 @@
 //! 4. When it trains: every clean row so far, split 70 / 15 / 15 into train, validation and
 //!    test by each listing's fingerprint (so a listing stays on its side as data grows); the
 //!    [`appraise_core::features::FeatureSpec`] fitted on the training rows (cross-fitted
-//!    encodings for the rows it is fitted on); Ridge and a random forest ([`models`]); their
-//!    validation and test [`metrics`]; each model's artifact (`models/<version>/model.json`:
-//!    the spec and the model) and its row in `ops.model_versions`; then
+//!    encodings for the rows it is fitted on); Ridge, a random forest and XGBoost ([`fit`]);
+//!    their validation and test metrics; each model's artifact (`models/<version>/model.json`:
+//!    the spec and the model; for XGBoost also `models/<version>/xgboost.json`, the library's
+//!    own format, which Python's `xgboost` loads) and its row in `ops.model_versions`; then
 //!    `candidates/training-NNNNNN.json`, queued in the same transaction and written after the
 //!    commit, which wakes `promote`.
 
 pub mod config;
 pub mod decision;
 pub mod drift;
-pub mod metrics;
-pub mod models;
+pub mod fit;
 pub mod store;
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use anyhow::Context;
 use appraise_core::{
+    clean::{self, CleanRow, Side, split_side},
     db::{DbPool, locks},
     events::{ObjectCreated, Trigger},
     features::FeatureSpec,
+    model::{Matrix, ModelArtifact, TrainedModel, metrics::Metrics},
     objects::ObjectStore,
     outbox,
-    rng::mix64,
     runtime::{StageError, StageResult},
 };
 use bytes::Bytes;
@@ -44,33 +45,7 @@ use crate::{
     config::TrainConfig,
     decision::{Decision, Situation},
     drift::{DriftReport, drift_report},
-    metrics::Metrics,
-    models::{Matrix, TrainedModel, forest::Forest, ridge::Ridge},
-    store::CleanRow,
 };
-
-/// What a model artifact holds: everything serving needs to predict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelArtifact {
-    pub version: String,
-    pub algorithm: String,
-    pub feature_spec: FeatureSpec,
-    pub model: TrainedModel,
-}
-
-impl ModelArtifact {
-    /// Reads an artifact, refusing a feature spec this build cannot apply.
-    pub fn from_json(bytes: &[u8]) -> anyhow::Result<ModelArtifact> {
-        let artifact: ModelArtifact =
-            serde_json::from_slice(bytes).context("reading a model artifact")?;
-        artifact.feature_spec.check_version()?;
-        Ok(artifact)
-    }
-
-    pub fn predict(&self, input: &appraise_core::features::FeatureInput<'_>) -> f64 {
-        self.model.predict_row(&self.feature_spec.transform(input))
-    }
-}
 
 /// A short account of a drift report, for logs and the harness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,10 +123,6 @@ struct Inner {
 /// The numeric columns tested for drift.
 pub const DRIFT_COLUMNS: [&str; 5] = ["price", "bed", "bath", "acre_lot", "house_size"];
 
-pub fn candidates_key(training_id: i64) -> String {
-    format!("candidates/training-{training_id:06}.json")
-}
-
 fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
     let column = |f: fn(&CleanRow) -> f64| rows.iter().map(|r| f(r)).collect::<Vec<f64>>();
     vec![
@@ -161,15 +132,6 @@ fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
         (DRIFT_COLUMNS[3], column(|r| r.acre_lot)),
         (DRIFT_COLUMNS[4], column(|r| r.house_size)),
     ]
-}
-
-/// Which side of the split a listing is on: 0 train, 1 validation, 2 test (70 / 15 / 15).
-pub fn split_side(row_hash: i64, seed: u64) -> u8 {
-    match mix64(row_hash as u64 ^ mix64(seed)) % 100 {
-        0..70 => 0,
-        70..85 => 1,
-        _ => 2,
-    }
 }
 
 const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -262,8 +224,8 @@ impl Train {
             let mut drift = None;
             let mut drift_report_id: Option<i64> = None;
             if let Some((training_id, first, last)) = production {
-                let reference_rows = store::clean_rows(transaction, first, last).await?;
-                let current_rows = store::clean_rows(transaction, last_trained + 1, batch_number).await?;
+                let reference_rows = clean::clean_rows(transaction, first, last).await?;
+                let current_rows = clean::clean_rows(transaction, last_trained + 1, batch_number).await?;
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
                 let report = drift_report(&reference, &current, &inner.config.drift)?;
@@ -299,8 +261,8 @@ impl Train {
             let training_id: i64 = transaction
                 .query_one(
                     "INSERT INTO ops.trainings (batch_number, decision, reason, new_rows, drift_report_id,
-                                                first_batch, last_batch)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                                                first_batch, last_batch, split_seed)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                     &[
                         &batch_number,
                         &if decision.trains() { "train" } else { "skip" },
@@ -309,6 +271,7 @@ impl Train {
                         &drift_report_id,
                         &first_batch,
                         &batch_number,
+                        &(inner.config.split_seed as i64),
                     ],
                 )
                 .await?
@@ -347,7 +310,7 @@ impl Train {
     ) -> anyhow::Result<TrainReport> {
         let inner = &self.inner;
         let config = inner.config.clone();
-        let rows = store::clean_rows(transaction, first_batch, batch_number).await?;
+        let rows = clean::clean_rows(transaction, first_batch, batch_number).await?;
         let export = config
             .export_dir
             .as_ref()
@@ -359,24 +322,38 @@ impl Train {
                 .context("the training task panicked")??;
 
         let mut candidates = Vec::new();
-        for (algorithm, model, validation, test, fit_seconds) in fitted {
+        for Scored {
+            fitted,
+            validation,
+            test,
+        } in fitted
+        {
+            let algorithm = fitted.model.algorithm();
+            let fit_seconds = fitted.fit_seconds;
             let version = format!("t{training_id:06}-{algorithm}");
             let artifact_key = format!("models/{version}/model.json");
+            if let Some(json) = fitted.xgboost_json {
+                inner
+                    .objects
+                    .put(
+                        &format!("models/{version}/xgboost.json"),
+                        Bytes::from(json),
+                        "application/json",
+                    )
+                    .await?;
+            }
             let artifact = ModelArtifact {
                 version: version.clone(),
                 algorithm: algorithm.to_owned(),
                 feature_spec: spec.clone(),
-                model,
+                model: fitted.model,
             };
             let body = serde_json::to_vec(&artifact)?;
             inner
                 .objects
                 .put(&artifact_key, Bytes::from(body), "application/json")
                 .await?;
-            let params = match &artifact.model {
-                TrainedModel::Ridge(model) => serde_json::json!({ "alpha": model.alpha }),
-                TrainedModel::RandomForest(model) => serde_json::to_value(model.params)?,
-            };
+            let params = artifact.model.params();
             transaction
                 .execute(
                     "INSERT INTO ops.model_versions (version, training_id, algorithm, params, validation,
@@ -424,7 +401,7 @@ impl Train {
             .map(|c| c.version.clone());
         outbox::enqueue(
             transaction,
-            &candidates_key(training_id),
+            &appraise_core::keys::candidates(training_id),
             &serde_json::json!({
                 "training_id": training_id,
                 "batch_number": batch_number,
@@ -446,17 +423,27 @@ impl Train {
     }
 }
 
-type Fitted = (&'static str, TrainedModel, Metrics, Metrics, f64);
+/// A fitted model with its validation and test metrics.
+struct Scored {
+    fitted: fit::FittedModel,
+    validation: Metrics,
+    test: Metrics,
+}
 
 /// Splits the rows, fits the features and every model, and scores them.
 fn fit_all(
     rows: &[CleanRow],
     config: &TrainConfig,
     export: Option<&std::path::Path>,
-) -> anyhow::Result<(FeatureSpec, Vec<Fitted>, [usize; 3])> {
+) -> anyhow::Result<(FeatureSpec, Vec<Scored>, [usize; 3])> {
     let mut sides: [Vec<&CleanRow>; 3] = Default::default();
     for row in rows {
-        sides[split_side(row.row_hash, config.split_seed) as usize].push(row);
+        let side = match split_side(row.row_hash, config.split_seed) {
+            Side::Train => 0,
+            Side::Validation => 1,
+            Side::Test => 2,
+        };
+        sides[side].push(row);
     }
     let sizes = [sides[0].len(), sides[1].len(), sides[2].len()];
     if sizes.contains(&0) {
@@ -490,23 +477,22 @@ fn fit_all(
     let validation_y: Vec<f64> = sides[1].iter().map(|r| r.price).collect();
     let test_y: Vec<f64> = sides[2].iter().map(|r| r.price).collect();
 
-    let mut fitted = Vec::new();
     let score = |model: &TrainedModel| -> anyhow::Result<(Metrics, Metrics)> {
         Ok((
             Metrics::compute(&validation_y, &model.predict(&validation_x)).context("validation")?,
             Metrics::compute(&test_y, &model.predict(&test_x)).context("test")?,
         ))
     };
-    let started = Instant::now();
-    let ridge = TrainedModel::Ridge(Ridge::fit(&x, &prices, config.ridge_alpha)?);
-    let seconds = started.elapsed().as_secs_f64();
-    let (validation, test) = score(&ridge)?;
-    fitted.push(("ridge", ridge, validation, test, seconds));
-
-    let started = Instant::now();
-    let forest = TrainedModel::RandomForest(Forest::fit(&x, &prices, config.forest)?);
-    let seconds = started.elapsed().as_secs_f64();
-    let (validation, test) = score(&forest)?;
-    fitted.push(("random_forest", forest, validation, test, seconds));
+    let fitted = fit::fit_models(&x, &prices, config)?
+        .into_iter()
+        .map(|fitted| {
+            let (validation, test) = score(&fitted.model)?;
+            Ok(Scored {
+                fitted,
+                validation,
+                test,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((spec, fitted, sizes))
 }

@@ -1,12 +1,19 @@
 //! The train stage against a real PostgreSQL and S3: the retrain decision in every case,
 //! idempotency, and artifacts that predict after a round trip exactly as right after training.
 
-use appraise_core::{db::DbPool, events::ObjectCreated, objects::ObjectStore, rng::SplitMix64};
-use appraise_local::{s3_server::S3Server, testkit};
-use appraise_train::{
-    ModelArtifact, Train, TrainReport, config::TrainConfig, metrics::Metrics,
-    models::forest::ForestParams, store,
+use appraise_core::{
+    clean,
+    db::DbPool,
+    events::ObjectCreated,
+    model::{
+        ModelArtifact, TrainedModel, boosted::BoostedTrees, boosted::BoostingParams,
+        forest::ForestParams, metrics::Metrics,
+    },
+    objects::ObjectStore,
+    rng::SplitMix64,
 };
+use appraise_local::{s3_server::S3Server, testkit};
+use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 struct World {
     db: DbPool,
@@ -15,13 +22,17 @@ struct World {
     train: Train,
 }
 
-/// Small forests keep the debug-build tests quick.
+/// Small forests and ensembles keep the debug-build tests quick.
 fn test_config() -> TrainConfig {
     TrainConfig {
         forest: ForestParams {
             trees: 8,
             max_depth: 8,
             ..ForestParams::default()
+        },
+        boosting: BoostingParams {
+            rounds: 30,
+            ..BoostingParams::default()
         },
         ..TrainConfig::default()
     }
@@ -145,7 +156,13 @@ async fn the_retrain_rule_in_every_case() {
         panic!("expected a training")
     };
     assert!(reason.contains("no production model"), "{reason}");
-    assert_eq!(candidates.len(), 2);
+    assert_eq!(
+        candidates
+            .iter()
+            .map(|c| c.algorithm.as_str())
+            .collect::<Vec<_>>(),
+        ["ridge", "random_forest", "xgboost"]
+    );
     assert!(
         rows_train > 7_000 && rows_train < 8_500,
         "70 % of 11,000: {rows_train}"
@@ -234,7 +251,7 @@ async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
     let transaction = tokio_postgres::Client::transaction(&mut client)
         .await
         .unwrap();
-    let rows = store::clean_rows(&transaction, 1, 1).await.unwrap();
+    let rows = clean::clean_rows(&transaction, 1, 1).await.unwrap();
     for candidate in &candidates {
         let bytes = world
             .objects
@@ -244,10 +261,20 @@ async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
             .unwrap();
         let artifact = ModelArtifact::from_json(&bytes).unwrap();
         assert_eq!(artifact.version, candidate.version);
+        assert_eq!(artifact.model.algorithm(), candidate.algorithm);
+        if let TrainedModel::Xgboost(trees) = &artifact.model {
+            // XGBoost's own JSON sits next to the artifact and holds the same trees.
+            let key = candidate.artifact_key.replace("model.json", "xgboost.json");
+            let native = world.objects.get(&key).await.unwrap().unwrap();
+            let native = std::str::from_utf8(&native).unwrap();
+            let reread = BoostedTrees::from_xgboost_json(native, trees.params, 16).unwrap();
+            assert_eq!(&reread, trees);
+        }
         let test_rows: Vec<_> = rows
             .iter()
             .filter(|r| {
-                appraise_train::split_side(r.row_hash, TrainConfig::default().split_seed) == 2
+                clean::split_side(r.row_hash, TrainConfig::default().split_seed)
+                    == clean::Side::Test
             })
             .collect();
         let predicted: Vec<f64> = test_rows
@@ -289,6 +316,10 @@ async fn a_window_trains_on_the_last_batches_only() {
             trees: 2,
             max_depth: 4,
             ..ForestParams::default()
+        },
+        boosting: BoostingParams {
+            rounds: 5,
+            ..BoostingParams::default()
         },
         rule: appraise_train::decision::RetrainRule {
             min_new_rows: 1_000,
@@ -349,5 +380,5 @@ async fn duplicate_and_concurrent_events_decide_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(versions, 2);
+    assert_eq!(versions, 3, "ridge, random forest and XGBoost, once");
 }

@@ -7,18 +7,7 @@
 //! Cholesky. A constant feature (σ = 0) is left unscaled, as scikit-learn does, and its weight
 //! is driven to zero by the penalty.
 
-use serde::{Deserialize, Serialize};
-
-use super::Matrix;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ridge {
-    pub alpha: f64,
-    pub means: Vec<f64>,
-    pub scales: Vec<f64>,
-    pub weights: Vec<f64>,
-    pub intercept: f64,
-}
+use appraise_core::model::{Matrix, ridge::Ridge};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RidgeError {
@@ -30,80 +19,67 @@ pub enum RidgeError {
     NotPositiveDefinite,
 }
 
-impl Ridge {
-    pub fn fit(x: &Matrix, y: &[f64], alpha: f64) -> Result<Ridge, RidgeError> {
-        if x.rows == 0 || y.len() != x.rows {
-            return Err(RidgeError::NoRows);
+/// Fits ridge regression with penalty `alpha` on standardized features.
+pub fn fit_ridge(x: &Matrix, y: &[f64], alpha: f64) -> Result<Ridge, RidgeError> {
+    if x.rows == 0 || y.len() != x.rows {
+        return Err(RidgeError::NoRows);
+    }
+    if !(alpha > 0.0 && alpha.is_finite()) {
+        return Err(RidgeError::BadAlpha(alpha));
+    }
+    let (n, p) = (x.rows as f64, x.cols);
+    let mut means = vec![0.0; p];
+    for i in 0..x.rows {
+        for (mean, value) in means.iter_mut().zip(x.row(i)) {
+            *mean += value;
         }
-        if !(alpha > 0.0 && alpha.is_finite()) {
-            return Err(RidgeError::BadAlpha(alpha));
+    }
+    means.iter_mut().for_each(|m| *m /= n);
+    let mut scales = vec![0.0; p];
+    for i in 0..x.rows {
+        for ((scale, value), mean) in scales.iter_mut().zip(x.row(i)).zip(&means) {
+            *scale += (value - mean) * (value - mean);
         }
-        let (n, p) = (x.rows as f64, x.cols);
-        let mut means = vec![0.0; p];
-        for i in 0..x.rows {
-            for (mean, value) in means.iter_mut().zip(x.row(i)) {
-                *mean += value;
-            }
+    }
+    for scale in &mut scales {
+        *scale = (*scale / n).sqrt();
+        if *scale == 0.0 {
+            *scale = 1.0;
         }
-        means.iter_mut().for_each(|m| *m /= n);
-        let mut scales = vec![0.0; p];
-        for i in 0..x.rows {
-            for ((scale, value), mean) in scales.iter_mut().zip(x.row(i)).zip(&means) {
-                *scale += (value - mean) * (value - mean);
-            }
-        }
-        for scale in &mut scales {
-            *scale = (*scale / n).sqrt();
-            if *scale == 0.0 {
-                *scale = 1.0;
-            }
-        }
-        let y_mean = y.iter().sum::<f64>() / n;
+    }
+    let y_mean = y.iter().sum::<f64>() / n;
 
-        // Normal equations on standardized, centred data.
-        let mut gram = vec![0.0; p * p];
-        let mut rhs = vec![0.0; p];
-        let mut z = vec![0.0; p];
-        for (i, &target) in y.iter().enumerate() {
-            for (k, value) in x.row(i).iter().enumerate() {
-                z[k] = (value - means[k]) / scales[k];
-            }
-            let centred = target - y_mean;
-            for a in 0..p {
-                rhs[a] += z[a] * centred;
-                for b in 0..=a {
-                    gram[a * p + b] += z[a] * z[b];
-                }
-            }
+    // Normal equations on standardized, centred data.
+    let mut gram = vec![0.0; p * p];
+    let mut rhs = vec![0.0; p];
+    let mut z = vec![0.0; p];
+    for (i, &target) in y.iter().enumerate() {
+        for (k, value) in x.row(i).iter().enumerate() {
+            z[k] = (value - means[k]) / scales[k];
         }
+        let centred = target - y_mean;
         for a in 0..p {
-            gram[a * p + a] += alpha;
-            for b in 0..a {
-                gram[b * p + a] = gram[a * p + b];
+            rhs[a] += z[a] * centred;
+            for b in 0..=a {
+                gram[a * p + b] += z[a] * z[b];
             }
         }
-        let weights = solve_cholesky(&mut gram, rhs, p).ok_or(RidgeError::NotPositiveDefinite)?;
-        Ok(Ridge {
-            alpha,
-            means,
-            scales,
-            weights,
-            intercept: y_mean,
-        })
     }
-
-    pub fn predict_row(&self, features: &[f64]) -> f64 {
-        self.intercept
-            + features
-                .iter()
-                .zip(&self.means)
-                .zip(&self.scales)
-                .zip(&self.weights)
-                .map(|(((x, m), s), w)| (x - m) / s * w)
-                .sum::<f64>()
+    for a in 0..p {
+        gram[a * p + a] += alpha;
+        for b in 0..a {
+            gram[b * p + a] = gram[a * p + b];
+        }
     }
+    let weights = solve_cholesky(&mut gram, rhs, p).ok_or(RidgeError::NotPositiveDefinite)?;
+    Ok(Ridge {
+        alpha,
+        means,
+        scales,
+        weights,
+        intercept: y_mean,
+    })
 }
-
 /// Solves A x = b for symmetric positive definite A (row-major p×p, overwritten).
 fn solve_cholesky(a: &mut [f64], mut b: Vec<f64>, p: usize) -> Option<Vec<f64>> {
     // A = L Lᵀ, L stored in the lower triangle.
@@ -152,7 +128,7 @@ mod tests {
             .collect();
         let y: Vec<f64> = rows.iter().map(|r| 3.0 + 2.0 * r[0] - r[1]).collect();
         let x = Matrix::from_rows(&rows).unwrap();
-        let model = Ridge::fit(&x, &y, 1e-9).unwrap();
+        let model = fit_ridge(&x, &y, 1e-9).unwrap();
         for (row, target) in rows.iter().zip(&y) {
             assert!((model.predict_row(row) - target).abs() < 1e-6);
         }
@@ -162,12 +138,12 @@ mod tests {
         // [1.16589435, 3.24559778, 4.18350324, 7.40500463] (pipeline.predict(X); scikit-learn
         // 1.9.1 in the peer benchmark's virtualenv).
         let x = Matrix::from_rows(&[[1.0, 0.0], [2.0, 1.0], [3.0, 1.0], [4.0, 3.0]]).unwrap();
-        let model = Ridge::fit(&x, &[1.0, 3.0, 4.0, 8.0], 1.0).unwrap();
+        let model = fit_ridge(&x, &[1.0, 3.0, 4.0, 8.0], 1.0).unwrap();
         let expected = [1.165_894_35, 3.245_597_78, 4.183_503_24, 7.405_004_63];
         for (i, want) in expected.iter().enumerate() {
             let got = model.predict_row(x.row(i));
             assert!((got - want).abs() < 1e-7, "row {i}: {got} vs {want}");
         }
-        assert_eq!(Ridge::fit(&x, &[1.0], 1.0), Err(RidgeError::NoRows));
+        assert_eq!(fit_ridge(&x, &[1.0], 1.0), Err(RidgeError::NoRows));
     }
 }

@@ -15,86 +15,13 @@
 //! number of threads. A fitted forest keeps only thresholds in feature units: predicting needs
 //! no bins.
 
-use serde::{Deserialize, Serialize};
-
-use appraise_core::rng::SplitMix64;
-
-use super::Matrix;
-
-/// How the forest grows.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ForestParams {
-    pub trees: usize,
-    pub max_depth: usize,
-    pub min_samples_leaf: usize,
-    /// Fraction of the features tried at each split (1.0 = all, scikit-learn's default for
-    /// regression).
-    pub max_features: f64,
-    /// At most this many bins per feature (≤ 256).
-    pub max_bins: usize,
-    pub seed: u64,
-    /// Worker threads; 0 means one per core.
-    pub threads: usize,
-}
-
-impl Default for ForestParams {
-    fn default() -> Self {
-        ForestParams {
-            trees: 100,
-            max_depth: 10,
-            min_samples_leaf: 1,
-            max_features: 1.0,
-            max_bins: 255,
-            seed: 42,
-            threads: 0,
-        }
-    }
-}
-
-/// One regression tree, stored as parallel arrays; node 0 is the root. A leaf has
-/// `feature == LEAF`; an inner node sends `x[feature] <= threshold` left.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tree {
-    pub feature: Vec<u32>,
-    pub threshold: Vec<f64>,
-    pub left: Vec<u32>,
-    pub right: Vec<u32>,
-    pub value: Vec<f64>,
-}
-
-const LEAF: u32 = u32::MAX;
-
-impl Tree {
-    pub fn predict_row(&self, x: &[f64]) -> f64 {
-        let mut node = 0usize;
-        loop {
-            let feature = self.feature[node];
-            if feature == LEAF {
-                return self.value[node];
-            }
-            node = if x[feature as usize] <= self.threshold[node] {
-                self.left[node]
-            } else {
-                self.right[node]
-            } as usize;
-        }
-    }
-
-    fn push_leaf(&mut self, value: f64) -> usize {
-        self.feature.push(LEAF);
-        self.threshold.push(0.0);
-        self.left.push(0);
-        self.right.push(0);
-        self.value.push(value);
-        self.feature.len() - 1
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Forest {
-    pub params: ForestParams,
-    pub trees: Vec<Tree>,
-}
+use appraise_core::{
+    model::{
+        Matrix,
+        forest::{Forest, ForestParams, Tree},
+    },
+    rng::SplitMix64,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ForestError {
@@ -155,54 +82,49 @@ impl Binned {
     }
 }
 
-impl Forest {
-    pub fn fit(x: &Matrix, y: &[f64], params: ForestParams) -> Result<Forest, ForestError> {
-        if x.rows == 0 || y.len() != x.rows || x.cols == 0 {
-            return Err(ForestError::NoRows);
-        }
-        if params.trees == 0 {
-            return Err(ForestError::BadParams("trees must be at least 1"));
-        }
-        if !(params.max_features > 0.0 && params.max_features <= 1.0) {
-            return Err(ForestError::BadParams("max_features must be in (0, 1]"));
-        }
-        if !(2..=256).contains(&params.max_bins) {
-            return Err(ForestError::BadParams("max_bins must be in 2..=256"));
-        }
-        let binned = Binned::new(x, params.max_bins);
-        let threads = if params.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            params.threads
-        }
-        .min(params.trees);
-        let mut trees: Vec<(usize, Tree)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|worker| {
-                    let binned = &binned;
-                    scope.spawn(move || {
-                        (worker..params.trees)
-                            .step_by(threads)
-                            .map(|t| (t, grow_tree(binned, x.cols, y, &params, t as u64)))
-                            .collect::<Vec<_>>()
-                    })
+/// Grows a forest on `x` and `y` (see the module documentation).
+pub fn fit_forest(x: &Matrix, y: &[f64], params: ForestParams) -> Result<Forest, ForestError> {
+    if x.rows == 0 || y.len() != x.rows || x.cols == 0 {
+        return Err(ForestError::NoRows);
+    }
+    if params.trees == 0 {
+        return Err(ForestError::BadParams("trees must be at least 1"));
+    }
+    if !(params.max_features > 0.0 && params.max_features <= 1.0) {
+        return Err(ForestError::BadParams("max_features must be in (0, 1]"));
+    }
+    if !(2..=256).contains(&params.max_bins) {
+        return Err(ForestError::BadParams("max_bins must be in 2..=256"));
+    }
+    let binned = Binned::new(x, params.max_bins);
+    let threads = if params.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        params.threads
+    }
+    .min(params.trees);
+    let mut trees: Vec<(usize, Tree)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                let binned = &binned;
+                scope.spawn(move || {
+                    (worker..params.trees)
+                        .step_by(threads)
+                        .map(|t| (t, grow_tree(binned, x.cols, y, &params, t as u64)))
+                        .collect::<Vec<_>>()
                 })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("a tree-growing thread panicked"))
-                .collect()
-        });
-        trees.sort_by_key(|(t, _)| *t);
-        Ok(Forest {
-            params,
-            trees: trees.into_iter().map(|(_, tree)| tree).collect(),
-        })
-    }
-
-    pub fn predict_row(&self, x: &[f64]) -> f64 {
-        self.trees.iter().map(|t| t.predict_row(x)).sum::<f64>() / self.trees.len() as f64
-    }
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a tree-growing thread panicked"))
+            .collect()
+    });
+    trees.sort_by_key(|(t, _)| *t);
+    Ok(Forest {
+        params,
+        trees: trees.into_iter().map(|(_, tree)| tree).collect(),
+    })
 }
 
 /// A node still to split: its rows are `sample[start..end]`.
@@ -354,14 +276,15 @@ mod tests {
             trees: 20,
             ..ForestParams::default()
         };
-        let forest = Forest::fit(&x, &y, params).unwrap();
+        let forest = fit_forest(&x, &y, params).unwrap();
         let predictions: Vec<f64> = (0..test_x.rows)
             .map(|i| forest.predict_row(test_x.row(i)))
             .collect();
-        let metrics = crate::metrics::Metrics::compute(&test_y, &predictions).unwrap();
+        let metrics =
+            appraise_core::model::metrics::Metrics::compute(&test_y, &predictions).unwrap();
         assert!(metrics.r2 > 0.97, "{metrics:?}");
 
-        let single = Forest::fit(
+        let single = fit_forest(
             &x,
             &y,
             ForestParams {
@@ -388,7 +311,7 @@ mod tests {
     #[test]
     fn respects_depth_and_rejects_bad_parameters() {
         let (x, y) = data(500, 3);
-        let stump = Forest::fit(
+        let stump = fit_forest(
             &x,
             &y,
             ForestParams {
@@ -404,7 +327,7 @@ mod tests {
             "the step in feature 0 is the best first split"
         );
         assert!(
-            Forest::fit(
+            fit_forest(
                 &x,
                 &y,
                 ForestParams {
@@ -415,7 +338,7 @@ mod tests {
             .is_err()
         );
         assert_eq!(
-            Forest::fit(
+            fit_forest(
                 &Matrix {
                     rows: 0,
                     cols: 3,

@@ -1,0 +1,304 @@
+//! A fitted gradient-boosted tree ensemble, read from the JSON model format of XGBoost
+//! (`Booster.save_model("model.json")`) and evaluated in plain Rust.
+//!
+//! The train stage fits with the XGBoost library itself and stores its JSON next to our
+//! artifact, so Python's `xgboost` loads the same model. Serving does not link XGBoost: building
+//! a `DMatrix` per request costs far more than walking 100 small trees. The walk reproduces
+//! XGBoost's arithmetic: features are compared as `f32` with `value < split_condition` (a
+//! missing value — NaN — takes the node's default branch) and leaf values are added to the base
+//! score in `f32`, tree by tree, so the result equals XGBoost's prediction bit for bit.
+
+use serde::{Deserialize, Serialize};
+
+/// One tree as parallel arrays; node 0 is the root. A leaf has `left == -1` and its value in
+/// `condition`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostedTree {
+    pub feature: Vec<u32>,
+    pub condition: Vec<f32>,
+    pub left: Vec<i32>,
+    pub right: Vec<i32>,
+    pub default_left: Vec<bool>,
+}
+
+/// Hyperparameters the ensemble was fitted with (recorded for lineage).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoostingParams {
+    pub rounds: usize,
+    pub max_depth: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for BoostingParams {
+    /// The seed project's settings: 100 rounds, depth 6, η 0.1.
+    fn default() -> Self {
+        BoostingParams {
+            rounds: 100,
+            max_depth: 6,
+            learning_rate: 0.1,
+            seed: 42,
+        }
+    }
+}
+
+/// A squared-error regression ensemble: `base_score + Σ tree(x)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostedTrees {
+    pub params: BoostingParams,
+    pub base_score: f32,
+    pub trees: Vec<BoostedTree>,
+}
+
+/// Why an XGBoost JSON model could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum XgboostJsonError {
+    #[error("not an XGBoost JSON model: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported XGBoost model: {0}")]
+    Unsupported(String),
+    #[error("tree {tree} is malformed: {reason}")]
+    BadTree { tree: usize, reason: &'static str },
+}
+
+impl BoostedTree {
+    pub fn predict_row(&self, x: &[f64]) -> f32 {
+        let mut node = 0usize;
+        loop {
+            let left = self.left[node];
+            if left < 0 {
+                return self.condition[node];
+            }
+            let value = x[self.feature[node] as usize] as f32;
+            let go_left = if value.is_nan() {
+                self.default_left[node]
+            } else {
+                value < self.condition[node]
+            };
+            node = if go_left { left } else { self.right[node] } as usize;
+        }
+    }
+
+    /// Checks that every walk ends at a leaf: children in range and pointing forward.
+    fn validate(&self, features: usize) -> Result<(), &'static str> {
+        let n = self.left.len();
+        if n == 0 {
+            return Err("no nodes");
+        }
+        if [
+            self.right.len(),
+            self.feature.len(),
+            self.condition.len(),
+            self.default_left.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return Err("node arrays of different lengths");
+        }
+        for node in 0..n {
+            if self.left[node] < 0 {
+                continue;
+            }
+            let (left, right) = (self.left[node] as usize, self.right[node]);
+            if right < 0
+                || left <= node
+                || right as usize <= node
+                || left >= n
+                || right as usize >= n
+            {
+                return Err("a child index out of range");
+            }
+            if self.feature[node] as usize >= features {
+                return Err("a split on a feature the model does not have");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BoostedTrees {
+    pub fn predict_row(&self, x: &[f64]) -> f64 {
+        let mut sum = self.base_score;
+        for tree in &self.trees {
+            sum += tree.predict_row(x);
+        }
+        f64::from(sum)
+    }
+
+    /// Reads a model saved by XGBoost as JSON: a `gbtree` booster with the
+    /// `reg:squarederror` objective over `features` numeric features.
+    pub fn from_xgboost_json(
+        json: &str,
+        params: BoostingParams,
+        features: usize,
+    ) -> Result<BoostedTrees, XgboostJsonError> {
+        let model: xgb::Model = serde_json::from_str(json)?;
+        let learner = model.learner;
+        if learner.objective.name != "reg:squarederror" {
+            return Err(XgboostJsonError::Unsupported(format!(
+                "objective {:?} (only reg:squarederror)",
+                learner.objective.name
+            )));
+        }
+        if learner.gradient_booster.name != "gbtree" {
+            return Err(XgboostJsonError::Unsupported(format!(
+                "booster {:?} (only gbtree)",
+                learner.gradient_booster.name
+            )));
+        }
+        let base_score: f32 = learner
+            .learner_model_param
+            .base_score
+            .parse()
+            .map_err(|_| {
+                XgboostJsonError::Unsupported(format!(
+                    "base_score {:?} is not a number",
+                    learner.learner_model_param.base_score
+                ))
+            })?;
+        let mut trees = Vec::new();
+        for (index, tree) in learner.gradient_booster.model.trees.into_iter().enumerate() {
+            if tree.split_type.iter().any(|&t| t != 0) {
+                return Err(XgboostJsonError::Unsupported(
+                    "categorical splits".to_owned(),
+                ));
+            }
+            let tree = BoostedTree {
+                feature: tree.split_indices,
+                condition: tree.split_conditions,
+                left: tree.left_children,
+                right: tree.right_children,
+                default_left: tree.default_left.into_iter().map(|d| d.0).collect(),
+            };
+            tree.validate(features)
+                .map_err(|reason| XgboostJsonError::BadTree {
+                    tree: index,
+                    reason,
+                })?;
+            trees.push(tree);
+        }
+        Ok(BoostedTrees {
+            params,
+            base_score,
+            trees,
+        })
+    }
+}
+
+/// The parts of XGBoost's JSON model schema that prediction needs.
+mod xgb {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Model {
+        pub learner: Learner,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Learner {
+        pub learner_model_param: LearnerModelParam,
+        pub objective: Named,
+        pub gradient_booster: GradientBooster,
+    }
+
+    #[derive(Deserialize)]
+    pub struct LearnerModelParam {
+        pub base_score: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Named {
+        pub name: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct GradientBooster {
+        pub name: String,
+        pub model: TreeModel,
+    }
+
+    #[derive(Deserialize)]
+    pub struct TreeModel {
+        pub trees: Vec<Tree>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Tree {
+        pub split_indices: Vec<u32>,
+        pub split_conditions: Vec<f32>,
+        pub left_children: Vec<i32>,
+        pub right_children: Vec<i32>,
+        pub default_left: Vec<Flag>,
+        #[serde(default)]
+        pub split_type: Vec<u8>,
+    }
+
+    /// XGBoost writes `default_left` as 0/1; some versions wrote booleans.
+    pub struct Flag(pub bool);
+
+    impl<'de> Deserialize<'de> for Flag {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            enum Raw {
+                Bool(bool),
+                Int(u8),
+            }
+            Ok(Flag(match Raw::deserialize(d)? {
+                Raw::Bool(b) => b,
+                Raw::Int(i) => i != 0,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-split model in XGBoost 1.6's JSON layout (trimmed to what is read).
+    const MODEL: &str = r#"{"learner": {
+        "learner_model_param": {"base_score": "5E-1", "num_feature": "2"},
+        "objective": {"name": "reg:squarederror"},
+        "gradient_booster": {"name": "gbtree", "model": {"trees": [
+            {"split_indices": [0, 0, 0], "split_conditions": [1.5, -1.0, 2.0],
+             "left_children": [1, -1, -1], "right_children": [2, -1, -1],
+             "default_left": [1, 0, 0], "split_type": [0, 0, 0]},
+            {"split_indices": [1, 0, 0], "split_conditions": [0.0, 0.25, 0.5],
+             "left_children": [1, -1, -1], "right_children": [2, -1, -1],
+             "default_left": [0, 0, 0], "split_type": [0, 0, 0]}
+        ]}}
+    }}"#;
+
+    #[test]
+    fn walks_trees_as_xgboost_does() {
+        let model = BoostedTrees::from_xgboost_json(MODEL, BoostingParams::default(), 2).unwrap();
+        assert_eq!(model.base_score, 0.5);
+        // x0 < 1.5 → −1; x1 < 0 → 0.25.
+        assert_eq!(model.predict_row(&[1.0, -3.0]), 0.5 - 1.0 + 0.25);
+        // Equal to the condition goes right (strict <).
+        assert_eq!(model.predict_row(&[1.5, 0.0]), 0.5 + 2.0 + 0.5);
+        // Missing x0 takes tree 0's default (left); missing x1 tree 1's default (right).
+        assert_eq!(model.predict_row(&[f64::NAN, f64::NAN]), 0.5 - 1.0 + 0.5);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_evaluate() {
+        let other = MODEL.replace("reg:squarederror", "binary:logistic");
+        assert!(matches!(
+            BoostedTrees::from_xgboost_json(&other, BoostingParams::default(), 2),
+            Err(XgboostJsonError::Unsupported(_))
+        ));
+        // A split on feature 5 of a 2-feature model.
+        let bad = MODEL.replace(
+            "[1, 0, 0], \"split_conditions\": [0.0",
+            "[5, 0, 0], \"split_conditions\": [0.0",
+        );
+        assert!(matches!(
+            BoostedTrees::from_xgboost_json(&bad, BoostingParams::default(), 2),
+            Err(XgboostJsonError::BadTree { tree: 1, .. })
+        ));
+        assert!(BoostedTrees::from_xgboost_json("{}", BoostingParams::default(), 2).is_err());
+    }
+}

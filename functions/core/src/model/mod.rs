@@ -1,0 +1,139 @@
+//! Fitted models, as train stores them and promote and predict use them: the model kinds, the
+//! artifact that carries a model with its [`FeatureSpec`], and the regression [`metrics`].
+//!
+//! Fitting lives in the train stage; everything here only predicts, so serving links no
+//! training code (and no XGBoost library).
+
+pub mod boosted;
+pub mod forest;
+pub mod metrics;
+pub mod ridge;
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::{FeatureError, FeatureInput, FeatureSpec};
+
+/// Rows of features, row-major: row `i` is `data[i * cols..(i + 1) * cols]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+}
+
+impl Matrix {
+    /// A matrix from rows of equal length; `None` if they are not.
+    pub fn from_rows<R: AsRef<[f64]>>(rows: &[R]) -> Option<Matrix> {
+        let cols = rows.first().map_or(0, |r| r.as_ref().len());
+        let mut data = Vec::with_capacity(rows.len() * cols);
+        for row in rows {
+            if row.as_ref().len() != cols {
+                return None;
+            }
+            data.extend_from_slice(row.as_ref());
+        }
+        Some(Matrix {
+            rows: rows.len(),
+            cols,
+            data,
+        })
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// A trained model of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrainedModel {
+    Ridge(ridge::Ridge),
+    RandomForest(forest::Forest),
+    Xgboost(boosted::BoostedTrees),
+}
+
+impl TrainedModel {
+    pub fn predict_row(&self, features: &[f64]) -> f64 {
+        match self {
+            TrainedModel::Ridge(model) => model.predict_row(features),
+            TrainedModel::RandomForest(model) => model.predict_row(features),
+            TrainedModel::Xgboost(model) => model.predict_row(features),
+        }
+    }
+
+    /// The algorithm's name, as versions and reports spell it.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            TrainedModel::Ridge(_) => "ridge",
+            TrainedModel::RandomForest(_) => "random_forest",
+            TrainedModel::Xgboost(_) => "xgboost",
+        }
+    }
+
+    /// The hyperparameters it was fitted with, for the model registry.
+    pub fn params(&self) -> serde_json::Value {
+        match self {
+            TrainedModel::Ridge(model) => serde_json::json!({ "alpha": model.alpha }),
+            TrainedModel::RandomForest(model) => {
+                serde_json::to_value(model.params).expect("parameters serialize")
+            }
+            TrainedModel::Xgboost(model) => {
+                serde_json::to_value(model.params).expect("parameters serialize")
+            }
+        }
+    }
+
+    pub fn predict(&self, matrix: &Matrix) -> Vec<f64> {
+        (0..matrix.rows)
+            .map(|i| self.predict_row(matrix.row(i)))
+            .collect()
+    }
+}
+
+/// What a model artifact (`models/<version>/model.json`) holds: everything serving needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub version: String,
+    pub algorithm: String,
+    pub feature_spec: FeatureSpec,
+    pub model: TrainedModel,
+}
+
+/// Why an artifact could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("reading a model artifact: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+}
+
+impl ModelArtifact {
+    /// Reads an artifact, refusing a feature spec this build cannot apply.
+    pub fn from_json(bytes: &[u8]) -> Result<ModelArtifact, ArtifactError> {
+        let artifact: ModelArtifact = serde_json::from_slice(bytes)?;
+        artifact.feature_spec.check_version()?;
+        Ok(artifact)
+    }
+
+    /// The predicted price of one listing.
+    pub fn predict(&self, input: &FeatureInput<'_>) -> f64 {
+        self.model.predict_row(&self.feature_spec.transform(input))
+    }
+}
+
+/// What `production/current.json` says: the model in production and how it scored when promote
+/// chose it. Promote writes it after moving the pointer in PostgreSQL; every predictor reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductionPointer {
+    pub version: String,
+    pub algorithm: String,
+    pub artifact_key: String,
+    pub promotion_id: i64,
+    pub training_id: i64,
+    /// Metrics on the held-out rows promote scored it on.
+    pub test: metrics::Metrics,
+    /// RFC 3339.
+    pub promoted_at: String,
+}
