@@ -4,6 +4,8 @@
 #     vendored C++ build needs (cmake, clang, libclang-dev for its bindings);
 #   - PostgreSQL server binaries (initdb, postgres) for the throw-away clusters of the harness
 #     and the tests, and the `postgres` system user they run as when started by root;
+#   - Chromium (and the DejaVu fonts, so its screenshots have glyphs) for the predictor page's
+#     headless-browser test;
 #   - Rust (rustup, toolchain 1.95) when cargo is absent.
 # Safe to run again and again; the quick-start commands call it first.
 set -euo pipefail
@@ -20,11 +22,30 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
+# Chromium: Debian's package is `chromium`; Ubuntu's `chromium-browser` is only a snap stub,
+# so only `chromium` is asked for, and its absence from apt is a warning, not a failure.
+want_chromium=0
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+  && ! command -v google-chrome >/dev/null 2>&1; then
+  want_chromium=1
+fi
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+if [ ${#need_apt[@]} -gt 0 ] || [ "$want_chromium" = 1 ]; then
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
+if [ "$want_chromium" = 1 ]; then
+  if apt-cache show chromium >/dev/null 2>&1; then
+    need_apt+=(chromium)
+  else
+    echo "setup: WARNING: apt has no 'chromium' package; install Chromium or Google Chrome yourself" >&2
+    echo "setup: WARNING: (the predictor page's browser test needs one of chromium, chromium-browser, google-chrome on PATH)" >&2
+  fi
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 

@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use appraise_core::{
     db::{self, DbPool},
+    events::ObjectCreated,
     objects::ObjectStore,
+    rng::SplitMix64,
 };
 
 use crate::{
@@ -40,4 +42,80 @@ pub async fn s3_server(rules: Vec<NotificationRule>) -> anyhow::Result<(S3Server
     let objects = ObjectStore::new(&server.object_store_config(BUCKET));
     objects.ensure_bucket().await?;
     Ok((server, objects))
+}
+
+/// An object-created event for `key` in the test bucket, as a stage receives it.
+pub fn object_created(key: &str) -> ObjectCreated {
+    ObjectCreated {
+        bucket: BUCKET.into(),
+        key: key.to_owned(),
+        size: None,
+        etag: None,
+        event_name: "ObjectCreated:Put".into(),
+    }
+}
+
+const STATES: [&str; 4] = ["Texas", "Ohio", "California", "Florida"];
+
+/// Records batch `batch` as ingested and processed, with `rows` synthetic clean listings whose
+/// price follows size and state; `scale` multiplies sizes and prices (1.0: the usual market;
+/// 2.0: a drifted one). What train reads, without running ingest and process.
+pub async fn insert_clean_batch(
+    db: &DbPool,
+    batch: i32,
+    rows: usize,
+    scale: f64,
+) -> anyhow::Result<()> {
+    let mut client = db.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute(
+            "INSERT INTO ops.batches (batch_number, group_number, rows_received, rows_sampled,
+                 rows_flagged, sample_seed, response_key, response_bytes, manifest_key)
+             VALUES ($1, 9, $2, $2, 0, 0, 'r', 0, 'm')",
+            &[&batch, &(rows as i32)],
+        )
+        .await?;
+    transaction
+        .execute(
+            "INSERT INTO ops.clean_batches (batch_number, rows_in, rows_kept, dropped, stats, rules, manifest_key)
+             VALUES ($1, $2, $2, '{}', '{}', '{}', 'c')",
+            &[&batch, &(rows as i32)],
+        )
+        .await?;
+    let insert = transaction
+        .prepare(
+            "INSERT INTO clean.listings (batch_number, row_index, brokered_by, status, price, bed, bath,
+                 acre_lot, street, city, state, zip_code, house_size, prev_sold_date, row_hash)
+             VALUES ($1, $2, $3, 'for_sale', $4, $5, $6, $7, NULL, 'Town', $8, $9, $10, NULL, $11)",
+        )
+        .await?;
+    let mut rng = SplitMix64::keyed(7, &[batch as u64]);
+    for i in 0..rows {
+        let state_index = rng.below(4) as usize;
+        let level = [1.0, 0.6, 2.5, 1.4][state_index];
+        let size = (800.0 + rng.next_f64() * 3000.0) * scale;
+        let bed = 1 + rng.below(5) as i16;
+        let price = (level * size * 150.0 * (1.0 + 0.1 * rng.normal())).max(10_000.0) * scale;
+        transaction
+            .execute(
+                &insert,
+                &[
+                    &batch,
+                    &(i as i32),
+                    &(rng.below(500) as i64),
+                    &price,
+                    &bed,
+                    &bed.min(3),
+                    &(rng.next_f64() * scale),
+                    &STATES[state_index],
+                    &format!("{:05}", 10_000 + rng.below(80_000)),
+                    &size,
+                    &(rng.next_u64() as i64),
+                ],
+            )
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
 }

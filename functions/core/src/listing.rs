@@ -100,7 +100,8 @@ impl ZipCode {
         ZipCode::from_f64(value)
     }
 
-    fn from_f64(value: f64) -> Option<ZipCode> {
+    /// A whole number 0..=99999 (the API sends zip codes as floats).
+    pub fn from_f64(value: f64) -> Option<ZipCode> {
         (value.fract() == 0.0 && (0.0..=99_999.0).contains(&value)).then_some(ZipCode(value as u32))
     }
 }

@@ -7,6 +7,11 @@
 //! (a row in `ops.outbox`), and after the commit [`flush`]es every object not yet written. A
 //! crash between the two is repaired by the next flush, from any stage. Writing an object
 //! twice writes the same bytes, so concurrent flushes are harmless.
+//!
+//! Most keys are written once ([`enqueue`] keeps the first body). A pointer that moves, like
+//! `production/current.json`, is queued with [`enqueue_replacing`]; a flush that finds the body
+//! replaced while it was writing writes the newer body too, so the object ends as the last
+//! committed body whatever the interleaving.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,6 +37,26 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Records, in the caller's transaction, that `key` is to be (re)written with this JSON body,
+/// replacing any body queued or written before.
+pub async fn enqueue_replacing(
+    client: &impl GenericClient,
+    key: &str,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_string_pretty(body)?;
+    client
+        .execute(
+            "INSERT INTO ops.outbox (key, body) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE
+             SET body = excluded.body, queued_at = clock_timestamp(), written_at = NULL",
+            &[&key, &body],
+        )
+        .await
+        .with_context(|| format!("queueing {key} in ops.outbox"))?;
+    Ok(())
+}
+
 /// Writes every queued object not written yet, oldest first, and marks it written. Returns
 /// the keys written.
 pub async fn flush(
@@ -40,7 +65,8 @@ pub async fn flush(
 ) -> anyhow::Result<Vec<String>> {
     let rows = client
         .query(
-            "SELECT key, body FROM ops.outbox WHERE written_at IS NULL ORDER BY queued_at, key",
+            "SELECT key, body, queued_at FROM ops.outbox WHERE written_at IS NULL
+             ORDER BY queued_at, key",
             &[],
         )
         .await
@@ -48,16 +74,36 @@ pub async fn flush(
     let mut written = Vec::with_capacity(rows.len());
     for row in rows {
         let key: String = row.get(0);
-        let body: String = row.get(1);
-        objects
-            .put(&key, Bytes::from(body), "application/json")
-            .await?;
-        client
-            .execute(
-                "UPDATE ops.outbox SET written_at = now() WHERE key = $1 AND written_at IS NULL",
-                &[&key],
-            )
-            .await?;
+        let mut body: String = row.get(1);
+        let mut queued_at: time::OffsetDateTime = row.get(2);
+        loop {
+            objects
+                .put(&key, Bytes::from(body.clone()), "application/json")
+                .await?;
+            let marked = client
+                .execute(
+                    "UPDATE ops.outbox SET written_at = now()
+                     WHERE key = $1 AND queued_at = $2 AND written_at IS NULL",
+                    &[&key, &queued_at],
+                )
+                .await?;
+            if marked == 1 {
+                break;
+            }
+            // Replaced (or written by another flush) meanwhile: make sure the object holds the
+            // latest body, not the one this flush read.
+            let latest = client
+                .query_one(
+                    "SELECT body, queued_at FROM ops.outbox WHERE key = $1",
+                    &[&key],
+                )
+                .await?;
+            if latest.get::<_, &str>(0) == body {
+                break;
+            }
+            body = latest.get(0);
+            queued_at = latest.get(1);
+        }
         written.push(key);
     }
     Ok(written)

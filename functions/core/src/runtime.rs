@@ -70,6 +70,17 @@ where
     Box::pin(serve_http(service, router)).await
 }
 
+/// `POST /` taking every event shape, for an HTTP API that also reacts to events (the
+/// predictor reloads on `production/` objects). Chain other methods of `/` onto it.
+pub fn event_endpoint<H, F, S>(handler: H) -> axum::routing::MethodRouter<S>
+where
+    H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = StageResult> + Send + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    post(http_event::<H, F>).with_state(handler)
+}
+
 /// Runs an HTTP API on `$PORT` with `/healthz` and `/metrics` added, until SIGTERM or Ctrl-C.
 pub async fn serve_http(service: &'static str, router: Router) -> anyhow::Result<()> {
     telemetry::init(service);

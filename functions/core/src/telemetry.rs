@@ -54,10 +54,59 @@ pub fn render_metrics() -> String {
     match PROMETHEUS.get() {
         Some(handle) => {
             handle.run_upkeep();
-            handle.render()
+            let mut text = handle.render();
+            text.push_str(&process_metrics());
+            text
         }
-        None => String::new(),
+        None => process_metrics(),
     }
+}
+
+/// The process's own metrics, read from `/proc/self` (Linux; empty elsewhere), with the names
+/// Prometheus client libraries use.
+fn process_metrics() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return out;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let Some(fields) = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect::<Vec<_>>())
+    else {
+        return out;
+    };
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    // utime + stime are in clock ticks; Linux reports them at 100 Hz (USER_HZ).
+    if let (Some(user), Some(system)) = (field(14), field(15)) {
+        let _ = writeln!(
+            out,
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+            (user + system) / 100.0
+        );
+    }
+    if let Some(rss_pages) = field(24) {
+        let _ = writeln!(
+            out,
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+            rss_pages * 4096.0
+        );
+    }
+    if let Some(threads) = field(20) {
+        let _ = writeln!(
+            out,
+            "# TYPE process_threads gauge\nprocess_threads {threads}"
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# TYPE process_open_fds gauge\nprocess_open_fds {}",
+            fds.count()
+        );
+    }
+    out
 }
 
 /// Runs the recorder's housekeeping (histogram bucket rotation) every few seconds; spawned by the

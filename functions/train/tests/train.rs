@@ -4,13 +4,11 @@
 use appraise_core::{
     clean,
     db::DbPool,
-    events::ObjectCreated,
     model::{
         ModelArtifact, TrainedModel, boosted::BoostedTrees, boosted::BoostingParams,
         forest::ForestParams, metrics::Metrics,
     },
     objects::ObjectStore,
-    rng::SplitMix64,
 };
 use appraise_local::{s3_server::S3Server, testkit};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
@@ -53,69 +51,16 @@ async fn world_with(config: TrainConfig) -> World {
     }
 }
 
-const STATES: [&str; 4] = ["Texas", "Ohio", "California", "Florida"];
-
 impl World {
-    /// Adds a processed batch of `rows` clean listings; `scale` multiplies sizes and prices
-    /// (1.0: the usual market; 2.0: a drifted one).
+    /// Adds a processed batch of `rows` clean listings (see `testkit::insert_clean_batch`).
     async fn clean_batch(&self, batch: i32, rows: usize, scale: f64) {
-        let client = self.db.get().await.unwrap();
-        client
-            .execute(
-                "INSERT INTO ops.batches (batch_number, group_number, rows_received, rows_sampled,
-                     rows_flagged, sample_seed, response_key, response_bytes, manifest_key)
-                 VALUES ($1, 9, $2, $2, 0, 0, 'r', 0, 'm')",
-                &[&batch, &(rows as i32)],
-            )
+        testkit::insert_clean_batch(&self.db, batch, rows, scale)
             .await
             .unwrap();
-        client
-            .execute(
-                "INSERT INTO ops.clean_batches (batch_number, rows_in, rows_kept, dropped, stats, rules, manifest_key)
-                 VALUES ($1, $2, $2, '{}', '{}', '{}', 'c')",
-                &[&batch, &(rows as i32)],
-            )
-            .await
-            .unwrap();
-        let mut rng = SplitMix64::keyed(7, &[batch as u64]);
-        for i in 0..rows {
-            let state = STATES[rng.below(4) as usize];
-            let level = [1.0, 0.6, 2.5, 1.4][STATES.iter().position(|s| *s == state).unwrap()];
-            let size = (800.0 + rng.next_f64() * 3000.0) * scale;
-            let bed = 1 + rng.below(5) as i16;
-            let price = (level * size * 150.0 * (1.0 + 0.1 * rng.normal())).max(10_000.0) * scale;
-            client
-                .execute(
-                    "INSERT INTO clean.listings (batch_number, row_index, brokered_by, status, price, bed, bath,
-                         acre_lot, street, city, state, zip_code, house_size, prev_sold_date, row_hash)
-                     VALUES ($1, $2, $3, 'for_sale', $4, $5, $6, $7, NULL, 'Town', $8, $9, $10, NULL, $11)",
-                    &[
-                        &batch,
-                        &(i as i32),
-                        &(rng.below(500) as i64),
-                        &price,
-                        &bed,
-                        &bed.min(3),
-                        &(rng.next_f64() * scale),
-                        &state,
-                        &format!("{:05}", 10_000 + rng.below(80_000)),
-                        &size,
-                        &(rng.next_u64() as i64),
-                    ],
-                )
-                .await
-                .unwrap();
-        }
     }
 
     async fn event(&self, batch: i32) -> TrainReport {
-        let object = ObjectCreated {
-            bucket: testkit::BUCKET.into(),
-            key: format!("clean/batch-{batch:06}/manifest.json"),
-            size: None,
-            etag: None,
-            event_name: "ObjectCreated:Put".into(),
-        };
+        let object = testkit::object_created(&format!("clean/batch-{batch:06}/manifest.json"));
         self.train.train_object(&object).await.unwrap()
     }
 

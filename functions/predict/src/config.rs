@@ -1,0 +1,46 @@
+//! The predictor's settings, read once at start from the environment.
+
+use std::time::Duration;
+
+use appraise_core::config::{self, ConfigError};
+
+#[derive(Debug, Clone)]
+pub struct PredictConfig {
+    /// Bearer token that `POST /reload_model` requires; reloading by hand is refused when unset.
+    pub reload_token: Option<String>,
+    /// How often each replica reads `production/current.json` to notice a promotion by itself;
+    /// zero turns polling off (events and `/reload_model` still reload).
+    pub poll_interval: Duration,
+    /// Predictions that may wait for the inference-log writer before new ones are dropped.
+    pub log_buffer: usize,
+    /// Listings per batch request, at most.
+    pub max_batch: usize,
+    /// The model's name in the Open Inference Protocol (`/v2/models/{name}`).
+    pub model_name: String,
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        PredictConfig {
+            reload_token: None,
+            poll_interval: Duration::from_secs(5),
+            log_buffer: 100_000,
+            max_batch: 10_000,
+            model_name: "appraise".to_owned(),
+        }
+    }
+}
+
+impl PredictConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = PredictConfig::default();
+        let reload_token: Option<String> = config::maybe("PREDICT_RELOAD_TOKEN")?;
+        Ok(PredictConfig {
+            reload_token: reload_token.filter(|t| !t.is_empty()),
+            poll_interval: config::seconds("PREDICT_POLL_SECONDS", defaults.poll_interval)?,
+            log_buffer: config::optional("PREDICT_LOG_BUFFER", defaults.log_buffer)?,
+            max_batch: config::optional("PREDICT_MAX_BATCH", defaults.max_batch)?,
+            model_name: config::optional("PREDICT_MODEL_NAME", defaults.model_name)?,
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! The predict function: `DATABASE_URL`, the S3 variables and the `PREDICT_*` settings in;
+//! an HTTP API on `$PORT` out.
+
+use std::time::Duration;
+
+use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_predict::{Predictor, config::PredictConfig, router};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init("predict");
+    let config = PredictConfig::from_env()?;
+    let pool = db::pool_from_env()?;
+    // Serve at once: the model loads in the background (readiness says when), and the
+    // migrations the inference log needs run alongside.
+    tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            if let Err(error) = db::connect_and_migrate(&pool, Duration::from_secs(60)).await {
+                tracing::error!(error = format!("{error:#}"), "database unavailable");
+            }
+        }
+    });
+    let predictor = Predictor::new(config, pool, ObjectStore::from_env()?);
+    predictor.watch();
+    runtime::serve_http("predict", router(predictor)).await
+}

@@ -1,0 +1,68 @@
+//! Test helpers (the `testing` feature): a real production model made by the real train and
+//! promote stages, for the predictor's tests.
+
+use anyhow::Context;
+use appraise_core::{
+    db::DbPool, keys, model::boosted::BoostingParams, model::forest::ForestParams,
+    objects::ObjectStore,
+};
+use appraise_local::testkit;
+use appraise_promote::{Promote, PromoteConfig};
+use appraise_train::{Train, TrainReport, config::TrainConfig};
+
+/// Small models keep debug-build tests quick.
+pub fn small_train_config() -> TrainConfig {
+    TrainConfig {
+        forest: ForestParams {
+            trees: 8,
+            max_depth: 8,
+            ..ForestParams::default()
+        },
+        boosting: BoostingParams {
+            rounds: 30,
+            ..BoostingParams::default()
+        },
+        ..TrainConfig::default()
+    }
+}
+
+/// Runs train then promote on clean batch `batch` (already in the database); returns the
+/// training id, if it trained.
+pub async fn train_and_promote(
+    db: &DbPool,
+    objects: &ObjectStore,
+    batch: i32,
+) -> anyhow::Result<Option<i64>> {
+    let train = Train::new(small_train_config(), db.clone(), objects.clone());
+    let report = train
+        .train_object(&testkit::object_created(&keys::batch_manifest(
+            "clean", batch,
+        )))
+        .await?;
+    let TrainReport::Trained { training_id, .. } = report else {
+        return Ok(None);
+    };
+    Promote::new(PromoteConfig::default(), db.clone(), objects.clone())
+        .promote_object(&testkit::object_created(&keys::candidates(training_id)))
+        .await?;
+    Ok(Some(training_id))
+}
+
+/// Two batches through train and promote: the first trains and is promoted; the second is
+/// drifted (prices and sizes doubled), so it gets a drift report, trains again and is judged
+/// against production. Returns the production version.
+pub async fn seed_production_model(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<String> {
+    testkit::insert_clean_batch(db, 1, 12_000, 1.0).await?;
+    train_and_promote(db, objects, 1)
+        .await?
+        .context("the first batch did not train")?;
+    testkit::insert_clean_batch(db, 2, 12_000, 2.0).await?;
+    train_and_promote(db, objects, 2).await?;
+    let version: String = db
+        .get()
+        .await?
+        .query_one("SELECT version FROM ops.production", &[])
+        .await?
+        .get(0);
+    Ok(version)
+}

@@ -1,0 +1,433 @@
+//! The predict binary over HTTP, with a real model made by the real train and promote stages,
+//! a real PostgreSQL and a real S3 server: the API, its errors, metrics, reloads, the inference
+//! log, the Open Inference Protocol, and a model swap under load that fails no request.
+
+use std::{
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use appraise_core::{db::DbPool, keys, model::ProductionPointer, objects::ObjectStore};
+use appraise_local::{processes::FunctionProcess, s3_server::S3Server, testkit};
+use appraise_predict::testing;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-reload-token";
+
+struct World {
+    db: DbPool,
+    objects: ObjectStore,
+    production: String,
+    predict: FunctionProcess,
+    client: reqwest::Client,
+    _s3: S3Server,
+}
+
+impl World {
+    async fn start() -> World {
+        let (db_url, db) = testkit::fresh_database().await.unwrap();
+        let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+        let production = testing::seed_production_model(&db, &objects).await.unwrap();
+        let mut env = s3.env(testkit::BUCKET);
+        env.extend([
+            ("DATABASE_URL".to_owned(), db_url),
+            ("PREDICT_RELOAD_TOKEN".to_owned(), TOKEN.to_owned()),
+            // Reloads in these tests come from events and /reload_model, not the poll.
+            ("PREDICT_POLL_SECONDS".to_owned(), "0".to_owned()),
+        ]);
+        let predict = FunctionProcess::start(
+            "predict",
+            env!("CARGO_BIN_EXE_predict").as_ref(),
+            &env,
+            Stdio::null(),
+        )
+        .await
+        .unwrap();
+        let world = World {
+            db,
+            objects,
+            production,
+            predict,
+            client: reqwest::Client::new(),
+            _s3: s3,
+        };
+        // Ready once the model is loaded.
+        for _ in 0..500 {
+            if world.get("/ready").await.0 == 200 {
+                return world;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the predictor never became ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.predict.url())
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Points production/current.json at another model version (as promote would).
+    async fn point_at(&self, version: &str) {
+        let client = self.db.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT algorithm, artifact_key, training_id, test FROM ops.model_versions WHERE version = $1",
+                &[&version],
+            )
+            .await
+            .unwrap();
+        let pointer = ProductionPointer {
+            version: version.to_owned(),
+            algorithm: row.get(0),
+            artifact_key: row.get(1),
+            promotion_id: 0,
+            training_id: row.get(2),
+            test: serde_json::from_value(row.get(3)).unwrap(),
+            promoted_at: "2026-11-27T00:00:00Z".to_owned(),
+        };
+        self.objects
+            .put(
+                keys::PRODUCTION_POINTER,
+                Bytes::from(serde_json::to_vec(&pointer).unwrap()),
+                "application/json",
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn other_version(&self) -> String {
+        self.db
+            .get()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT version FROM ops.model_versions WHERE version <> $1 ORDER BY version LIMIT 1",
+                &[&self.production],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+const SEED_BODY: &str = r#"{"brokered_by": 101, "status": "for_sale", "bed": 3, "bath": 2,
+    "acre_lot": 0.25, "city": "Town", "state": "Texas", "zip_code": "12345",
+    "house_size": 1800, "prev_sold_date": "2015-06-01", "street": "1 Main St"}"#;
+
+#[tokio::test]
+async fn predicts_explains_bad_input_and_logs_every_prediction() {
+    let world = World::start().await;
+
+    let (status, answer) = world.post("/predict", SEED_BODY).await;
+    assert_eq!(status, 200, "{answer}");
+    let price = answer["predicted_price"].as_f64().unwrap();
+    assert!(price > 10_000.0 && price < 10_000_000.0, "{answer}");
+    assert_eq!(answer["model_version"], world.production.as_str());
+    assert!(answer["model_rmse"].as_f64().unwrap() > 0.0);
+
+    // The zip code as a number, and the peer benchmark's shorter body, answer the same way.
+    let numeric_zip = SEED_BODY.replace(r#""12345""#, "12345");
+    assert_eq!(
+        world.post("/predict", numeric_zip).await.1["predicted_price"],
+        price
+    );
+    let peer = r#"{"bed":3,"bath":2,"acre_lot":0.25,"house_size":1800,"zip_code":90210,"state":"California","status":"for_sale"}"#;
+    assert_eq!(world.post("/predict", peer).await.0, 200);
+
+    // Bad input: 4xx naming the field and the reason, never 5xx.
+    let cases: [(&str, u16, &str); 7] = [
+        (r#"{"bath":2,"acre_lot":1,"house_size":1500}"#, 422, "bed"),
+        (
+            r#"{"bed":"3","bath":2,"acre_lot":1,"house_size":1500}"#,
+            422,
+            "bed",
+        ),
+        (
+            r#"{"bed":3,"bath":2,"acre_lot":1,"house_size":-4}"#,
+            422,
+            "house_size",
+        ),
+        (
+            r#"{"bed":3,"bath":2,"acre_lot":1,"house_size":1500,"status":"rented"}"#,
+            422,
+            "status",
+        ),
+        (
+            r#"{"bed":3,"bath":2,"acre_lot":1,"house_size":1e999}"#,
+            422,
+            "body",
+        ),
+        ("not json", 422, "body"),
+        ("[1,2,3]", 422, "body"),
+    ];
+    for (body, want, field) in cases {
+        let (status, answer) = world.post("/predict", body).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert_eq!(answer["problems"][0]["field"], field, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    let oversized = format!(r#"{{"bed":3,"pad":"{}"}}"#, "x".repeat(100_000));
+    assert_eq!(world.post("/predict", oversized).await.0, 413);
+
+    // The batch form prices in order, with the same model, and names the bad listing.
+    let batch = format!(r#"{{"listings": [{SEED_BODY}, {peer}]}}"#);
+    let (status, answer) = world.post("/predict/batch", batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["predictions"][0], price);
+    let bad = format!(r#"{{"listings": [{SEED_BODY}, {{"bed": 1}}]}}"#);
+    let (status, answer) = world.post("/predict/batch", bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(answer["problems"][0]["field"], "listings[1].bath");
+
+    // Metrics name the served version and count what happened.
+    let (_, metrics) = world.get("/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("predictions_total")
+            && l.contains(&format!("model_version=\"{}\"", world.production))),
+        "{metrics}"
+    );
+    for name in [
+        "prediction_latency_seconds_bucket",
+        "prediction_errors_total",
+        "model_rmse",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    // Every prediction reaches the inference log, in batches off the request path.
+    let mut logged = 0i64;
+    for _ in 0..100 {
+        logged = world
+            .db
+            .get()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM ops.inference_log", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if logged >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logged, 5, "3 single predictions and a batch of 2");
+    let input: Value = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT input FROM ops.inference_log ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(input["zip_code"], "12345");
+}
+
+#[tokio::test]
+async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
+    let world = World::start().await;
+    let other = world.other_version().await;
+
+    // Reloading by hand needs the token.
+    let no_token = world
+        .client
+        .post(world.url("/reload_model"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let reload = || {
+        world
+            .client
+            .post(world.url("/reload_model"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let answer: Value = reload().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["outcome"], "unchanged");
+
+    // A production/ object event (here MinIO's webhook shape) loads the new pointer.
+    world.point_at(&other).await;
+    let event = json!({
+        "EventName": "s3:ObjectCreated:Put",
+        "Key": format!("{}/{}", testkit::BUCKET, keys::PRODUCTION_POINTER),
+        "Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {
+            "bucket": {"name": testkit::BUCKET},
+            "object": {"key": "production/current.json", "size": 10}}}]
+    });
+    let (status, answer) = world.post("/", event.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "loaded", "{answer}");
+    assert_eq!(
+        world.post("/predict", SEED_BODY).await.1["model_version"],
+        other.as_str()
+    );
+    world.point_at(&world.production).await;
+    let answer: Value = reload().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["outcome"], "loaded");
+    assert_eq!(answer["model_version"], world.production.as_str());
+
+    // Open Inference Protocol v2.
+    assert_eq!(world.get("/v2/health/live").await.0, 200);
+    assert_eq!(world.get("/v2/health/ready").await.0, 200);
+    let (status, metadata) = world.get("/v2/models/appraise").await;
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["versions"][0], world.production.as_str());
+    assert_eq!(world.get("/v2/models/other").await.0, 404);
+    let infer = json!({"id": "r1", "inputs": [
+        {"name": "bed", "datatype": "FP64", "shape": [2], "data": [3, 4]},
+        {"name": "bath", "datatype": "FP64", "shape": [2], "data": [2, 3]},
+        {"name": "acre_lot", "datatype": "FP64", "shape": [2], "data": [0.25, 0.5]},
+        {"name": "house_size", "datatype": "FP64", "shape": [2], "data": [1800, 2600]},
+        {"name": "state", "datatype": "BYTES", "shape": [2], "data": ["Texas", "Ohio"]}
+    ]});
+    let (status, answer) = world
+        .post("/v2/models/appraise/infer", infer.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], "r1");
+    assert_eq!(answer["outputs"][0]["shape"], json!([2]));
+    let single: Value = world
+        .post(
+            "/predict",
+            r#"{"bed":3,"bath":2,"acre_lot":0.25,"house_size":1800,"state":"Texas"}"#,
+        )
+        .await
+        .1;
+    assert_eq!(answer["outputs"][0]["data"][0], single["predicted_price"]);
+    let mismatched = json!({"inputs": [
+        {"name": "bed", "datatype": "FP64", "shape": [2], "data": [3, 4]},
+        {"name": "bath", "datatype": "FP64", "shape": [1], "data": [2]}
+    ]});
+    let (status, answer) = world
+        .post("/v2/models/appraise/infer", mismatched.to_string())
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["problems"][0]["field"], "inputs[bath]");
+
+    // The OpenAPI document describes the endpoints.
+    let (status, openapi) = world.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let openapi: Value = serde_json::from_str(&openapi).unwrap();
+    for path in [
+        "/predict",
+        "/predict/batch",
+        "/reload_model",
+        "/v2/models/{name}/infer",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path}");
+    }
+    // The page and its data.
+    let (status, page) = world.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("predict-form"));
+    let (_, models) = world.get("/api/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    assert_eq!(models["production"], world.production.as_str());
+    let (_, drift) = world.get("/api/drift").await;
+    let drift: Value = serde_json::from_str(&drift).unwrap();
+    assert_eq!(drift["reports"][0]["batch_number"], 2);
+}
+
+#[tokio::test]
+async fn a_model_swap_under_load_fails_no_request() {
+    let world = Arc::new(World::start().await);
+    let other = world.other_version().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let world = world.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut failed, mut versions) = (0u32, Vec::new(), Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, answer) = world.post("/predict", SEED_BODY).await;
+                    answered += 1;
+                    if status != 200 {
+                        failed.push(format!("{status}: {answer}"));
+                    } else if let Some(version) = answer["model_version"].as_str()
+                        && !versions.iter().any(|v| v == version)
+                    {
+                        versions.push(version.to_owned());
+                    }
+                }
+                (answered, failed, versions)
+            })
+        })
+        .collect();
+    // Swap back and forth while the load runs.
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let version = if round % 2 == 0 {
+            &other
+        } else {
+            &world.production
+        };
+        world.point_at(version).await;
+        let answer: Value = world
+            .client
+            .post(world.url("/reload_model"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["outcome"], "loaded", "{answer}");
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut seen: Vec<String> = Vec::new();
+    for worker in load {
+        let (answered, failed, versions) = worker.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += answered;
+        for v in versions {
+            if !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+    }
+    assert!(total > 100, "the load generator ran ({total} requests)");
+    seen.sort();
+    let mut both = vec![other.clone(), world.production.clone()];
+    both.sort();
+    assert_eq!(seen, both, "requests were answered by both models");
+}

@@ -1,0 +1,21 @@
+//! The promote function: `DATABASE_URL`, the S3 variables and `PROMOTE_MIN_IMPROVEMENT` in;
+//! promotion decisions and the production pointer out.
+
+use std::time::Duration;
+
+use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_promote::{Promote, config::PromoteConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init("promote");
+    let config = PromoteConfig::from_env()?;
+    let pool = db::pool_from_env()?;
+    db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
+    let promote = Promote::new(config, pool, ObjectStore::from_env()?);
+    runtime::serve("promote", move |trigger| {
+        let promote = promote.clone();
+        async move { promote.handle(trigger).await }
+    })
+    .await
+}
