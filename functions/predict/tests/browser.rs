@@ -256,6 +256,7 @@ impl Drop for Chromium {
 /// Launches Chromium and goes through the page; saves a screenshot of what it saw on failure.
 fn drive_browser(binary: &Path, expected: &Expected) -> anyhow::Result<()> {
     let deadline = Instant::now() + BROWSER_PHASE;
+    let _ = std::fs::remove_file(FAILURE_SCREENSHOT);
     let chromium = Chromium::launch(binary)?;
     let result = (|| {
         let mut cdp = Cdp::connect(&chromium.websocket_url)?;
