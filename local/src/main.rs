@@ -63,6 +63,9 @@ struct RunArgs {
     /// Trees of the random forest (`TRAIN_RF_TREES`).
     #[arg(long, default_value_t = 100)]
     trees: usize,
+    /// Keep the predictor serving after the run, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
     /// Stop after this many firings even if the source has more.
     #[arg(long)]
     max_firings: Option<u32>,
@@ -109,6 +112,8 @@ struct Stack {
     ingest: FunctionProcess,
     process: FunctionProcess,
     train: FunctionProcess,
+    promote: FunctionProcess,
+    predict: FunctionProcess,
 }
 
 async fn start_stack(
@@ -211,9 +216,13 @@ async fn start_stack(
     ]);
     let train = FunctionProcess::start_logged("train", &train_env, log_dir).await?;
     step(&format!("train: listening at {}", train.url()));
+    let promote = FunctionProcess::start_logged("promote", &stage_env, log_dir).await?;
+    step(&format!("promote: listening at {}", promote.url()));
+    let predict = FunctionProcess::start_logged("predict", &stage_env, log_dir).await?;
+    step(&format!("predict: listening at {}", predict.url()));
 
-    // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train;
-    // candidates/ are reported (promote takes them once it exists).
+    // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train,
+    // candidates/ wake promote, and production/ wakes the predictor.
     let deliveries = s3.as_ref().map(|server| {
         server.set_rules(vec![
             NotificationRule {
@@ -229,7 +238,12 @@ async fn start_stack(
             NotificationRule {
                 prefix: "candidates/".into(),
                 suffix: ".json".into(),
-                target: None,
+                target: Some(format!("{}/", promote.url())),
+            },
+            NotificationRule {
+                prefix: "production/".into(),
+                suffix: ".json".into(),
+                target: Some(format!("{}/", predict.url())),
             },
         ]);
         server.deliveries()
@@ -243,6 +257,8 @@ async fn start_stack(
         ingest,
         process,
         train,
+        promote,
+        predict,
     })
 }
 
@@ -345,6 +361,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 for report_line in describe_training(line.batch, &trained) {
                     say(&spinner, report_line);
                 }
+                if let Some(training_id) = trained["training_id"].as_i64() {
+                    spinner.set_message(format!("promote is judging training {training_id}"));
+                    let candidates = appraise_core::keys::candidates(training_id);
+                    let promoted =
+                        await_stage(&client, &spinner, &mut stack, Stage::Promote, &candidates)
+                            .await?;
+                    say(&spinner, describe_promotion(line.batch, &promoted));
+                }
                 line.seconds = tick_started.elapsed().as_secs_f64();
                 lines.push(line);
                 // Show the clean/ announcement that followed, if it is already out.
@@ -375,6 +399,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
 
     print_summary(&lines, started.elapsed());
+    show_predictor(&client, &stack.predict.url()).await?;
+    if args.serve {
+        println!("serving until Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+    stack.predict.stop().await;
+    stack.promote.stop().await;
     stack.train.stop().await;
     stack.process.stop().await;
     stack.ingest.stop().await;
@@ -388,6 +419,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 enum Stage {
     Process,
     Train,
+    Promote,
 }
 
 /// Waits until a stage has handled the manifest `key` and returns its report. With the
@@ -403,6 +435,7 @@ async fn await_stage(
     let (name, url) = match stage {
         Stage::Process => ("process", stack.process.url()),
         Stage::Train => ("train", stack.train.url()),
+        Stage::Promote => ("promote", stack.promote.url()),
     };
     let answer = match stack.deliveries.as_mut() {
         Some(deliveries) => loop {
@@ -431,6 +464,65 @@ async fn await_stage(
     let report: Value =
         serde_json::from_str(&answer).with_context(|| format!("reading {name}'s report"))?;
     Ok(report["results"][0].clone())
+}
+
+/// Promote's decision with both scores.
+fn describe_promotion(batch: i64, report: &Value) -> String {
+    match report["outcome"].as_str() {
+        Some("decided") => format!(
+            "promote  batch {batch:>3}  {} {}: {}",
+            if report["promoted"] == true {
+                "promoted"
+            } else {
+                "rejected"
+            },
+            report["candidate"]["version"].as_str().unwrap_or("?"),
+            report["reason"].as_str().unwrap_or_default()
+        ),
+        _ => format!("promote  batch {batch:>3}  {report}"),
+    }
+}
+
+/// Waits for the predictor to serve the production model, asks it for one price, and says
+/// where it is.
+async fn show_predictor(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let mut ready = Value::Null;
+    for _ in 0..200 {
+        let response = client.get(format!("{url}/ready")).send().await?;
+        if response.status().is_success() {
+            ready = response.json().await?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if ready.is_null() {
+        println!("predict: no model in production (nothing was promoted)");
+        return Ok(());
+    }
+    let listing = serde_json::json!({
+        "brokered_by": 10481, "status": "for_sale", "bed": 3, "bath": 2, "acre_lot": 0.25,
+        "city": "Springfield", "state": "Massachusetts", "zip_code": "01103",
+        "house_size": 1800, "prev_sold_date": "2015-06-01"
+    });
+    let answer: Value = client
+        .post(format!("{url}/predict"))
+        .json(&listing)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "production model: {} ({}, test RMSE {})",
+        ready["model_version"].as_str().unwrap_or("?"),
+        ready["algorithm"].as_str().unwrap_or("?"),
+        thousands(ready["model_rmse"].as_f64().unwrap_or(0.0) as i64)
+    );
+    println!(
+        "a 3 bed, 2 bath, 1,800 sq ft house in Springfield, MA: ${}",
+        thousands(answer["predicted_price"].as_f64().unwrap_or(0.0) as i64)
+    );
+    println!("predictor: {url}/ (web page), {url}/predict, {url}/metrics");
+    Ok(())
 }
 
 /// The drift verdict, the decision and each model's test metrics, one line each.

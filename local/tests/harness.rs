@@ -210,10 +210,20 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
         stdout.contains("model    t000001-random_forest"),
         "{stdout}"
     );
+    assert!(stdout.contains("model    t000001-xgboost"), "{stdout}");
     assert!(
         stdout.contains("candidates/training-000001.json"),
         "{stdout}"
     );
+    // Promote puts the first training's best model in production, and the predictor
+    // answers with it.
+    assert!(
+        stdout.contains("promote  batch   1  promoted t000001-"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("production model: t0000"), "{stdout}");
+    assert!(stdout.contains("Springfield, MA: $"), "{stdout}");
+    assert!(stdout.contains("predictor: http://127.0.0.1:"), "{stdout}");
     // The generator's nulls make some rule drop rows in every run.
     assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");
