@@ -190,6 +190,17 @@ async fn start_stack(
 
     let mut stage_env = s3_env;
     stage_env.push(("DATABASE_URL".to_owned(), database_url));
+    // The functions' shared settings, so another function (e.g. a second predictor for a
+    // benchmark) can join this run: `set -a; . <run>/functions.env; set +a`.
+    let env_file = run_dir.join("functions.env");
+    std::fs::write(
+        &env_file,
+        stage_env
+            .iter()
+            .map(|(k, v)| format!("{k}='{v}'\n"))
+            .collect::<String>(),
+    )
+    .with_context(|| format!("writing {}", env_file.display()))?;
     let mut ingest_env = stage_env.clone();
     ingest_env.extend([
         ("SOURCE_URL".to_owned(), source.url()),
@@ -248,7 +259,11 @@ async fn start_stack(
         ]);
         server.deliveries()
     });
-    println!("    logs in {}", log_dir.display());
+    println!(
+        "    logs in {}; the functions' settings in {}",
+        log_dir.display(),
+        env_file.display()
+    );
     Ok(Stack {
         _postgres: postgres,
         s3,
@@ -399,6 +414,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
 
     print_summary(&lines, started.elapsed());
+    let peaks: Vec<String> = [
+        &stack.ingest,
+        &stack.process,
+        &stack.train,
+        &stack.promote,
+        &stack.predict,
+    ]
+    .iter()
+    .filter_map(|f| {
+        f.peak_rss_bytes()
+            .map(|b| format!("{} {} MB", f.name, thousands((b / 1_000_000) as i64)))
+    })
+    .collect();
+    if !peaks.is_empty() {
+        println!("peak resident memory: {}", peaks.join(" · "));
+    }
     show_predictor(&client, &stack.predict.url()).await?;
     if args.serve {
         println!("serving until Ctrl-C");

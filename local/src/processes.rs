@@ -67,6 +67,15 @@ impl FunctionProcess {
         FunctionProcess::start(name, &binary(name)?, env, log.into()).await
     }
 
+    /// The most resident memory the process has used so far (Linux's VmHWM), in bytes; `None`
+    /// where `/proc` cannot tell.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
