@@ -22,13 +22,23 @@ CREATE TABLE ops.promotions (
 
 ALTER TABLE ops.production ADD COLUMN promotion_id bigint REFERENCES ops.promotions (id);
 
--- Every prediction served, written in batches off the request path.
+-- Every prediction served, written in batches off the request path (binary COPY). Typed
+-- columns rather than a JSON document: cheaper to write at thousands of rows a second, and
+-- queryable as they are. A BRIN index on time costs next to nothing to maintain.
 CREATE TABLE ops.inference_log (
-    id              bigserial PRIMARY KEY,
     predicted_at    timestamptz NOT NULL,
     model_version   text NOT NULL,
-    input           jsonb NOT NULL,
+    brokered_by     bigint,
+    status          text,
+    bed             double precision NOT NULL,
+    bath            double precision NOT NULL,
+    acre_lot        double precision NOT NULL,
+    house_size      double precision NOT NULL,
+    city            text,
+    state           text,
+    zip_code        text,
+    prev_sold_date  date,
     predicted_price double precision NOT NULL,
     latency_us      integer NOT NULL
 );
-CREATE INDEX inference_log_predicted_at ON ops.inference_log (predicted_at);
+CREATE INDEX inference_log_predicted_at ON ops.inference_log USING brin (predicted_at);

@@ -1,15 +1,16 @@
 //! Every prediction, written to `ops.inference_log` in batches, off the request path.
 //!
 //! A request hands its entry to a bounded queue and moves on ([`InferenceLog::record`] never
-//! waits). One writer task drains the queue in batches of up to [`BATCH`] rows, one `INSERT …
-//! SELECT FROM unnest(…)` per batch. When the queue is full (the database cannot keep up) or a
+//! waits). One writer task drains the queue in batches of up to [`BATCH`] rows, one binary
+//! `COPY` per batch into typed columns (the cheapest way into PostgreSQL). When the queue is full (the database cannot keep up) or a
 //! batch fails to write, the entries are dropped and counted in
 //! `inference_log_dropped_total`, so the loss is visible rather than silent.
 
 use std::{sync::Arc, time::Duration};
 
-use appraise_core::db::DbPool;
+use appraise_core::{db::DbPool, listing::Status};
 use tokio::sync::mpsc;
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
 
 use crate::request::Listing;
 
@@ -68,20 +69,55 @@ async fn write_forever(db: DbPool, mut receiver: mpsc::Receiver<Entry>, dropped:
 
 async fn write(db: &DbPool, batch: &[Entry]) -> anyhow::Result<()> {
     let client = db.get().await?;
-    let at: Vec<time::OffsetDateTime> = batch.iter().map(|e| e.predicted_at).collect();
-    let versions: Vec<&str> = batch.iter().map(|e| &*e.model_version).collect();
-    let inputs: Vec<serde_json::Value> = batch.iter().map(|e| e.listing.to_json()).collect();
-    let prices: Vec<f64> = batch.iter().map(|e| e.predicted_price).collect();
-    let latencies: Vec<i32> = batch
-        .iter()
-        .map(|e| e.latency_us.min(i32::MAX as u32) as i32)
-        .collect();
-    client
-        .execute(
-            "INSERT INTO ops.inference_log (predicted_at, model_version, input, predicted_price, latency_us)
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::float8[], $5::int4[])",
-            &[&at, &versions, &inputs, &prices, &latencies],
+    let sink = client
+        .copy_in(
+            "COPY ops.inference_log (predicted_at, model_version, brokered_by, status, bed, bath,
+                 acre_lot, house_size, city, state, zip_code, prev_sold_date, predicted_price,
+                 latency_us)
+             FROM STDIN (FORMAT binary)",
         )
         .await?;
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::DATE,
+        Type::FLOAT8,
+        Type::INT4,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    for entry in batch {
+        let listing = &entry.listing;
+        let latency_us = entry.latency_us.min(i32::MAX as u32) as i32;
+        writer
+            .as_mut()
+            .write(&[
+                &entry.predicted_at,
+                &&*entry.model_version,
+                &listing.brokered_by,
+                &listing.status.map(Status::as_str),
+                &listing.bed,
+                &listing.bath,
+                &listing.acre_lot,
+                &listing.house_size,
+                &listing.city,
+                &listing.state,
+                &listing.zip_code.map(|z| z.to_string()),
+                &listing.prev_sold_date,
+                &entry.predicted_price,
+                &latency_us,
+            ])
+            .await?;
+    }
+    writer.as_mut().finish().await?;
     Ok(())
 }

@@ -92,10 +92,13 @@ impl ModelSlot {
                 model_version: pointer.version,
             });
         }
+        let started = std::time::Instant::now();
         let body = objects
             .get(&pointer.artifact_key)
             .await?
             .with_context(|| format!("the artifact {} is missing", pointer.artifact_key))?;
+        let fetched = started.elapsed();
+        let artifact_bytes = body.len();
         // Parsing a large forest takes milliseconds: off the request threads.
         let artifact = tokio::task::spawn_blocking(move || ModelArtifact::from_json(&body))
             .await
@@ -120,7 +123,14 @@ impl ModelSlot {
             predictions,
         })));
         let previous_version = previous.map(|p| p.version().to_owned());
-        tracing::info!(%model_version, ?previous_version, "model loaded");
+        tracing::info!(
+            %model_version,
+            ?previous_version,
+            artifact_bytes,
+            fetch_ms = fetched.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "model loaded"
+        );
         Ok(Refresh::Loaded {
             model_version,
             previous_version,

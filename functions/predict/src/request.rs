@@ -49,22 +49,6 @@ impl Listing {
             as_of,
         }
     }
-
-    /// The listing as JSON, for the inference log.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "brokered_by": self.brokered_by,
-            "status": self.status.map(Status::as_str),
-            "bed": self.bed,
-            "bath": self.bath,
-            "acre_lot": self.acre_lot,
-            "house_size": self.house_size,
-            "city": self.city,
-            "state": self.state,
-            "zip_code": self.zip_code.map(|z| z.to_string()),
-            "prev_sold_date": self.prev_sold_date.map(|d| d.to_string()),
-        })
-    }
 }
 
 /// One thing wrong with a request.

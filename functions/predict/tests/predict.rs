@@ -242,19 +242,22 @@ async fn predicts_explains_bad_input_and_logs_every_prediction() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(logged, 5, "3 single predictions and a batch of 2");
-    let input: Value = world
-        .db
-        .get()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT input FROM ops.inference_log ORDER BY id LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(input["zip_code"], "12345");
+    let (zip_code, version): (String, String) = {
+        let row = world
+            .db
+            .get()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT zip_code, model_version FROM ops.inference_log ORDER BY predicted_at LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(zip_code, "12345");
+    assert_eq!(version, world.production);
 }
 
 #[tokio::test]

@@ -10,15 +10,44 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One tree as parallel arrays; node 0 is the root. A leaf has `left == -1` and its value in
-/// `condition`.
+/// One node of a [`BoostedTree`]: an inner node sends `value < condition` to `left`, anything
+/// else to `right`, and a missing value (NaN) to its default side; a leaf has `left == -1` and
+/// its value in `condition`. 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoostedNode {
+    pub condition: f32,
+    /// The feature index, with [`DEFAULT_LEFT`] set when a missing value goes left.
+    pub feature: u32,
+    pub left: i32,
+    pub right: i32,
+}
+
+/// The flag in [`BoostedNode::feature`] that sends missing values left.
+pub const DEFAULT_LEFT: u32 = 1 << 31;
+
+impl super::packed::Packed for BoostedNode {
+    const SIZE: usize = 16;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.condition.to_le_bytes());
+        out.extend_from_slice(&self.feature.to_le_bytes());
+        out.extend_from_slice(&self.left.to_le_bytes());
+        out.extend_from_slice(&self.right.to_le_bytes());
+    }
+    fn read(bytes: &[u8]) -> BoostedNode {
+        BoostedNode {
+            condition: f32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+            feature: super::packed::u32_at(bytes, 4),
+            left: super::packed::u32_at(bytes, 8) as i32,
+            right: super::packed::u32_at(bytes, 12) as i32,
+        }
+    }
+}
+
+/// One tree; node 0 is the root.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoostedTree {
-    pub feature: Vec<u32>,
-    pub condition: Vec<f32>,
-    pub left: Vec<i32>,
-    pub right: Vec<i32>,
-    pub default_left: Vec<bool>,
+    #[serde(with = "super::packed")]
+    pub nodes: Vec<BoostedNode>,
 }
 
 /// Hyperparameters the ensemble was fitted with (recorded for lineage).
@@ -63,53 +92,34 @@ pub enum XgboostJsonError {
 
 impl BoostedTree {
     pub fn predict_row(&self, x: &[f64]) -> f32 {
-        let mut node = 0usize;
-        loop {
-            let left = self.left[node];
-            if left < 0 {
-                return self.condition[node];
-            }
-            let value = x[self.feature[node] as usize] as f32;
+        let mut node = self.nodes[0];
+        while node.left >= 0 {
+            let value = x[(node.feature & !DEFAULT_LEFT) as usize] as f32;
             let go_left = if value.is_nan() {
-                self.default_left[node]
+                node.feature & DEFAULT_LEFT != 0
             } else {
-                value < self.condition[node]
+                value < node.condition
             };
-            node = if go_left { left } else { self.right[node] } as usize;
+            node = self.nodes[if go_left { node.left } else { node.right } as usize];
         }
+        node.condition
     }
 
     /// Checks that every walk ends at a leaf: children in range and pointing forward.
     fn validate(&self, features: usize) -> Result<(), &'static str> {
-        let n = self.left.len();
+        let n = self.nodes.len();
         if n == 0 {
             return Err("no nodes");
         }
-        if [
-            self.right.len(),
-            self.feature.len(),
-            self.condition.len(),
-            self.default_left.len(),
-        ]
-        .iter()
-        .any(|&len| len != n)
-        {
-            return Err("node arrays of different lengths");
-        }
-        for node in 0..n {
-            if self.left[node] < 0 {
+        for (index, node) in self.nodes.iter().enumerate() {
+            if node.left < 0 {
                 continue;
             }
-            let (left, right) = (self.left[node] as usize, self.right[node]);
-            if right < 0
-                || left <= node
-                || right as usize <= node
-                || left >= n
-                || right as usize >= n
-            {
+            let in_range = |child: i32| child as usize > index && (child as usize) < n;
+            if node.right < 0 || !in_range(node.left) || !in_range(node.right) {
                 return Err("a child index out of range");
             }
-            if self.feature[node] as usize >= features {
+            if (node.feature & !DEFAULT_LEFT) as usize >= features {
                 return Err("a split on a feature the model does not have");
             }
         }
@@ -118,6 +128,12 @@ impl BoostedTree {
 }
 
 impl BoostedTrees {
+    pub fn validate(&self, features: usize) -> Result<(), &'static str> {
+        self.trees
+            .iter()
+            .try_for_each(|tree| tree.validate(features))
+    }
+
     pub fn predict_row(&self, x: &[f64]) -> f64 {
         let mut sum = self.base_score;
         for tree in &self.trees {
@@ -164,12 +180,41 @@ impl BoostedTrees {
                     "categorical splits".to_owned(),
                 ));
             }
+            let n = tree.left_children.len();
+            if [
+                tree.right_children.len(),
+                tree.split_indices.len(),
+                tree.split_conditions.len(),
+                tree.default_left.len(),
+            ]
+            .iter()
+            .any(|&len| len != n)
+            {
+                return Err(XgboostJsonError::BadTree {
+                    tree: index,
+                    reason: "node arrays of different lengths",
+                });
+            }
+            if tree.split_indices.iter().any(|&f| f & DEFAULT_LEFT != 0) {
+                return Err(XgboostJsonError::BadTree {
+                    tree: index,
+                    reason: "a feature index too large",
+                });
+            }
             let tree = BoostedTree {
-                feature: tree.split_indices,
-                condition: tree.split_conditions,
-                left: tree.left_children,
-                right: tree.right_children,
-                default_left: tree.default_left.into_iter().map(|d| d.0).collect(),
+                nodes: (0..n)
+                    .map(|i| BoostedNode {
+                        condition: tree.split_conditions[i],
+                        feature: tree.split_indices[i]
+                            | if tree.default_left[i].0 {
+                                DEFAULT_LEFT
+                            } else {
+                                0
+                            },
+                        left: tree.left_children[i],
+                        right: tree.right_children[i],
+                    })
+                    .collect(),
             };
             tree.validate(features)
                 .map_err(|reason| XgboostJsonError::BadTree {

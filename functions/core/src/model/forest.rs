@@ -34,44 +34,89 @@ impl Default for ForestParams {
     }
 }
 
-/// One regression tree, stored as parallel arrays; node 0 is the root. A leaf has
-/// `feature == LEAF`; an inner node sends `x[feature] <= threshold` left.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tree {
-    pub feature: Vec<u32>,
-    pub threshold: Vec<f64>,
-    pub left: Vec<u32>,
-    pub right: Vec<u32>,
-    pub value: Vec<f64>,
+/// One node of a [`Tree`]. An inner node sends `x[feature] <= threshold` to node `left` and
+/// anything else to node `left + 1` (children are stored side by side); a leaf has
+/// `feature == LEAF` and its prediction in `threshold`. 16 bytes: one cache line holds four.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Node {
+    pub threshold: f64,
+    pub feature: u32,
+    pub left: u32,
 }
 
-/// `Tree::feature` of a leaf.
+/// `Node::feature` of a leaf.
 pub const LEAF: u32 = u32::MAX;
+
+impl Node {
+    pub fn leaf(value: f64) -> Node {
+        Node {
+            threshold: value,
+            feature: LEAF,
+            left: 0,
+        }
+    }
+}
+
+impl super::packed::Packed for Node {
+    const SIZE: usize = 16;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.threshold.to_le_bytes());
+        out.extend_from_slice(&self.feature.to_le_bytes());
+        out.extend_from_slice(&self.left.to_le_bytes());
+    }
+    fn read(bytes: &[u8]) -> Node {
+        Node {
+            threshold: f64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+            feature: super::packed::u32_at(bytes, 8),
+            left: super::packed::u32_at(bytes, 12),
+        }
+    }
+}
+
+/// One regression tree; node 0 is the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    #[serde(with = "super::packed")]
+    pub nodes: Vec<Node>,
+}
 
 impl Tree {
     pub fn predict_row(&self, x: &[f64]) -> f64 {
-        let mut node = 0usize;
-        loop {
-            let feature = self.feature[node];
-            if feature == LEAF {
-                return self.value[node];
-            }
-            node = if x[feature as usize] <= self.threshold[node] {
-                self.left[node]
-            } else {
-                self.right[node]
-            } as usize;
+        let mut node = self.nodes[0];
+        while node.feature != LEAF {
+            // `!(x <= t)` rather than `x > t`: the same walk as the fitted tree's for any value.
+            let right = !(x[node.feature as usize] <= node.threshold);
+            let next = node.left as usize + usize::from(right);
+            node = self.nodes[next];
         }
+        node.threshold
     }
 
     /// Appends a leaf and returns its index.
     pub fn push_leaf(&mut self, value: f64) -> usize {
-        self.feature.push(LEAF);
-        self.threshold.push(0.0);
-        self.left.push(0);
-        self.right.push(0);
-        self.value.push(value);
-        self.feature.len() - 1
+        self.nodes.push(Node::leaf(value));
+        self.nodes.len() - 1
+    }
+
+    /// Checks that every walk from the root ends at a leaf within the tree, splitting only on
+    /// the model's `features`.
+    pub fn validate(&self, features: usize) -> Result<(), &'static str> {
+        if self.nodes.is_empty() {
+            return Err("a tree without nodes");
+        }
+        for (index, node) in self.nodes.iter().enumerate() {
+            if node.feature == LEAF {
+                continue;
+            }
+            if node.feature as usize >= features {
+                return Err("a split on a feature the model does not have");
+            }
+            let left = node.left as usize;
+            if left <= index || left + 1 >= self.nodes.len() {
+                return Err("a child index out of range");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +128,15 @@ pub struct Forest {
 }
 
 impl Forest {
+    pub fn validate(&self, features: usize) -> Result<(), &'static str> {
+        if self.trees.is_empty() {
+            return Err("a forest without trees");
+        }
+        self.trees
+            .iter()
+            .try_for_each(|tree| tree.validate(features))
+    }
+
     pub fn predict_row(&self, x: &[f64]) -> f64 {
         self.trees.iter().map(|t| t.predict_row(x)).sum::<f64>() / self.trees.len() as f64
     }

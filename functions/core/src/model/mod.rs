@@ -7,6 +7,7 @@
 pub mod boosted;
 pub mod forest;
 pub mod metrics;
+mod packed;
 pub mod ridge;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,22 @@ impl TrainedModel {
         }
     }
 
+    /// Checks that the model can evaluate rows of `features` values without going out of
+    /// bounds (an artifact is input like any other).
+    pub fn validate(&self, features: usize) -> Result<(), &'static str> {
+        match self {
+            TrainedModel::Ridge(model) => {
+                let lengths = [model.means.len(), model.scales.len(), model.weights.len()];
+                if lengths.iter().any(|&len| len != features) {
+                    return Err("ridge coefficients do not match the features");
+                }
+                Ok(())
+            }
+            TrainedModel::RandomForest(model) => model.validate(features),
+            TrainedModel::Xgboost(model) => model.validate(features),
+        }
+    }
+
     /// The algorithm's name, as versions and reports spell it.
     pub fn algorithm(&self) -> &'static str {
         match self {
@@ -107,6 +124,8 @@ pub enum ArtifactError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Features(#[from] FeatureError),
+    #[error("the model is malformed: {0}")]
+    Malformed(&'static str),
 }
 
 impl ModelArtifact {
@@ -114,6 +133,10 @@ impl ModelArtifact {
     pub fn from_json(bytes: &[u8]) -> Result<ModelArtifact, ArtifactError> {
         let artifact: ModelArtifact = serde_json::from_slice(bytes)?;
         artifact.feature_spec.check_version()?;
+        artifact
+            .model
+            .validate(crate::features::FEATURE_COUNT)
+            .map_err(ArtifactError::Malformed)?;
         Ok(artifact)
     }
 

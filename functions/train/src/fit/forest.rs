@@ -18,7 +18,7 @@
 use appraise_core::{
     model::{
         Matrix,
-        forest::{Forest, ForestParams, Tree},
+        forest::{Forest, ForestParams, Node, Tree},
     },
     rng::SplitMix64,
 };
@@ -144,13 +144,7 @@ fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, ind
     let mut counts = [0u32; 256];
     let mut sums = [0f64; 256];
 
-    let mut tree = Tree {
-        feature: Vec::new(),
-        threshold: Vec::new(),
-        left: Vec::new(),
-        right: Vec::new(),
-        value: Vec::new(),
-    };
+    let mut tree = Tree { nodes: Vec::new() };
     let mean_of =
         |rows: &[u32]| rows.iter().map(|&i| y[i as usize]).sum::<f64>() / rows.len() as f64;
     let root = tree.push_leaf(mean_of(&sample));
@@ -229,12 +223,14 @@ fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, ind
                 boundary += 1;
             }
         }
+        // Children side by side: the right one is always `left + 1`.
         let left = tree.push_leaf(mean_of(&node_rows[..boundary]));
         let right = tree.push_leaf(mean_of(&node_rows[boundary..]));
-        tree.feature[node] = feature as u32;
-        tree.threshold[node] = binned.edges[feature][split_bin];
-        tree.left[node] = left as u32;
-        tree.right[node] = right as u32;
+        tree.nodes[node] = Node {
+            threshold: binned.edges[feature][split_bin],
+            feature: feature as u32,
+            left: left as u32,
+        };
         pending.push(Pending {
             node: left,
             start,
@@ -321,9 +317,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(stump.trees[0].feature.len(), 3, "one split, two leaves");
+        assert_eq!(stump.trees[0].nodes.len(), 3, "one split, two leaves");
         assert_eq!(
-            stump.trees[0].feature[0], 0,
+            stump.trees[0].nodes[0].feature, 0,
             "the step in feature 0 is the best first split"
         );
         assert!(

@@ -133,7 +133,7 @@ mod tests {
             })
             .collect();
         probe.push([0.0, 0.0, 0.0]);
-        let split = f64::from(fitted.model.trees[0].condition[0]);
+        let split = f64::from(fitted.model.trees[0].nodes[0].condition);
         probe.push([split, split, split]);
         let probe = Matrix::from_rows(&probe).unwrap();
         let reloaded = Booster::load_buffer(fitted.xgboost_json.as_bytes()).unwrap();
