@@ -91,6 +91,10 @@ pub async fn serve_http(service: &'static str, router: Router) -> anyhow::Result
         .map_err(|error| anyhow::anyhow!("cannot listen on {host}:{port}: {error}"))?;
     tracing::info!(service, address = %listener.local_addr()?, "listening");
     tokio::spawn(telemetry::upkeep_forever());
+    // Answers are small and written whole: never hold one back waiting for an ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, with_operational_routes(router))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -1,21 +1,29 @@
 //! Every prediction, written to `ops.inference_log` in batches, off the request path.
 //!
-//! A request hands its entry to a bounded queue and moves on ([`InferenceLog::record`] never
-//! waits). One writer task drains the queue in batches of up to [`BATCH`] rows, one binary
-//! `COPY` per batch into typed columns (the cheapest way into PostgreSQL). When the queue is full (the database cannot keep up) or a
-//! batch fails to write, the entries are dropped and counted in
+//! A request appends its entry to an in-memory buffer and moves on ([`InferenceLog::record`]
+//! takes an uncontended lock for a push and never waits on I/O). One writer task takes the
+//! whole buffer every [`FLUSH_EVERY`] (or as soon as [`BATCH`] entries wait) and writes it with
+//! binary `COPY`s of up to [`BATCH`] rows into typed columns, the cheapest way into
+//! PostgreSQL. The writer is not woken per request: at tens of thousands of predictions a
+//! second, a wake-up per entry would cost more than the prediction. When the buffer is full
+//! (the database cannot keep up) or a batch fails to write, entries are dropped and counted in
 //! `inference_log_dropped_total`, so the loss is visible rather than silent.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use appraise_core::{db::DbPool, listing::Status};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
 
 use crate::request::Listing;
 
-/// Rows per insert.
+/// Rows per `COPY`, and the buffer length that wakes the writer early.
 pub const BATCH: usize = 2_048;
+/// How often the writer takes what is buffered.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 /// One served prediction.
 pub struct Entry {
@@ -28,42 +36,76 @@ pub struct Entry {
 
 #[derive(Clone)]
 pub struct InferenceLog {
-    queue: mpsc::Sender<Entry>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    buffer: Mutex<Vec<Entry>>,
+    capacity: usize,
+    full: Notify,
     dropped: metrics::Counter,
 }
 
 impl InferenceLog {
-    /// Starts the writer task; `capacity` entries may wait in the queue.
+    /// Starts the writer task; at most `capacity` entries wait in the buffer.
     pub fn start(db: DbPool, capacity: usize) -> InferenceLog {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
-        let dropped = metrics::counter!("inference_log_dropped_total");
-        tokio::spawn(write_forever(db, receiver, dropped.clone()));
-        InferenceLog { queue, dropped }
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Vec::with_capacity(BATCH)),
+            capacity: capacity.max(1),
+            full: Notify::new(),
+            dropped: metrics::counter!("inference_log_dropped_total"),
+        });
+        tokio::spawn(write_forever(db, shared.clone()));
+        InferenceLog { shared }
     }
 
-    /// Queues an entry, or counts it as dropped when the queue is full.
+    /// Buffers an entry, or counts it as dropped when the buffer is full.
     pub fn record(&self, entry: Entry) {
-        if self.queue.try_send(entry).is_err() {
-            self.dropped.increment(1);
+        let waiting = {
+            let mut buffer = self
+                .shared
+                .buffer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if buffer.len() >= self.shared.capacity {
+                drop(buffer);
+                self.shared.dropped.increment(1);
+                return;
+            }
+            buffer.push(entry);
+            buffer.len()
+        };
+        if waiting == BATCH {
+            self.shared.full.notify_one();
         }
     }
 }
 
-async fn write_forever(db: DbPool, mut receiver: mpsc::Receiver<Entry>, dropped: metrics::Counter) {
+async fn write_forever(db: DbPool, shared: Arc<Shared>) {
     let written = metrics::counter!("inference_log_written_total");
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let rows = batch.len() as u64;
-        match write(&db, &batch).await {
-            Ok(()) => written.increment(rows),
-            Err(error) => {
-                dropped.increment(rows);
-                tracing::warn!(%error, rows, "could not write the inference log; rows dropped");
-                // Let the database come back rather than spinning on errors.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    loop {
+        tokio::select! {
+            () = shared.full.notified() => {}
+            () = tokio::time::sleep(FLUSH_EVERY) => {}
+        }
+        let entries = std::mem::take(
+            &mut *shared
+                .buffer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for batch in entries.chunks(BATCH) {
+            let rows = batch.len() as u64;
+            match write(&db, batch).await {
+                Ok(()) => written.increment(rows),
+                Err(error) => {
+                    shared.dropped.increment(rows);
+                    tracing::warn!(%error, rows, "could not write the inference log; rows dropped");
+                    // Let the database come back rather than spinning on errors.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
-        batch.clear();
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Node {
 /// `Node::feature` of a leaf.
 pub const LEAF: u32 = u32::MAX;
 
+/// Trees walked side by side when predicting.
+const LANES: usize = 8;
+
 impl Node {
     pub fn leaf(value: f64) -> Node {
         Node {
@@ -137,7 +140,35 @@ impl Forest {
             .try_for_each(|tree| tree.validate(features))
     }
 
+    /// The mean of the trees' predictions. Trees are walked [`LANES`] at a time, one level
+    /// per step, so the processor overlaps their memory loads instead of waiting on one chain;
+    /// leaves are then added in tree order, so the sum is exactly that of one tree after the
+    /// other ([`Tree::predict_row`]).
     pub fn predict_row(&self, x: &[f64]) -> f64 {
-        self.trees.iter().map(|t| t.predict_row(x)).sum::<f64>() / self.trees.len() as f64
+        let mut sum = 0.0;
+        for group in self.trees.chunks(LANES) {
+            let mut at = [Node::leaf(0.0); LANES];
+            for (lane, tree) in group.iter().enumerate() {
+                at[lane] = tree.nodes[0];
+            }
+            loop {
+                let mut walking = false;
+                for (lane, tree) in group.iter().enumerate() {
+                    let node = at[lane];
+                    if node.feature != LEAF {
+                        walking = true;
+                        let right = !(x[node.feature as usize] <= node.threshold);
+                        at[lane] = tree.nodes[node.left as usize + usize::from(right)];
+                    }
+                }
+                if !walking {
+                    break;
+                }
+            }
+            for node in &at[..group.len()] {
+                sum += node.threshold;
+            }
+        }
+        sum / self.trees.len() as f64
     }
 }
