@@ -51,6 +51,13 @@ pub const LEAF: u32 = u32::MAX;
 const LANES: usize = 8;
 
 impl Node {
+    /// The child a row goes to from this inner node: `left` when `x[feature] <= threshold`,
+    /// else `left + 1` (so NaN, which no fitted feature holds, goes right).
+    fn next(&self, x: &[f64]) -> usize {
+        let goes_left = x[self.feature as usize] <= self.threshold;
+        self.left as usize + usize::from(!goes_left)
+    }
+
     pub fn leaf(value: f64) -> Node {
         Node {
             threshold: value,
@@ -87,10 +94,7 @@ impl Tree {
     pub fn predict_row(&self, x: &[f64]) -> f64 {
         let mut node = self.nodes[0];
         while node.feature != LEAF {
-            // `!(x <= t)` rather than `x > t`: the same walk as the fitted tree's for any value.
-            let right = !(x[node.feature as usize] <= node.threshold);
-            let next = node.left as usize + usize::from(right);
-            node = self.nodes[next];
+            node = self.nodes[node.next(x)];
         }
         node.threshold
     }
@@ -157,8 +161,7 @@ impl Forest {
                     let node = at[lane];
                     if node.feature != LEAF {
                         walking = true;
-                        let right = !(x[node.feature as usize] <= node.threshold);
-                        at[lane] = tree.nodes[node.left as usize + usize::from(right)];
+                        at[lane] = tree.nodes[node.next(x)];
                     }
                 }
                 if !walking {
