@@ -15,9 +15,9 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Transaction};
 
-use crate::objects::ObjectStore;
+use crate::{db::DbPool, objects::ObjectStore, runtime::StageError};
 
 /// Records, in the caller's transaction, that `key` is to be written with this JSON body.
 /// Enqueuing a key again keeps the first body.
@@ -26,15 +26,13 @@ pub async fn enqueue(
     key: &str,
     body: &impl serde::Serialize,
 ) -> anyhow::Result<()> {
-    let body = serde_json::to_string_pretty(body)?;
-    client
-        .execute(
-            "INSERT INTO ops.outbox (key, body) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            &[&key, &body],
-        )
-        .await
-        .with_context(|| format!("queueing {key} in ops.outbox"))?;
-    Ok(())
+    queue(
+        client,
+        "INSERT INTO ops.outbox (key, body) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        key,
+        body,
+    )
+    .await
 }
 
 /// Records, in the caller's transaction, that `key` is to be (re)written with this JSON body,
@@ -44,17 +42,52 @@ pub async fn enqueue_replacing(
     key: &str,
     body: &impl serde::Serialize,
 ) -> anyhow::Result<()> {
+    queue(
+        client,
+        "INSERT INTO ops.outbox (key, body) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE
+         SET body = excluded.body, queued_at = clock_timestamp(), written_at = NULL",
+        key,
+        body,
+    )
+    .await
+}
+
+async fn queue(
+    client: &impl GenericClient,
+    statement: &str,
+    key: &str,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<()> {
     let body = serde_json::to_string_pretty(body)?;
     client
-        .execute(
-            "INSERT INTO ops.outbox (key, body) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE
-             SET body = excluded.body, queued_at = clock_timestamp(), written_at = NULL",
-            &[&key, &body],
-        )
+        .execute(statement, &[&key, &body])
         .await
         .with_context(|| format!("queueing {key} in ops.outbox"))?;
     Ok(())
+}
+
+/// Runs `work` in one transaction on a pooled connection, commits it, then [`flush`]es what
+/// it queued: the shape of every stage that announces its work.
+pub async fn commit_then_flush<T>(
+    db: &DbPool,
+    objects: &ObjectStore,
+    work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StageError>,
+) -> Result<T, StageError> {
+    let mut client = db
+        .get()
+        .await
+        .map_err(|e| StageError::Unavailable(format!("getting a database connection: {e}")))?;
+    let transaction = tokio_postgres::Client::transaction(&mut client)
+        .await
+        .map_err(|e| StageError::Unavailable(format!("starting a transaction: {e}")))?;
+    let outcome = work(&transaction).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| StageError::Unavailable(format!("committing: {e}")))?;
+    flush(&**client, objects).await?;
+    Ok(outcome)
 }
 
 /// Writes every queued object not written yet, oldest first, and marks it written. Returns

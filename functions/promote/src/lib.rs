@@ -107,22 +107,11 @@ impl Promote {
                 reason: "not a candidates/training-NNNNNN.json key".to_owned(),
             });
         };
-        let mut client =
-            self.inner.db.get().await.map_err(|e| {
-                StageError::Unavailable(format!("getting a database connection: {e}"))
-            })?;
-        let report = {
-            let transaction = tokio_postgres::Client::transaction(&mut client)
-                .await
-                .map_err(|e| StageError::Unavailable(e.to_string()))?;
-            let report = self.decide(&transaction, training_id).await?;
-            transaction
-                .commit()
-                .await
-                .map_err(|e| StageError::Unavailable(format!("committing the decision: {e}")))?;
-            report
-        };
-        outbox::flush(&**client, &self.inner.objects).await?;
+        let report =
+            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
+                self.decide(transaction, training_id).await
+            })
+            .await?;
         if let PromoteReport::Decided { promoted, .. } = &report {
             let decision = if *promoted { "promoted" } else { "rejected" };
             ::metrics::counter!("promotion_decisions_total", "decision" => decision).increment(1);

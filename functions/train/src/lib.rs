@@ -168,22 +168,11 @@ impl Train {
                 reason: "not a clean/batch-NNNNNN/manifest.json key".to_owned(),
             });
         };
-        let mut client =
-            self.inner.db.get().await.map_err(|e| {
-                StageError::Unavailable(format!("getting a database connection: {e}"))
-            })?;
-        let report = {
-            let transaction = tokio_postgres::Client::transaction(&mut client)
-                .await
-                .map_err(|e| StageError::Unavailable(e.to_string()))?;
-            let report = self.decide_and_train(&transaction, batch_number).await?;
-            transaction
-                .commit()
-                .await
-                .map_err(|e| StageError::Unavailable(format!("committing the training: {e}")))?;
-            report
-        };
-        outbox::flush(&**client, &self.inner.objects).await?;
+        let report =
+            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
+                self.decide_and_train(transaction, batch_number).await
+            })
+            .await?;
         if let TrainReport::Trained { candidates, .. } = &report {
             for candidate in candidates {
                 ::metrics::gauge!("model_test_rmse", "algorithm" => candidate.algorithm.clone())
