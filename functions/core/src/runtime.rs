@@ -51,6 +51,22 @@ impl From<anyhow::Error> for StageError {
 /// What a stage returns for one trigger: a JSON report of what it did.
 pub type StageResult = Result<Value, StageError>;
 
+/// The object event given to a stage that runs on object events; a schedule tick is rejected
+/// as `"<runs_on>, not on a schedule"` (e.g. `runs_on` = "train runs on clean/ object events").
+pub fn object_event(trigger: Trigger, runs_on: &str) -> Result<events::ObjectCreated, StageError> {
+    match trigger {
+        Trigger::ObjectCreated(object) => Ok(object),
+        Trigger::Schedule(_) => Err(StageError::Rejected(format!(
+            "{runs_on}, not on a schedule"
+        ))),
+    }
+}
+
+/// A stage's report as the runtime returns it.
+pub fn report(report: &impl serde::Serialize) -> StageResult {
+    Ok(serde_json::to_value(report).expect("a report serializes"))
+}
+
 /// Runs an event function until the platform stops it.
 pub async fn serve<H, F>(service: &'static str, handler: H) -> anyhow::Result<()>
 where

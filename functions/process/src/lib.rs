@@ -17,7 +17,7 @@ use anyhow::Context;
 use appraise_core::{
     db::{DbPool, locks},
     events::{ObjectCreated, Trigger},
-    runtime::{StageError, StageResult},
+    runtime::{self, StageError, StageResult},
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,15 +70,8 @@ impl Process {
 
     /// The entry point the runtime calls.
     pub async fn handle(&self, trigger: Trigger) -> StageResult {
-        match trigger {
-            Trigger::ObjectCreated(object) => {
-                let report = self.process_object(&object).await?;
-                Ok(serde_json::to_value(report).expect("a report serializes"))
-            }
-            Trigger::Schedule(_) => Err(StageError::Rejected(
-                "process runs on raw/ object events, not on a schedule".to_owned(),
-            )),
-        }
+        let object = runtime::object_event(trigger, "process runs on raw/ object events")?;
+        runtime::report(&self.process_object(&object).await?)
     }
 
     pub async fn process_object(

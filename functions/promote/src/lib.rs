@@ -25,7 +25,7 @@ use appraise_core::{
     model::{ModelArtifact, ProductionPointer, metrics::Metrics},
     objects::ObjectStore,
     outbox,
-    runtime::{StageError, StageResult},
+    runtime::{self, StageError, StageResult},
 };
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
@@ -86,15 +86,8 @@ impl Promote {
 
     /// The entry point the runtime calls.
     pub async fn handle(&self, trigger: Trigger) -> StageResult {
-        match trigger {
-            Trigger::ObjectCreated(object) => {
-                let report = self.promote_object(&object).await?;
-                Ok(serde_json::to_value(report).expect("a report serializes"))
-            }
-            Trigger::Schedule(_) => Err(StageError::Rejected(
-                "promote runs on candidates/ object events, not on a schedule".to_owned(),
-            )),
-        }
+        let object = runtime::object_event(trigger, "promote runs on candidates/ object events")?;
+        runtime::report(&self.promote_object(&object).await?)
     }
 
     pub async fn promote_object(

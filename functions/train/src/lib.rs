@@ -35,7 +35,7 @@ use appraise_core::{
     model::{Matrix, ModelArtifact, TrainedModel, metrics::Metrics},
     objects::ObjectStore,
     outbox,
-    runtime::{StageError, StageResult},
+    runtime::{self, StageError, StageResult},
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -149,15 +149,8 @@ impl Train {
 
     /// The entry point the runtime calls.
     pub async fn handle(&self, trigger: Trigger) -> StageResult {
-        match trigger {
-            Trigger::ObjectCreated(object) => {
-                let report = self.train_object(&object).await?;
-                Ok(serde_json::to_value(report).expect("a report serializes"))
-            }
-            Trigger::Schedule(_) => Err(StageError::Rejected(
-                "train runs on clean/ object events, not on a schedule".to_owned(),
-            )),
-        }
+        let object = runtime::object_event(trigger, "train runs on clean/ object events")?;
+        runtime::report(&self.train_object(&object).await?)
     }
 
     pub async fn train_object(&self, object: &ObjectCreated) -> Result<TrainReport, StageError> {
