@@ -2,29 +2,10 @@
 //! promote stages, for the predictor's tests.
 
 use anyhow::Context;
-use appraise_core::{
-    db::DbPool, keys, model::boosted::BoostingParams, model::forest::ForestParams,
-    objects::ObjectStore,
-};
+use appraise_core::{db::DbPool, keys, objects::ObjectStore};
 use appraise_local::testkit;
 use appraise_promote::{Promote, PromoteConfig};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
-
-/// Small models keep debug-build tests quick.
-pub fn small_train_config() -> TrainConfig {
-    TrainConfig {
-        forest: ForestParams {
-            trees: 8,
-            max_depth: 8,
-            ..ForestParams::default()
-        },
-        boosting: BoostingParams {
-            rounds: 30,
-            ..BoostingParams::default()
-        },
-        ..TrainConfig::default()
-    }
-}
 
 /// Runs train then promote on clean batch `batch` (already in the database); returns the
 /// training id, if it trained.
@@ -33,7 +14,7 @@ pub async fn train_and_promote(
     objects: &ObjectStore,
     batch: i32,
 ) -> anyhow::Result<Option<i64>> {
-    let train = Train::new(small_train_config(), db.clone(), objects.clone());
+    let train = Train::new(TrainConfig::small(), db.clone(), objects.clone());
     let report = train
         .train_object(&testkit::object_created(&keys::batch_manifest(
             "clean", batch,

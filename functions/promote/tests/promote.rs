@@ -2,12 +2,7 @@
 //! stage: the first model is promoted, a candidate that does not beat production is rejected
 //! with both scores recorded, and duplicate or concurrent events decide once.
 
-use appraise_core::{
-    db::DbPool,
-    keys,
-    model::{ProductionPointer, boosted::BoostingParams, forest::ForestParams},
-    objects::ObjectStore,
-};
+use appraise_core::{db::DbPool, keys, model::ProductionPointer, objects::ObjectStore};
 use appraise_local::{s3_server::S3Server, testkit};
 use appraise_promote::{Promote, PromoteConfig, PromoteReport, PromotionRule};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
@@ -34,19 +29,7 @@ impl World {
         testkit::insert_clean_batch(&self.db, batch, 11_000, scale)
             .await
             .unwrap();
-        let config = TrainConfig {
-            forest: ForestParams {
-                trees: 4,
-                max_depth: 6,
-                ..ForestParams::default()
-            },
-            boosting: BoostingParams {
-                rounds: 10,
-                ..BoostingParams::default()
-            },
-            ..TrainConfig::default()
-        };
-        let train = Train::new(config, self.db.clone(), self.objects.clone());
+        let train = Train::new(TrainConfig::small(), self.db.clone(), self.objects.clone());
         let report = train
             .train_object(&testkit::object_created(&keys::batch_manifest(
                 "clean", batch,

@@ -79,6 +79,25 @@ impl TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The defaults with small models (8 trees of depth 8, 30 boosting rounds): what the tests
+    /// of this and later stages train, quick even in a debug build.
+    pub fn small() -> Self {
+        TrainConfig {
+            forest: ForestParams {
+                trees: 8,
+                max_depth: 8,
+                ..ForestParams::default()
+            },
+            boosting: BoostingParams {
+                rounds: 30,
+                ..BoostingParams::default()
+            },
+            ..TrainConfig::default()
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {

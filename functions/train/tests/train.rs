@@ -20,24 +20,8 @@ struct World {
     train: Train,
 }
 
-/// Small forests and ensembles keep the debug-build tests quick.
-fn test_config() -> TrainConfig {
-    TrainConfig {
-        forest: ForestParams {
-            trees: 8,
-            max_depth: 8,
-            ..ForestParams::default()
-        },
-        boosting: BoostingParams {
-            rounds: 30,
-            ..BoostingParams::default()
-        },
-        ..TrainConfig::default()
-    }
-}
-
 async fn world() -> World {
-    world_with(test_config()).await
+    world_with(TrainConfig::small()).await
 }
 
 async fn world_with(config: TrainConfig) -> World {
@@ -171,7 +155,7 @@ async fn artifacts_predict_after_a_round_trip_exactly_as_after_training() {
     let export = tempfile::tempdir().unwrap();
     let world = world_with(TrainConfig {
         export_dir: Some(export.path().to_path_buf()),
-        ..test_config()
+        ..TrainConfig::small()
     })
     .await;
     world.clean_batch(1, 12_000, 1.0).await;
