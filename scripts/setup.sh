@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what appraise needs on a Debian/Ubuntu machine, idempotently: only what is missing.
-#   - the C toolchain some crates build with (a C compiler and make), and what XGBoost's
-#     vendored C++ build needs (cmake, clang, libclang-dev for its bindings);
+#   - the C toolchain some crates build with (a C compiler and make; cmake, which aws-lc-sys
+#     falls back to where its own build script does not cover the platform);
 #   - PostgreSQL server binaries (initdb, postgres) for the throw-away clusters of the harness
 #     and the tests, and the `postgres` system user they run as when started by root;
 #   - Chromium (and the DejaVu fonts, so its screenshots have glyphs) for the predictor page's
@@ -14,8 +14,6 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
-command -v clang >/dev/null 2>&1 || need_apt+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 fi

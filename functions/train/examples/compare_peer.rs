@@ -1,8 +1,9 @@
 //! Fits this crate's models on the exact rows the peer (../shared/bench/peer/train.py) uses,
 //! and prints fit time and test metrics per model, for the README's comparison.
 //!
-//! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv`
-//! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md).
+//! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv [--boosting N]`
+//! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md). With `--boosting N`
+//! only the boosted trees are fitted, N times, to time them against the peer's XGBoost.
 
 use std::time::Instant;
 
@@ -11,7 +12,10 @@ use appraise_core::{
     listing::{Status, ZipCode, parse_date},
     model::{Matrix, metrics::Metrics},
 };
-use appraise_train::{config::TrainConfig, fit::fit_models};
+use appraise_train::{
+    config::TrainConfig,
+    fit::{boosting::fit_boosting, fit_models},
+};
 
 struct Row {
     bed: f64,
@@ -127,6 +131,23 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    if let Some(times) = args.iter().position(|a| a == "--boosting").map(|at| {
+        args.get(at + 1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .expect("--boosting takes a number of fits")
+    }) {
+        for _ in 0..times {
+            let started = Instant::now();
+            let fitted = fit_boosting(&x, &train_y, TrainConfig::default().boosting).unwrap();
+            let seconds = started.elapsed().as_secs_f64();
+            let predicted: Vec<f64> = (0..test_x.rows)
+                .map(|i| fitted.model.predict_row(test_x.row(i)))
+                .collect();
+            let m = Metrics::compute(&test_y, &predicted).unwrap();
+            println!("xgboost        fit {seconds:>7.3} s  rmse {:>9.0}", m.rmse);
+        }
+        return;
+    }
     for fitted in fit_models(&x, &train_y, &TrainConfig::default()).unwrap() {
         let started = Instant::now();
         let predicted = fitted.model.predict(&test_x);

@@ -13,7 +13,7 @@
 //!    [`appraise_core::features::FeatureSpec`] fitted on the training rows (cross-fitted
 //!    encodings for the rows it is fitted on); Ridge, a random forest and XGBoost ([`fit`]);
 //!    their validation and test metrics; each model's artifact (`models/<version>/model.json`:
-//!    the spec and the model; for XGBoost also `models/<version>/xgboost.json`, the library's
+//!    the spec and the model; for XGBoost also `models/<version>/xgboost.json`, XGBoost's
 //!    own format, which Python's `xgboost` loads) and its row in `ops.model_versions`; then
 //!    `candidates/training-NNNNNN.json`, queued in the same transaction and written after the
 //!    commit, which wakes `promote`.

@@ -1,12 +1,12 @@
-//! A fitted gradient-boosted tree ensemble, read from the JSON model format of XGBoost
-//! (`Booster.save_model("model.json")`) and evaluated in plain Rust.
+//! A fitted gradient-boosted tree ensemble in the terms of XGBoost's JSON model format
+//! (`Booster.save_model("model.json")`), read from it and evaluated in plain Rust.
 //!
-//! The train stage fits with the XGBoost library itself and stores its JSON next to our
-//! artifact, so Python's `xgboost` loads the same model. Serving does not link XGBoost: building
-//! a `DMatrix` per request costs far more than walking 100 small trees. The walk reproduces
-//! XGBoost's arithmetic: features are compared as `f32` with `value < split_condition` (a
-//! missing value — NaN — takes the node's default branch) and leaf values are added to the base
-//! score in `f32`, tree by tree, so the result equals XGBoost's prediction bit for bit.
+//! The train stage grows the trees itself (`appraise_train::fit::boosting`) and stores them in
+//! XGBoost's JSON next to our artifact, so Python's `xgboost` loads the same model. The walk
+//! follows XGBoost's arithmetic: features are compared as `f32` with `value < split_condition`
+//! (a missing value — NaN — takes the node's default branch) and leaf values are added to the
+//! base score in `f32`, tree by tree, so the result equals XGBoost's prediction (to the last
+//! bit of an `f32`; XGBoost 3 adds the base score last).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,10 +1,10 @@
 //! Fitting the three model kinds on a feature matrix: [`ridge`], a random [`forest`] and
-//! gradient-boosted trees by [`xgboost`]. The fitted forms live in `appraise_core::model`,
+//! gradient-boosted trees ([`boosting`], saved in XGBoost's format). The fitted forms live in `appraise_core::model`,
 //! which promote and predict use without any of this code.
 
+pub mod boosting;
 pub mod forest;
 pub mod ridge;
-pub mod xgboost;
 
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use appraise_core::model::{Matrix, TrainedModel};
 
 use crate::config::TrainConfig;
 
-/// One fitted model, with how long fitting took and, for XGBoost, the library's own JSON.
+/// One fitted model, with how long fitting took and, for boosted trees, their XGBoost JSON.
 pub struct FittedModel {
     pub model: TrainedModel,
     pub fit_seconds: f64,
@@ -44,7 +44,7 @@ pub fn fit_models(x: &Matrix, y: &[f64], config: &TrainConfig) -> anyhow::Result
             ))
         })?,
         timed(&|| {
-            let fitted = xgboost::fit_xgboost(x, y, config.boosting)?;
+            let fitted = boosting::fit_boosting(x, y, config.boosting)?;
             Ok((
                 TrainedModel::Xgboost(fitted.model),
                 Some(fitted.xgboost_json),
