@@ -6,6 +6,10 @@
 //! whose prefix and suffix match the key. Deliveries are retried with backoff (MinIO queues
 //! and retries too); each attempt's outcome is published as a [`Delivery`] so the harness can
 //! show what every stage did.
+//!
+//! A plain GET of a whole object is answered from one read of its file: s3s-fs streams files
+//! in 4 KiB reads, each a trip through tokio's blocking pool, which made a 4 MB model artifact
+//! take ~90 ms to fetch (and the predictor's cold start with it).
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -84,6 +88,7 @@ impl S3Server {
         let rules: Rules = Arc::new(std::sync::RwLock::new(rules));
         tokio::spawn(dispatch(created_rx, rules.clone(), deliveries.clone()));
 
+        let object_root = Arc::new(root.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -91,13 +96,16 @@ impl S3Server {
                 };
                 let s3 = s3.clone();
                 let created_tx = created_tx.clone();
+                let object_root = object_root.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let s3 = s3.clone();
                         let created_tx = created_tx.clone();
+                        let object_root = object_root.clone();
                         async move {
                             let created = object_created(&request);
-                            let response = match s3.call(request.map(s3s::Body::from)).await {
+                            let whole_object = whole_object_get(&request, &object_root);
+                            let mut response = match s3.call(request.map(s3s::Body::from)).await {
                                 Ok(response) => response,
                                 Err(error) => {
                                     tracing::warn!(?error, "S3 request failed");
@@ -107,6 +115,11 @@ impl S3Server {
                                     response
                                 }
                             };
+                            if response.status() == http::StatusCode::OK
+                                && let Some(path) = whole_object
+                            {
+                                read_in_one_go(&mut response, &path).await;
+                            }
                             if response.status().is_success()
                                 && let Some(created) = created
                             {
@@ -228,6 +241,47 @@ fn object_created<B>(request: &Request<B>) -> Option<Created> {
         key: key.to_owned(),
         event_name,
     })
+}
+
+/// The file behind a request if it is a plain GetObject of a whole object: a GET of
+/// `/bucket/key` without a range, and no query but the SDK's `x-id=GetObject`.
+fn whole_object_get<B>(request: &Request<B>, root: &std::path::Path) -> Option<PathBuf> {
+    if request.method() != http::Method::GET || request.headers().contains_key(http::header::RANGE)
+    {
+        return None;
+    }
+    if !matches!(
+        request.uri().query(),
+        None | Some("") | Some("x-id=GetObject")
+    ) {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8()
+        .ok()?;
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    let inside = |part: &str| {
+        std::path::Path::new(part)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    (!key.is_empty() && inside(bucket) && inside(key)).then(|| root.join(bucket).join(key))
+}
+
+/// Replaces s3s-fs's streamed body of a successful whole-object GET by the file read at once,
+/// if the file still has the length the response announces (an object rewritten in between
+/// keeps the streamed body, which reads the file s3s-fs opened).
+async fn read_in_one_go(response: &mut http::Response<s3s::Body>, path: &std::path::Path) {
+    let announced = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if let Ok(contents) = tokio::fs::read(path).await
+        && announced == Some(contents.len())
+    {
+        *response.body_mut() = s3s::Body::from(bytes::Bytes::from(contents));
+    }
 }
 
 /// Characters MinIO leaves unescaped in notification keys (Go's url.QueryEscape); a space

@@ -53,6 +53,28 @@ fn pg_dirs() -> Vec<String> {
 }
 
 #[tokio::test]
+async fn the_s3_server_returns_whole_objects_as_stored_and_rewritten() {
+    let (_server, objects) = testkit::s3_server(Vec::new()).await.unwrap();
+    // Larger than any streaming chunk, under a key that needs escaping.
+    let big: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
+    let key = "models/t 1+é/model.json";
+    objects
+        .put(key, Bytes::from(big.clone()), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(objects.get(key).await.unwrap().unwrap(), big);
+    // Rewritten shorter and longer: each GET returns what was last stored.
+    for body in [&b"{\"version\":\"v2\"}"[..], &big[..1_000_003]] {
+        objects
+            .put(key, Bytes::copy_from_slice(body), "application/json")
+            .await
+            .unwrap();
+        assert_eq!(objects.get(key).await.unwrap().unwrap(), body);
+    }
+    assert_eq!(objects.get("models/none.json").await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn the_s3_server_announces_matching_objects_like_minio() {
     // A webhook target that records what it receives.
     let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
