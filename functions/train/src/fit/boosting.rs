@@ -450,7 +450,9 @@ impl Grower<'_> {
             if histograms.len() == chunk.0 {
                 histograms.push(partial);
             } else {
-                let sum = histograms.last_mut().expect("a range's first chunk came first");
+                let sum = histograms
+                    .last_mut()
+                    .expect("a range's first chunk came first");
                 for (s, p) in sum.iter_mut().zip(&partial) {
                     s[0] += p[0];
                     s[1] += p[1];
@@ -506,7 +508,10 @@ fn fill_histogram(histogram: &mut [[f64; 2]], binned: &Binned, gradients: &[f32]
         add(histogram, pair[0]);
         add(&mut odd, pair[1]);
     }
-    pairs.remainder().iter().for_each(|&row| add(histogram, row));
+    pairs
+        .remainder()
+        .iter()
+        .for_each(|&row| add(histogram, row));
     for (cell, other) in histogram.iter_mut().zip(&odd) {
         cell[0] += other[0];
         cell[1] += other[1];
@@ -659,10 +664,16 @@ mod tests {
         assert_eq!(fitted.model.trees.len(), 100);
         // Serving walks the trees to the very leaves training put each row in.
         for (i, &at_training) in trained.iter().enumerate() {
-            assert_eq!(fitted.model.predict_row(x.row(i)), f64::from(at_training), "row {i}");
+            assert_eq!(
+                fitted.model.predict_row(x.row(i)),
+                f64::from(at_training),
+                "row {i}"
+            );
         }
         let rmse = |predict: &dyn Fn(&[f64]) -> f64| {
-            let sum: f64 = (0..x.rows).map(|i| (predict(x.row(i)) - y[i]).powi(2)).sum();
+            let sum: f64 = (0..x.rows)
+                .map(|i| (predict(x.row(i)) - y[i]).powi(2))
+                .sum();
             (sum / x.rows as f64).sqrt()
         };
         let mean = y.iter().sum::<f64>() / y.len() as f64;
