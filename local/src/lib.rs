@@ -2,6 +2,7 @@
 //! cluster ([`postgres`]), an embedded S3 server with MinIO-style notifications
 //! ([`s3_server`]), and the function binaries run as child processes ([`processes`]).
 
+pub mod bridge;
 pub mod lambda_emulator;
 pub mod postgres;
 pub mod processes;

@@ -211,6 +211,12 @@ impl Train {
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
                 let report = drift_report(&reference, &current, &inner.config.drift)?;
+                for feature in &report.features {
+                    if let Some(statistic) = feature.statistic {
+                        ::metrics::gauge!("drift_statistic", "feature" => feature.feature.clone())
+                            .set(statistic);
+                    }
+                }
                 let id: i64 = transaction
                     .query_one(
                         "INSERT INTO ops.drift_reports (batch_number, reference_training, report, drifted, worst_feature)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the offline deployment checks that need no running function: the manifests against the
+# vendored schemas and Knative's rules, and promtool on the Prometheus configuration and rules
+# (with the rules' unit tests). The metrics check needs real /metrics scrapes: it runs in
+# `cargo test -p appraise-local --test deploy_checks`, with everything here.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/setup-tools.sh >/dev/null
+python=target/tools-venv/bin/python
+"$python" infra/checks/check_manifests.py knative
+(cd infra/prometheus && promtool check config prometheus.yml && promtool test rules rules_test.yml)

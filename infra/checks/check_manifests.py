@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Offline checks of the Knative deployment's manifests (knative/, one kustomization).
+
+1. Every document of every file the kustomization lists validates against the vendored schema
+   of the release it targets (infra/schemas/: Kubernetes v1.34.0 strict, Knative 1.23.0 strict);
+   a JobSink's embedded Job is validated as a batch/v1 Job too. A kind without a vendored
+   schema is an error.
+2. Knative rules the schemas cannot express: no env name Knative reserves (PORT, K_SERVICE,
+   K_CONFIGURATION, K_REVISION), directly or through an envFrom ConfigMap/Secret of the bundle;
+   no reserved port (8012, 8013, 8022, 9090, 9091, 8008); timeoutSeconds at most 600; every
+   function container with CPU and memory requests and limits, a readiness and a liveness probe.
+3. References resolve: Triggers name the bundle's Broker and subscribers, filter on the bridge's
+   `keyprefix` attribute; PingSource and SinkBinding sinks and subjects exist; every
+   ConfigMap/Secret an env or volume names exists; configMapGenerator files exist.
+4. When kubectl is on PATH, `kubectl kustomize --load-restrictor LoadRestrictionsNone` builds
+   the kustomization (what infra/deploy.sh applies); without kubectl this step is skipped, said.
+
+Usage: check_manifests.py [KUSTOMIZATION_DIR] [--schemas DIR]. Prints one line per problem
+(file, kind/name, where, what) and exits 1 when there is any; prints a summary and exits 0
+otherwise.
+"""
+
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RESERVED_ENV = {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"}
+RESERVED_PORTS = {8012, 8013, 8022, 9090, 9091, 8008}
+MAX_TIMEOUT_SECONDS = 600
+KEY_PREFIX_ATTRIBUTE = "keyprefix"
+
+
+class Problems:
+    def __init__(self):
+        self.lines = []
+
+    def add(self, where, message):
+        self.lines.append(f"{where}: {message}")
+
+
+def kind_key(doc):
+    return f"{doc.get('apiVersion')}/{doc.get('kind')}"
+
+
+def label(path, doc):
+    name = (doc.get("metadata") or {}).get("name", "?")
+    return f"{path}: {doc.get('kind', '?')}/{name}"
+
+
+def load_kustomization(directory, problems, seen=None):
+    """The (path, document) pairs a kustomization lists, following nested kustomizations,
+    plus the ConfigMaps its configMapGenerator makes (with their data keys)."""
+    seen = seen or set()
+    directory = directory.resolve()
+    if directory in seen:
+        return []
+    seen.add(directory)
+    kustomization = directory / "kustomization.yaml"
+    if not kustomization.exists():
+        problems.add(str(directory), "no kustomization.yaml")
+        return []
+    spec = yaml.safe_load(kustomization.read_text()) or {}
+    documents = []
+    for entry in spec.get("resources", []):
+        path = directory / entry
+        if path.is_dir():
+            documents += load_kustomization(path, problems, seen)
+        elif not path.exists():
+            problems.add(str(kustomization), f"resource {entry} does not exist")
+        else:
+            try:
+                for doc in yaml.safe_load_all(path.read_text()):
+                    if doc is not None:
+                        documents.append((path, doc))
+            except yaml.YAMLError as error:
+                problems.add(str(path), f"not YAML: {error}")
+    for generator in spec.get("configMapGenerator", []):
+        data = {}
+        for entry in generator.get("files", []):
+            source = entry.split("=", 1)[-1]
+            path = directory / source
+            if not path.exists():
+                problems.add(str(kustomization),
+                             f"configMapGenerator {generator.get('name')}: file {source} does not exist")
+                continue
+            data[pathlib.Path(source).name] = path.read_text()
+            if path.suffix == ".json":
+                try:
+                    json.loads(data[pathlib.Path(source).name])
+                except json.JSONDecodeError as error:
+                    problems.add(str(path), f"not JSON: {error}")
+            elif path.suffix in (".yml", ".yaml"):
+                try:
+                    yaml.safe_load(data[pathlib.Path(source).name])
+                except yaml.YAMLError as error:
+                    problems.add(str(path), f"not YAML: {error}")
+        documents.append((kustomization, {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": generator.get("name")}, "data": data,
+        }))
+    return documents
+
+
+def load_schemas(folder):
+    kinds = {}
+    for path in sorted(folder.glob("*-strict.json")):
+        bundle = json.loads(path.read_text())
+        shared = bundle.get("$defs")
+        for key, schema in bundle["kinds"].items():
+            if shared is not None:
+                schema = dict(schema, **{"$defs": shared})
+            kinds[key] = (path.name, jsonschema.Draft202012Validator(schema))
+    return kinds
+
+
+def error_path(error):
+    return "/".join(str(part) for part in error.absolute_path) or "(top)"
+
+
+def validate(where, document, key, schemas, problems):
+    if key not in schemas:
+        problems.add(where, f"no vendored schema for {key} (add the kind to infra/schemas/vendor.py)")
+        return
+    source, validator = schemas[key]
+    reported = set()
+    for error in validator.iter_errors(document):
+        for reason in reasons(error):
+            line = f"{error_path(reason)}: {reason.message} (schema {source})"
+            if line not in reported:
+                reported.add(line)
+                problems.add(where, line)
+
+
+def reasons(error):
+    """The specific failures under an error. Optional fields are `anyOf [X, null]`, whose top
+    error only says the whole value is not null: report what is wrong inside X instead."""
+    if not error.context:
+        return [error]
+    leaves = []
+    stack = list(error.context)
+    while stack:
+        candidate = stack.pop()
+        if candidate.context:
+            stack.extend(candidate.context)
+        elif not (candidate.validator == "type" and candidate.validator_value == "null"):
+            leaves.append(candidate)
+    if not leaves:
+        return [error]
+    return sorted(leaves, key=error_path)
+
+
+def pod_specs(doc):
+    """(where-suffix, pod spec, is_function) for every pod template in a document."""
+    kind = kind_key(doc)
+    spec = doc.get("spec") or {}
+    if kind == "serving.knative.dev/v1/Service":
+        yield "spec.template.spec", ((spec.get("template") or {}).get("spec") or {}), True
+    elif kind == "sinks.knative.dev/v1alpha1/JobSink":
+        job = (spec.get("job") or {}).get("spec") or {}
+        yield "spec.job.spec.template.spec", ((job.get("template") or {}).get("spec") or {}), True
+    elif kind in ("apps/v1/Deployment", "apps/v1/StatefulSet", "batch/v1/Job"):
+        yield "spec.template.spec", ((spec.get("template") or {}).get("spec") or {}), False
+
+
+def check_knative_rules(where, doc, config_keys, problems):
+    knative_service = kind_key(doc) == "serving.knative.dev/v1/Service"
+    for prefix, pod, is_function in pod_specs(doc):
+        if knative_service:
+            timeout = pod.get("timeoutSeconds")
+            if isinstance(timeout, int) and timeout > MAX_TIMEOUT_SECONDS:
+                problems.add(where, f"{prefix}.timeoutSeconds: {timeout} is above Knative's maximum of {MAX_TIMEOUT_SECONDS} s")
+        for index, container in enumerate(pod.get("containers") or []):
+            at = f"{prefix}.containers[{index}]"
+            if knative_service:
+                for env in container.get("env") or []:
+                    if env.get("name") in RESERVED_ENV:
+                        problems.add(where, f"{at}.env: {env['name']} is reserved by Knative (it sets it itself)")
+                for source in container.get("envFrom") or []:
+                    for ref_kind in ("configMapRef", "secretRef"):
+                        ref = (source.get(ref_kind) or {}).get("name")
+                        for key in sorted(config_keys.get(ref, set()) & RESERVED_ENV):
+                            problems.add(where, f"{at}.envFrom {ref_kind} {ref}: key {key} is reserved by Knative")
+                for port in container.get("ports") or []:
+                    if port.get("containerPort") in RESERVED_PORTS:
+                        problems.add(where, f"{at}.ports: {port['containerPort']} is reserved by Knative")
+            if is_function:
+                resources = container.get("resources") or {}
+                for part in ("requests", "limits"):
+                    for resource in ("cpu", "memory"):
+                        if resource not in (resources.get(part) or {}):
+                            problems.add(where, f"{at}.resources.{part}.{resource}: missing")
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if not container.get(probe):
+                        problems.add(where, f"{at}.{probe}: missing")
+
+
+def referenced_config(doc):
+    """(kind, name) of every ConfigMap and Secret a document's pods use."""
+    for _, pod, _ in pod_specs(doc):
+        for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+            for env in container.get("env") or []:
+                value_from = env.get("valueFrom") or {}
+                if "configMapKeyRef" in value_from:
+                    yield "ConfigMap", value_from["configMapKeyRef"].get("name")
+                if "secretKeyRef" in value_from:
+                    yield "Secret", value_from["secretKeyRef"].get("name")
+            for source in container.get("envFrom") or []:
+                if "configMapRef" in source:
+                    yield "ConfigMap", source["configMapRef"].get("name")
+                if "secretRef" in source:
+                    yield "Secret", source["secretRef"].get("name")
+        for volume in pod.get("volumes") or []:
+            if "configMap" in volume:
+                yield "ConfigMap", volume["configMap"].get("name")
+            if "secret" in volume:
+                yield "Secret", volume["secret"].get("secretName")
+            if "persistentVolumeClaim" in volume:
+                yield "PersistentVolumeClaim", volume["persistentVolumeClaim"].get("claimName")
+
+
+def check_references(documents, problems):
+    defined = {(doc.get("kind"), (doc.get("metadata") or {}).get("name")) for _, doc in documents}
+
+    def need(where, kind, name, what):
+        if (kind, name) not in defined:
+            problems.add(where, f"{what} {kind}/{name} is not defined in the kustomization")
+
+    for path, doc in documents:
+        where = label(path, doc)
+        kind = kind_key(doc)
+        spec = doc.get("spec") or {}
+        for ref_kind, name in referenced_config(doc):
+            need(where, ref_kind, name, "uses")
+        if kind == "eventing.knative.dev/v1/Trigger":
+            need(where, "Broker", spec.get("broker"), "spec.broker")
+            ref = (spec.get("subscriber") or {}).get("ref") or {}
+            need(where, ref.get("kind"), ref.get("name"), "spec.subscriber.ref")
+            attributes = (spec.get("filter") or {}).get("attributes") or {}
+            if KEY_PREFIX_ATTRIBUTE not in attributes:
+                problems.add(where, f"spec.filter.attributes: no {KEY_PREFIX_ATTRIBUTE} (the bridge's key-prefix attribute)")
+        if kind in ("sources.knative.dev/v1/PingSource", "sources.knative.dev/v1/SinkBinding"):
+            ref = (spec.get("sink") or {}).get("ref") or {}
+            need(where, ref.get("kind"), ref.get("name"), "spec.sink.ref")
+        if kind == "sources.knative.dev/v1/SinkBinding":
+            subject = spec.get("subject") or {}
+            need(where, subject.get("kind"), subject.get("name"), "spec.subject")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Offline checks of the Knative manifests.")
+    parser.add_argument("kustomization", nargs="?", default=str(ROOT / "knative"))
+    parser.add_argument("--schemas", default=str(ROOT / "infra" / "schemas"))
+    args = parser.parse_args()
+
+    problems = Problems()
+    schemas = load_schemas(pathlib.Path(args.schemas))
+    documents = load_kustomization(pathlib.Path(args.kustomization), problems)
+    config_keys = {}
+    for _, doc in documents:
+        if doc.get("kind") in ("ConfigMap", "Secret"):
+            keys = set((doc.get("data") or {}).keys()) | set((doc.get("stringData") or {}).keys())
+            config_keys[(doc.get("metadata") or {}).get("name")] = keys
+    for path, doc in documents:
+        where = label(path, doc)
+        if not isinstance(doc, dict) or "apiVersion" not in doc or "kind" not in doc:
+            problems.add(str(path), "a document without apiVersion and kind")
+            continue
+        if path.name != "kustomization.yaml":
+            validate(where, doc, kind_key(doc), schemas, problems)
+        if kind_key(doc) == "sinks.knative.dev/v1alpha1/JobSink":
+            job = dict((doc.get("spec") or {}).get("job") or {})
+            job.setdefault("apiVersion", "batch/v1")
+            job.setdefault("kind", "Job")
+            validate(f"{where} (spec.job as batch/v1 Job)", job, "batch/v1/Job", schemas, problems)
+        check_knative_rules(where, doc, config_keys, problems)
+    check_references(documents, problems)
+    rendered = "kubectl not on PATH: `kubectl kustomize` not tried"
+    if shutil.which("kubectl"):
+        build = subprocess.run(
+            ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", args.kustomization],
+            capture_output=True, text=True, timeout=120)
+        if build.returncode != 0:
+            problems.add(args.kustomization, f"kubectl kustomize fails: {build.stderr.strip()}")
+        else:
+            rendered = f"kubectl kustomize builds {build.stdout.count(chr(10) + 'kind: ') + build.stdout.startswith('kind: ')} objects"
+
+    if problems.lines:
+        for line in problems.lines:
+            print(line, file=sys.stderr)
+        print(f"FAILED: {len(problems.lines)} problem(s) in {args.kustomization}", file=sys.stderr)
+        return 1
+    files = {path for path, _ in documents}
+    used = sorted({kind_key(doc) for _, doc in documents})
+    print(f"ok: {len(documents)} documents in {len(files)} files validate against "
+          f"{', '.join(sorted({schemas[k][0] for k in used if k in schemas}))}; "
+          f"Knative rules and references hold ({', '.join(used)}); {rendered}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the tools the offline deployment checks use, idempotently: only what is missing.
+#   - a Python virtual environment at target/tools-venv with the pinned packages of PIP_TOOLS
+#     (jsonschema and PyYAML for infra/checks/check_manifests.py and check_metrics.py; the
+#     CPU-only build of xgboost, with which a test loads the trained models' xgboost.json);
+#   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package).
+# Add a tool by adding a line to a list. Prints the venv's python at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# "package==version", installed into the venv when it is missing or at another version.
+PIP_TOOLS=(
+  "jsonschema==4.26.0"
+  "PyYAML==6.0.3"
+  "xgboost-cpu==3.2.0"
+)
+# "command:debian-package", installed with apt when the command is not on PATH.
+APT_TOOLS=(
+  "promtool:prometheus"
+)
+
+VENV="${APPRAISE_TOOLS_VENV:-target/tools-venv}"
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+
+need_apt=()
+for entry in "${APT_TOOLS[@]}"; do
+  command -v "${entry%%:*}" >/dev/null 2>&1 || need_apt+=("${entry#*:}")
+done
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ! -x "$VENV/bin/python" ] && command -v python3 >/dev/null 2>&1 \
+  && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup-tools: installing ${need_apt[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # --no-install-recommends: the prometheus package would otherwise pull in node-exporter.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup-tools: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+# The pinned packages not installed at their version, found in one interpreter start.
+mapfile -t missing < <("$VENV/bin/python" - "${PIP_TOOLS[@]}" <<'PY'
+import sys
+from importlib import metadata
+for requirement in sys.argv[1:]:
+    name, wanted = requirement.split("==")
+    try:
+        installed = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed != wanted:
+        print(requirement)
+PY
+)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-tools: pip installing ${missing[*]}"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+fi
+echo "setup-tools: ok ($VENV/bin/python; promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}'))"
