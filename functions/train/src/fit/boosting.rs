@@ -23,10 +23,9 @@
 //! fall in the lowest bin and every split sends them left, which is what serving does with
 //! `default_left`.
 
-use std::sync::{
-    Mutex,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use appraise_core::model::{
     Matrix,
@@ -103,7 +102,10 @@ fn boost(
     let base_score = (y.iter().sum::<f64>() / y.len() as f64) as f32;
     let grower = Grower {
         binned: &binned,
-        threads: threads.max(1),
+        pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|_| BoostingError::BadParams("could not start the boosting threads"))?,
         params,
         spare: Mutex::new(Vec::new()),
     };
@@ -260,7 +262,8 @@ struct Split {
 
 struct Grower<'a> {
     binned: &'a Binned,
-    threads: usize,
+    /// The threads a fit runs on (rayon's own pool per fit, so that tests can pick the count).
+    pool: rayon::ThreadPool,
     params: BoostingParams,
     /// Histograms no node holds any more, kept for the next ones (a round needs ~60).
     spare: Mutex<Vec<Histogram>>,
@@ -290,6 +293,82 @@ impl Grower<'_> {
             .push(histogram);
     }
 
+    /// `work(0..tasks)`, on the grower's thread pool when the tasks cover enough `rows` to be
+    /// worth it; results in task order.
+    fn run<T: Send>(&self, tasks: usize, rows: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+        if tasks <= 1 || rows < CHUNK_ROWS {
+            return (0..tasks).map(work).collect();
+        }
+        self.pool
+            .install(|| (0..tasks).into_par_iter().map(&work).collect())
+    }
+
+    /// Partitions the rows `order[start..end]` of each `(start, end, feature, bin)` by
+    /// `bin(feature) <= bin`, left side first; returns where each right side starts.
+    ///
+    /// Each node's rows are cut into fixed chunks, partitioned in parallel into `scratch`, then
+    /// gathered: the chunks' left rows in chunk order, then their right rows.
+    fn partition_all(
+        &self,
+        order: &mut [u32],
+        scratch: &mut [u32],
+        cuts: &[(usize, usize, usize, usize)],
+    ) -> Vec<usize> {
+        let binned = self.binned;
+        let chunks: Vec<(usize, usize, usize)> = cuts
+            .iter()
+            .enumerate()
+            .flat_map(|(cut, &(start, end, _, _))| {
+                (start..end)
+                    .step_by(CHUNK_ROWS)
+                    .map(move |from| (cut, from, (from + CHUNK_ROWS).min(end)))
+            })
+            .collect();
+        // Every chunk writes only its own stretch of `scratch`.
+        let mut stretches = Vec::with_capacity(chunks.len());
+        let mut rest = &mut scratch[..];
+        let mut at = 0;
+        for &(_, from, to) in &chunks {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(from - at);
+            let (stretch, tail) = tail.split_at_mut(to - from);
+            stretches.push(Mutex::new(stretch));
+            rest = tail;
+            at = to;
+        }
+        let rows = cuts.iter().map(|&(start, end, _, _)| end - start).sum();
+        let order_ref = &*order;
+        let lefts = self.run(chunks.len(), rows, |index| {
+            let (cut, from, to) = chunks[index];
+            let (_, _, feature, bin) = cuts[cut];
+            let column = &binned.columns[feature * binned.rows..][..binned.rows];
+            let mut stretch = stretches[index].lock().expect("one task per chunk");
+            partition(&order_ref[from..to], &mut stretch, column, bin)
+        });
+        drop(stretches);
+        let mut middles = Vec::with_capacity(cuts.len());
+        let mut chunk = 0;
+        for (cut, &(start, end, _, _)) in cuts.iter().enumerate() {
+            let first = chunk;
+            while chunk < chunks.len() && chunks[chunk].0 == cut {
+                chunk += 1;
+            }
+            let mut write = start;
+            for (index, &(_, from, _)) in chunks.iter().enumerate().take(chunk).skip(first) {
+                let left = &scratch[from..from + lefts[index]];
+                order[write..write + left.len()].copy_from_slice(left);
+                write += left.len();
+            }
+            middles.push(write);
+            for (index, &(_, from, to)) in chunks.iter().enumerate().take(chunk).skip(first) {
+                let right = &scratch[from + lefts[index]..to];
+                order[write..write + right.len()].copy_from_slice(right);
+                write += right.len();
+            }
+            debug_assert_eq!(write, end);
+        }
+        middles
+    }
+
     fn grow(&self, gradients: &[f32]) -> GrownTree {
         let binned = self.binned;
         let eta = self.params.learning_rate;
@@ -311,13 +390,32 @@ impl Grower<'_> {
         }];
         for depth in 0..=self.params.max_depth {
             let mut splitting = Vec::new();
-            for open in level.drain(..) {
-                let (total, count) = node_sums(&open.histogram, binned);
-                let split = if depth < self.params.max_depth {
+            // Every node's best split, in parallel (none at the last level: leaves only).
+            let splits: Vec<Option<Split>> = if depth < self.params.max_depth {
+                let rows = level.iter().map(|open| open.end - open.start).sum();
+                self.run(level.len(), rows, |index| {
+                    let open = &level[index];
+                    let (total, count) = node_sums(&open.histogram, binned);
                     best_split(&open.histogram, binned, total, count)
-                } else {
-                    None
-                };
+                })
+            } else {
+                level.iter().map(|_| None).collect()
+            };
+            // Rows in bins up to a split's go left: every splitting node's rows, partitioned in
+            // parallel chunks.
+            let cuts: Vec<(usize, usize, usize, usize)> = level
+                .iter()
+                .zip(&splits)
+                .filter_map(|(open, split)| {
+                    split
+                        .as_ref()
+                        .map(|s| (open.start, open.end, s.feature, s.bin))
+                })
+                .collect();
+            let middles = self.partition_all(&mut order, &mut scratch, &cuts);
+            let mut middles = middles.into_iter();
+            for (open, split) in level.drain(..).zip(splits) {
+                let (total, count) = node_sums(&open.histogram, binned);
                 let Some(split) = split else {
                     leaves.push(Leaf {
                         start: open.start,
@@ -327,13 +425,7 @@ impl Grower<'_> {
                     self.give_back(open.histogram);
                     continue;
                 };
-                // Rows in bins up to the split's go left.
-                let left_len = partition(
-                    &mut order[open.start..open.end],
-                    &mut scratch,
-                    &binned.columns[split.feature * binned.rows..][..binned.rows],
-                    split.bin,
-                );
+                let middle = middles.next().expect("one middle per split");
                 let left = nodes.len();
                 let parent = &mut nodes[open.node];
                 parent.node = BoostedNode {
@@ -343,7 +435,6 @@ impl Grower<'_> {
                     right: left as i32 + 1,
                 };
                 parent.gain = split.gain as f32;
-                let middle = open.start + left_len;
                 if depth + 1 == self.params.max_depth {
                     // The children are leaves: their sums are in the parent's histogram of the
                     // split feature, no histogram of their own is needed.
@@ -447,34 +538,7 @@ impl Grower<'_> {
             histogram
         };
         let rows: usize = ranges.iter().map(|(start, end)| end - start).sum();
-        let threads = self.threads.min(chunks.len());
-        let mut partials: Vec<Histogram> = if threads <= 1 || rows < 2 * CHUNK_ROWS {
-            chunks.iter().map(fill).collect()
-        } else {
-            let next = AtomicUsize::new(0);
-            let mut done: Vec<(usize, Histogram)> = std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..threads)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut mine = Vec::new();
-                            loop {
-                                let index = next.fetch_add(1, Ordering::Relaxed);
-                                let Some(chunk) = chunks.get(index) else {
-                                    break mine;
-                                };
-                                mine.push((index, fill(chunk)));
-                            }
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|w| w.join().expect("a histogram thread panicked"))
-                    .collect()
-            });
-            done.sort_by_key(|(index, _)| *index);
-            done.into_iter().map(|(_, histogram)| histogram).collect()
-        };
+        let mut partials = self.run(chunks.len(), rows, |index| fill(&chunks[index]));
         // Sum each range's chunks in chunk order.
         let mut histograms: Vec<Histogram> = Vec::with_capacity(ranges.len());
         for (chunk, partial) in chunks.iter().zip(partials.drain(..)) {
@@ -495,20 +559,19 @@ impl Grower<'_> {
     }
 }
 
-/// Puts the rows whose bin in `column` is at most `bin` first, the others after them (in
-/// reverse order), and returns how many went first. Branch-free: which side a row takes is
-/// as good as random, and mispredicted branches would cost more than the loop's work.
-fn partition(rows: &mut [u32], scratch: &mut [u32], column: &[u8], bin: usize) -> usize {
-    let scratch = &mut scratch[..rows.len()];
+/// Writes `rows` into `out` (of the same length): those whose bin in `column` is at most
+/// `bin` first, the others after them (in reverse order); returns how many went first.
+/// Branch-free: which side a row takes is as good as random, and mispredicted branches would
+/// cost more than the loop's work.
+fn partition(rows: &[u32], out: &mut [u32], column: &[u8], bin: usize) -> usize {
     let (mut left, mut right) = (0, rows.len());
-    for &row in rows.iter() {
+    for &row in rows {
         let goes_left = usize::from(column[row as usize]) <= bin;
         let at = if goes_left { left } else { right - 1 };
-        scratch[at] = row;
+        out[at] = row;
         left += usize::from(goes_left);
         right -= usize::from(!goes_left);
     }
-    rows.copy_from_slice(scratch);
     left
 }
 
