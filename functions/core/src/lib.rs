@@ -11,12 +11,14 @@
 //! - [`model`]: fitted models and their artifacts, for scoring and serving;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
+//! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
 //! - [`rng`]: the seeded generator behind every reproducible random choice.
 
 pub mod clean;
 pub mod config;
 pub mod db;
+pub mod emf;
 pub mod events;
 pub mod features;
 pub mod keys;

@@ -3,9 +3,16 @@
 //! [`serve`] runs an event function: on the AWS Lambda runtime API when
 //! `AWS_LAMBDA_RUNTIME_API` is set, otherwise as an HTTP server on `$PORT` (default 8080) that
 //! takes every event shape of [`crate::events`] on `POST /` (Knative, the local harness).
-//! [`serve_http`] runs an HTTP API (the batch source, the predictor) the same way. Both add
-//! `GET /healthz` and `GET /metrics` and shut down gracefully on SIGTERM or Ctrl-C, finishing the
+//! [`serve_http`] runs an HTTP API (the batch source, the predictor) the same way: on Lambda
+//! through `lambda_http`, which turns function URL and API Gateway HTTP API (payload format 2.0)
+//! invocations into requests for the very same axum `Router`. Both add `GET /healthz` and
+//! `GET /metrics` and, as HTTP servers, shut down gracefully on SIGTERM or Ctrl-C, finishing the
 //! requests in flight, as Knative's scale-down expects.
+//!
+//! Lambda freezes the process between invocations, so nothing may be left for later there:
+//! each invocation writes its metrics as CloudWatch EMF lines ([`telemetry::flush_emf`]) before
+//! it answers, and an HTTP API that keeps background work (the predictor) must finish it inside
+//! the request on Lambda too (see [`on_lambda`]).
 //!
 //! The stage behind it is a plain async function from a [`Trigger`] to a JSON report; it never
 //! learns which platform it runs on.
@@ -67,6 +74,12 @@ pub fn report(report: &impl serde::Serialize) -> StageResult {
     Ok(serde_json::to_value(report).expect("a report serializes"))
 }
 
+/// Whether this process runs on the Lambda runtime API (`AWS_LAMBDA_RUNTIME_API` is set): no
+/// port, one invocation at a time, frozen in between.
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
 /// Runs an event function until the platform stops it.
 pub async fn serve<H, F>(service: &'static str, handler: H) -> anyhow::Result<()>
 where
@@ -74,7 +87,7 @@ where
     F: Future<Output = StageResult> + Send + 'static,
 {
     telemetry::init(service);
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    if on_lambda() {
         tracing::info!(service, "serving on the Lambda runtime API");
         // Boxed: the runtime's future is deeply nested, and a binary's `main` should not need a
         // raised recursion limit to hold it.
@@ -97,9 +110,17 @@ where
     post(http_event::<H, F>).with_state(handler)
 }
 
-/// Runs an HTTP API on `$PORT` with `/healthz` and `/metrics` added, until SIGTERM or Ctrl-C.
+/// Runs an HTTP API on `$PORT` with `/healthz` and `/metrics` added, until SIGTERM or Ctrl-C;
+/// on Lambda, answers the runtime API's HTTP invocations with the same routes instead.
 pub async fn serve_http(service: &'static str, router: Router) -> anyhow::Result<()> {
     telemetry::init(service);
+    if on_lambda() {
+        tracing::info!(
+            service,
+            "serving HTTP invocations on the Lambda runtime API"
+        );
+        return Box::pin(serve_lambda_http(router)).await;
+    }
     let port: u16 = config::optional("PORT", 8080)?;
     let host: std::net::IpAddr = config::optional("HOST", [0, 0, 0, 0].into())?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, port))
@@ -241,8 +262,15 @@ where
         let handler = handler.clone();
         async move {
             let request_id = event.context.request_id.clone();
-            let mut triggers =
-                events::from_json(event.payload).map_err(|error| format!("bad event: {error}"))?;
+            let mut triggers = match events::from_json(event.payload) {
+                Ok(triggers) => triggers,
+                Err(error) => {
+                    metrics::counter!("stage_invocations_total", "trigger" => "unparsed", "outcome" => "rejected")
+                        .increment(1);
+                    telemetry::flush_emf();
+                    return Err(format!("bad event: {error}"));
+                }
+            };
             // Lambda keeps the request id across its own retries of an async invocation, so it
             // identifies a schedule firing that carried no id of its own (a constant Input).
             for trigger in &mut triggers {
@@ -252,12 +280,30 @@ where
                     tick.id = Some(format!("lambda:{request_id}"));
                 }
             }
-            run_triggers(&handler, triggers)
+            let result = run_triggers(&handler, triggers)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(|error| error.to_string());
+            telemetry::flush_emf();
+            result
         }
     });
     lambda_runtime::run(service)
+        .await
+        .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+/// Serves `router` (with the operational routes) to function URL and API Gateway HTTP API
+/// invocations. A payload of any other kind (an S3 notification, a schedule) is answered with
+/// the runtime's error naming the payloads it expects. Each invocation's metrics are written
+/// as EMF after the router has answered, before the answer goes back to Lambda.
+async fn serve_lambda_http(router: Router) -> anyhow::Result<()> {
+    let app = with_operational_routes(router).layer(axum::middleware::map_response(
+        |response: Response| async move {
+            telemetry::flush_emf();
+            response
+        },
+    ));
+    lambda_http::run(app)
         .await
         .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
 }

@@ -4,13 +4,22 @@
 //! line when `LOG_FORMAT=json` (and always on Lambda, where CloudWatch indexes JSON fields).
 //! `RUST_LOG` filters them (default `info`). Metrics go through the `metrics` facade into a
 //! Prometheus recorder whose text exposition [`render_metrics`] returns for `GET /metrics`.
+//!
+//! On Lambda nobody scrapes `/metrics`, and a frozen execution environment could not answer
+//! anyway: there the same metrics also go to an [`EmfRecorder`](crate::emf::EmfRecorder), and
+//! the runtime calls [`flush_emf`] at the end of every invocation, which writes CloudWatch
+//! embedded-metric-format lines to stdout (CloudWatch Logs turns them into metrics in the
+//! namespace `$APPRAISE_METRICS_NAMESPACE`, default `appraise`).
 
 use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::emf::{EmfHandle, EmfRecorder};
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static EMF: OnceLock<EmfHandle> = OnceLock::new();
 
 /// Histogram buckets in seconds, from 50 µs to 10 min: wide enough for both a prediction and a
 /// training run.
@@ -44,9 +53,33 @@ pub fn init(service: &'static str) {
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (tests); rendering then shows ours empty.
-        let _ = metrics::set_global_recorder(recorder);
+        if crate::runtime::on_lambda() {
+            let namespace = std::env::var("APPRAISE_METRICS_NAMESPACE")
+                .ok()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| "appraise".to_owned());
+            let (emf, emf_handle) = EmfRecorder::new(&namespace, service);
+            let fanout = metrics_util::layers::FanoutBuilder::default()
+                .add_recorder(recorder)
+                .add_recorder(emf)
+                .build();
+            if metrics::set_global_recorder(fanout).is_ok() {
+                let _ = EMF.set(emf_handle);
+            }
+        } else {
+            let _ = metrics::set_global_recorder(recorder);
+        }
         handle
     });
+}
+
+/// Writes the metrics recorded since the previous flush to stdout as CloudWatch EMF lines;
+/// does nothing off Lambda. The Lambda runtime calls it before answering each invocation
+/// (after the answer, the execution environment may be frozen before anything is written).
+pub fn flush_emf() {
+    if let Some(handle) = EMF.get() {
+        handle.flush_to_stdout();
+    }
 }
 
 /// The Prometheus text exposition of every metric recorded so far.

@@ -8,6 +8,10 @@
 //! second, a wake-up per entry would cost more than the prediction. When the buffer is full
 //! (the database cannot keep up) or a batch fails to write, entries are dropped and counted in
 //! `inference_log_dropped_total`, so the loss is visible rather than silent.
+//!
+//! On Lambda there is no writer task: a frozen execution environment would hold the entries
+//! until its next invocation, or lose them when it is shut down. [`InferenceLog::on_demand`]
+//! only buffers, and the predictor calls [`InferenceLog::flush`] before each answer leaves.
 
 use std::{
     sync::{Arc, Mutex},
@@ -40,23 +44,40 @@ pub struct InferenceLog {
 }
 
 struct Shared {
+    db: DbPool,
     buffer: Mutex<Vec<Entry>>,
     capacity: usize,
     full: Notify,
+    written: metrics::Counter,
     dropped: metrics::Counter,
 }
 
 impl InferenceLog {
     /// Starts the writer task; at most `capacity` entries wait in the buffer.
     pub fn start(db: DbPool, capacity: usize) -> InferenceLog {
-        let shared = Arc::new(Shared {
-            buffer: Mutex::new(Vec::with_capacity(BATCH)),
-            capacity: capacity.max(1),
-            full: Notify::new(),
-            dropped: metrics::counter!("inference_log_dropped_total"),
-        });
-        tokio::spawn(write_forever(db, shared.clone()));
-        InferenceLog { shared }
+        let log = InferenceLog::on_demand(db, capacity);
+        tokio::spawn(write_forever(log.shared.clone()));
+        log
+    }
+
+    /// A log without a writer task: entries wait until [`InferenceLog::flush`] (Lambda).
+    pub fn on_demand(db: DbPool, capacity: usize) -> InferenceLog {
+        InferenceLog {
+            shared: Arc::new(Shared {
+                db,
+                buffer: Mutex::new(Vec::with_capacity(BATCH)),
+                capacity: capacity.max(1),
+                full: Notify::new(),
+                written: metrics::counter!("inference_log_written_total"),
+                dropped: metrics::counter!("inference_log_dropped_total"),
+            }),
+        }
+    }
+
+    /// Writes every buffered entry now and returns when they are in the database (or counted
+    /// as dropped).
+    pub async fn flush(&self) {
+        drain(&self.shared).await;
     }
 
     /// Buffers an entry, or counts it as dropped when the buffer is full.
@@ -81,32 +102,40 @@ impl InferenceLog {
     }
 }
 
-async fn write_forever(db: DbPool, shared: Arc<Shared>) {
-    let written = metrics::counter!("inference_log_written_total");
+async fn write_forever(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             () = shared.full.notified() => {}
             () = tokio::time::sleep(FLUSH_EVERY) => {}
         }
-        let entries = std::mem::take(
-            &mut *shared
-                .buffer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        for batch in entries.chunks(BATCH) {
-            let rows = batch.len() as u64;
-            match write(&db, batch).await {
-                Ok(()) => written.increment(rows),
-                Err(error) => {
-                    shared.dropped.increment(rows);
-                    tracing::warn!(%error, rows, "could not write the inference log; rows dropped");
-                    // Let the database come back rather than spinning on errors.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+        if !drain(&shared).await {
+            // Let the database come back rather than spinning on errors.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Writes what is buffered; false when a batch could not be written (its rows are dropped).
+async fn drain(shared: &Shared) -> bool {
+    let entries = std::mem::take(
+        &mut *shared
+            .buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    let mut all_written = true;
+    for batch in entries.chunks(BATCH) {
+        let rows = batch.len() as u64;
+        match write(&shared.db, batch).await {
+            Ok(()) => shared.written.increment(rows),
+            Err(error) => {
+                shared.dropped.increment(rows);
+                tracing::warn!(%error, rows, "could not write the inference log; rows dropped");
+                all_written = false;
             }
         }
     }
+    all_written
 }
 
 async fn write(db: &DbPool, batch: &[Entry]) -> anyhow::Result<()> {

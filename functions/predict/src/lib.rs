@@ -15,6 +15,24 @@
 //!
 //! Every prediction is logged to PostgreSQL off the request path ([`inference_log`]). Bad input
 //! gets a 4xx naming each field and the reason; the server never answers 5xx for it.
+//!
+//! # On AWS Lambda
+//!
+//! The same routes are served through a function URL ([`lambda_router`]). Lambda runs one
+//! request at a time per execution environment and freezes it between requests, so the two
+//! background tasks of the server would stall, and the log could sit unwritten in a frozen
+//! buffer until the environment is recycled and it is lost. Both are done inside the request
+//! instead, which is simple and needs no Lambda extension:
+//!
+//! - the pointer poll is lazy: a request first re-reads `production/current.json` when
+//!   `PREDICT_POLL_SECONDS` have passed since the last read ([`Predictor::poll_if_due`]; one
+//!   small GET every few seconds of traffic, and the model itself is fetched only when the
+//!   version changed). The model is loaded during the function's init, before the first request.
+//!   No `production/` notification is routed to the predictor on Lambda: it would reach one
+//!   environment out of many, and the lazy poll already covers all of them;
+//! - the inference log is written before the answer leaves ([`inference_log::InferenceLog::flush`],
+//!   one `COPY` of that request's rows): a few milliseconds per request, and nothing is lost
+//!   when Lambda freezes or recycles the environment.
 
 pub mod config;
 pub mod history;
@@ -25,7 +43,10 @@ pub mod request;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use appraise_core::{
     db::DbPool,
@@ -36,8 +57,9 @@ use appraise_core::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::Next,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
@@ -68,6 +90,8 @@ struct Inner {
     objects: ObjectStore,
     db: DbPool,
     log: InferenceLog,
+    /// When the production pointer was last read by [`Predictor::poll_if_due`].
+    last_poll: Mutex<Option<Instant>>,
     latency: metrics::Histogram,
     invalid: metrics::Counter,
     not_ready: metrics::Counter,
@@ -86,6 +110,22 @@ impl Predictor {
     /// load the model and keep it current.
     pub fn new(config: PredictConfig, db: DbPool, objects: ObjectStore) -> Predictor {
         let log = InferenceLog::start(db.clone(), config.log_buffer);
+        Predictor::with_log(config, db, objects, log)
+    }
+
+    /// Builds the state for Lambda: no background task; serve it with [`lambda_router`],
+    /// which polls and writes the log inside each request.
+    pub fn for_lambda(config: PredictConfig, db: DbPool, objects: ObjectStore) -> Predictor {
+        let log = InferenceLog::on_demand(db.clone(), config.log_buffer);
+        Predictor::with_log(config, db, objects, log)
+    }
+
+    fn with_log(
+        config: PredictConfig,
+        db: DbPool,
+        objects: ObjectStore,
+        log: InferenceLog,
+    ) -> Predictor {
         Predictor {
             inner: Arc::new(Inner {
                 config,
@@ -93,6 +133,7 @@ impl Predictor {
                 objects,
                 db,
                 log,
+                last_poll: Mutex::new(None),
                 latency: metrics::histogram!("prediction_latency_seconds"),
                 invalid: metrics::counter!("prediction_errors_total", "reason" => "invalid_input"),
                 not_ready: metrics::counter!("prediction_errors_total", "reason" => "no_model"),
@@ -119,6 +160,31 @@ impl Predictor {
                 tokio::time::sleep(interval).await;
             }
         });
+    }
+
+    /// Re-reads the production pointer if it was never read, or if the poll interval has
+    /// passed since it last was (with a zero interval: only the first time). A failure is
+    /// logged and the current model keeps serving; the next poll tries again.
+    pub async fn poll_if_due(&self) {
+        let interval = self.inner.config.poll_interval;
+        let due = {
+            let mut last = self
+                .inner
+                .last_poll
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = match *last {
+                None => true,
+                Some(at) => !interval.is_zero() && at.elapsed() >= interval,
+            };
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due && let Err(error) = self.inner.slot.refresh(&self.inner.objects).await {
+            tracing::warn!(error = format!("{error:#}"), "could not refresh the model");
+        }
     }
 
     /// What `POST /` does with an event: a `production/` object (or a schedule tick)
@@ -226,6 +292,26 @@ pub fn router(predictor: Predictor) -> Router {
         )
         .merge(oip::routes())
         .with_state(predictor)
+}
+
+/// [`router`] for Lambda: each request first polls the production pointer when due, and the
+/// inference log is written before the answer leaves (see the module docs).
+pub fn lambda_router(predictor: Predictor) -> Router {
+    router(predictor.clone()).layer(axum::middleware::from_fn_with_state(
+        predictor,
+        within_invocation,
+    ))
+}
+
+async fn within_invocation(
+    State(predictor): State<Predictor>,
+    request: Request,
+    next: Next,
+) -> Response {
+    predictor.poll_if_due().await;
+    let response = next.run(request).await;
+    predictor.inner.log.flush().await;
+    response
 }
 
 async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Response {

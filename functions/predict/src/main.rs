@@ -1,16 +1,27 @@
 //! The predict function: `DATABASE_URL`, the S3 variables and the `PREDICT_*` settings in;
-//! an HTTP API on `$PORT` out.
+//! an HTTP API on `$PORT` out, or, on Lambda (`AWS_LAMBDA_RUNTIME_API` set), the same API behind
+//! a function URL.
 
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
-use appraise_predict::{Predictor, config::PredictConfig, router};
+use appraise_predict::{Predictor, config::PredictConfig, lambda_router, router};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("predict");
     let config = PredictConfig::from_env()?;
     let pool = db::pool_from_env()?;
+    if runtime::on_lambda() {
+        // Nothing runs between invocations on Lambda: migrate and load the model during init,
+        // then poll and write the inference log inside each request (see the crate docs).
+        if let Err(error) = db::connect_and_migrate(&pool, Duration::from_secs(5)).await {
+            tracing::error!(error = format!("{error:#}"), "database unavailable");
+        }
+        let predictor = Predictor::for_lambda(config, pool, ObjectStore::from_env()?);
+        predictor.poll_if_due().await;
+        return runtime::serve_http("predict", lambda_router(predictor)).await;
+    }
     // Serve at once: the model loads in the background (readiness says when), and the
     // migrations the inference log needs run alongside.
     tokio::spawn({
