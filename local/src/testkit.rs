@@ -36,6 +36,21 @@ pub async fn fresh_database() -> anyhow::Result<(String, DbPool)> {
 /// The bucket every test uses (each test has its own server, so they never collide).
 pub const BUCKET: &str = "appraise";
 
+/// The one value a query returns (e.g. `SELECT count(*) FROM …`); panics, as a test should,
+/// when the database fails or the query returns no row.
+pub async fn query_value<T>(db: &DbPool, sql: &str) -> T
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    db.get()
+        .await
+        .expect("a database connection")
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .get(0)
+}
+
 /// An S3 server on a fresh temporary directory, with the bucket created.
 pub async fn s3_server(rules: Vec<NotificationRule>) -> anyhow::Result<(S3Server, ObjectStore)> {
     let server = S3Server::start_in_temp_dir(rules).await?;

@@ -238,13 +238,7 @@ fn emf_metric<'a>(documents: &'a [Value], service: &str, metric: &str) -> &'a Va
 }
 
 async fn count(db: &DbPool, sql: &str) -> i64 {
-    db.get()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
+    testkit::query_value(db, sql).await
 }
 
 async fn exists(objects: &ObjectStore, key: &str) -> bool {
@@ -384,14 +378,7 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     assert_eq!(decided["outcome"], "decided", "{report}");
     assert_eq!(decided["promoted"], true, "{report}");
     assert!(exists(&objects, "production/current.json").await);
-    let production: String = db
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT version FROM ops.production", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let production: String = testkit::query_value(&db, "SELECT version FROM ops.production").await;
 
     // Every invocation left its metrics on stdout as CloudWatch EMF.
     let ingest_emf = ingest.emf();

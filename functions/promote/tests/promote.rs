@@ -64,14 +64,7 @@ impl World {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        self.db
-            .get()
-            .await
-            .unwrap()
-            .query_one(sql, &[])
-            .await
-            .unwrap()
-            .get(0)
+        testkit::query_value(&self.db, sql).await
     }
 }
 
