@@ -50,6 +50,8 @@ pub enum BoostingError {
     NoRows,
     #[error("invalid boosting parameters: {0}")]
     BadParams(&'static str),
+    #[error("could not start the boosting threads: {0}")]
+    Threads(String),
 }
 
 /// A fitted ensemble with its XGBoost JSON.
@@ -105,7 +107,7 @@ fn boost(
         pool: rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
-            .map_err(|_| BoostingError::BadParams("could not start the boosting threads"))?,
+            .map_err(|error| BoostingError::Threads(error.to_string()))?,
         params,
         spare: Mutex::new(Vec::new()),
     };
