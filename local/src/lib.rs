@@ -3,6 +3,7 @@
 //! ([`s3_server`]), and the function binaries run as child processes ([`processes`]).
 
 pub mod bridge;
+pub mod course_api_double;
 pub mod lambda_emulator;
 pub mod postgres;
 pub mod processes;

@@ -68,8 +68,17 @@ struct RunArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Serve this Kaggle-format CSV instead of generated data.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "source_url")]
     csv: Option<PathBuf>,
+    /// Take batches from this batch API (e.g. the course's) instead of starting `source`.
+    #[arg(long, value_name = "URL")]
+    source_url: Option<String>,
+    /// `group_number` sent to the batch API.
+    #[arg(long, default_value_t = 9)]
+    group: u32,
+    /// `day` sent to the batch API (e.g. Tuesday).
+    #[arg(long)]
+    day: Option<String>,
     /// Records kept from the first batch.
     #[arg(long, default_value_t = 145_000)]
     first_sample: usize,
@@ -143,7 +152,10 @@ struct Stack {
     /// The embedded S3 server, unless `S3_ENDPOINT` names another.
     s3: Option<S3Server>,
     deliveries: Option<tokio::sync::broadcast::Receiver<Delivery>>,
-    source: FunctionProcess,
+    /// The built-in batch API, unless `--source-url` names another.
+    source: Option<FunctionProcess>,
+    /// What the batch API says it serves (`GET /health`'s `dataset`), if it says.
+    served: Value,
     ingest: FunctionProcess,
     process: FunctionProcess,
     train: FunctionProcess,
@@ -208,20 +220,31 @@ async fn start_stack(
         }
     };
 
-    // The batch source and the functions.
-    let source_env = match &args.csv {
-        Some(csv) => {
-            let csv =
-                std::fs::canonicalize(csv).with_context(|| format!("--csv {}", csv.display()))?;
-            vec![("SOURCE_CSV".to_owned(), csv.display().to_string())]
+    // The batch API and the functions.
+    let (source, source_url) = match &args.source_url {
+        Some(url) => {
+            step(&format!("source: using the batch API at {url}"));
+            (None, url.trim_end_matches('/').to_owned())
         }
-        None => vec![
-            ("SOURCE_SCALE".to_owned(), args.scale.to_string()),
-            ("SOURCE_SEED".to_owned(), args.seed.to_string()),
-        ],
+        None => {
+            let source_env = match &args.csv {
+                Some(csv) => {
+                    let csv = std::fs::canonicalize(csv)
+                        .with_context(|| format!("--csv {}", csv.display()))?;
+                    vec![("SOURCE_CSV".to_owned(), csv.display().to_string())]
+                }
+                None => vec![
+                    ("SOURCE_SCALE".to_owned(), args.scale.to_string()),
+                    ("SOURCE_SEED".to_owned(), args.seed.to_string()),
+                ],
+            };
+            let source = FunctionProcess::start_logged("source", &source_env, log_dir).await?;
+            step(&format!("source: batch API at {}", source.url()));
+            let url = source.url();
+            (Some(source), url)
+        }
     };
-    let source = FunctionProcess::start_logged("source", &source_env, log_dir).await?;
-    step(&format!("source: batch API at {}", source.url()));
+    let served = describe_source(&source_url).await;
 
     let mut stage_env = s3_env;
     stage_env.push(("DATABASE_URL".to_owned(), database_url));
@@ -238,7 +261,8 @@ async fn start_stack(
     .with_context(|| format!("writing {}", env_file.display()))?;
     let mut ingest_env = stage_env.clone();
     ingest_env.extend([
-        ("SOURCE_URL".to_owned(), source.url()),
+        ("SOURCE_URL".to_owned(), source_url),
+        ("SOURCE_GROUP".to_owned(), args.group.to_string()),
         (
             "INGEST_FIRST_SAMPLE".to_owned(),
             args.first_sample.to_string(),
@@ -248,6 +272,9 @@ async fn start_stack(
             args.later_sample.to_string(),
         ),
     ]);
+    if let Some(day) = &args.day {
+        ingest_env.push(("SOURCE_DAY".to_owned(), day.clone()));
+    }
     let ingest = FunctionProcess::start_logged("ingest", &ingest_env, log_dir).await?;
     step(&format!("ingest: listening at {}", ingest.url()));
     let process = FunctionProcess::start_logged("process", &stage_env, log_dir).await?;
@@ -304,6 +331,7 @@ async fn start_stack(
         s3,
         deliveries,
         source,
+        served,
         ingest,
         process,
         train,
@@ -352,7 +380,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "schedule firing {firing}: ingest is fetching a batch"
         ));
         let tick_started = Instant::now();
-        let report = fire_schedule(&client, &stack.ingest.url(), firing).await?;
+        let report = fire_schedule(&client, &stack.ingest.url(), firing)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error:#}{}", stack.ingest.log_excerpt()))?;
         let result = &report["results"][0];
         match result["outcome"].as_str() {
             Some("stored") => {
@@ -375,13 +405,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         thousands(line.stored),
                     ),
                 );
-                if let Some(skipped) = result["skipped_batches"].as_array()
-                    && !skipped.is_empty()
-                {
+                let rewinds = result["rewinds"].as_i64().unwrap_or(0);
+                if rewinds > 0 {
                     say(
                         &spinner,
                         format!(
-                            "         recovered a batch lost in flight (re-fetched and dropped: {skipped:?})"
+                            "         recovered an answer lost in flight: rewound the batch API {rewinds}× (re-fetched and dropped: {})",
+                            result["skipped_batches"]
                         ),
                     );
                 }
@@ -449,6 +479,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
 
     print_summary(&lines, started.elapsed());
+    let dropped_by_source = stack.served["dropped_ragged_rows"].as_i64().unwrap_or(0);
+    if dropped_by_source > 0 {
+        println!(
+            "the source dropped {} malformed CSV {} before serving (see the notice at start)",
+            thousands(dropped_by_source),
+            plural(dropped_by_source as usize, "row", "rows")
+        );
+    }
     let peaks: Vec<String> = [
         &stack.ingest,
         &stack.process,
@@ -475,7 +513,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     stack.train.stop().await;
     stack.process.stop().await;
     stack.ingest.stop().await;
-    stack.source.stop().await;
+    if let Some(source) = stack.source {
+        source.stop().await;
+    }
     drop(stack.s3);
     Ok(())
 }
@@ -498,11 +538,16 @@ async fn await_stage(
     stage: Stage,
     key: &str,
 ) -> anyhow::Result<Value> {
-    let (name, url) = match stage {
-        Stage::Process => ("process", stack.process.url()),
-        Stage::Train => ("train", stack.train.url()),
-        Stage::Promote => ("promote", stack.promote.url()),
+    let function = match stage {
+        Stage::Process => &stack.process,
+        Stage::Train => &stack.train,
+        Stage::Promote => &stack.promote,
     };
+    let (name, url, excerpt) = (
+        function.name.clone(),
+        function.url(),
+        function.log_excerpt(),
+    );
     let answer = match stack.deliveries.as_mut() {
         Some(deliveries) => loop {
             let delivery = tokio::time::timeout(Duration::from_secs(30 * 60), deliveries.recv())
@@ -511,7 +556,7 @@ async fn await_stage(
             report_delivery(spinner, &delivery);
             if delivery.key == key {
                 if delivery.status != Some(200) {
-                    bail!("{name} failed on {key}: {}", delivery.response);
+                    bail!("{name} failed on {key}: {}{excerpt}", delivery.response);
                 }
                 break delivery.response;
             }
@@ -522,7 +567,7 @@ async fn await_stage(
             let status = response.status();
             let text = response.text().await?;
             if !status.is_success() {
-                bail!("{name} failed on {key} (HTTP {status}): {text}");
+                bail!("{name} failed on {key} (HTTP {status}): {text}{excerpt}");
             }
             text
         }
@@ -530,6 +575,59 @@ async fn await_stage(
     let report: Value =
         serde_json::from_str(&answer).with_context(|| format!("reading {name}'s report"))?;
     Ok(report["results"][0].clone())
+}
+
+/// Asks the batch API what it serves (`GET /health`, whose `dataset` appraise's `source`
+/// fills in) and prints it, with a notice for each thing in a CSV it could not serve as is.
+/// `Value::Null` when the API does not say (the course API does not).
+async fn describe_source(url: &str) -> Value {
+    let health: Value = match reqwest::get(format!("{url}/health")).await {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let dataset = health["dataset"].clone();
+    let count = |field: &str| dataset[field].as_i64().unwrap_or(0);
+    match dataset["kind"].as_str() {
+        Some("csv") => {
+            println!(
+                "    serving {} rows of the CSV in {} batches",
+                thousands(count("rows")),
+                count("batches")
+            );
+            let missing: Vec<&str> = dataset["missing_optional_columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !missing.is_empty() {
+                println!(
+                    "    notice: the CSV has no {} {}: null in every row",
+                    missing.join(", "),
+                    plural(missing.len(), "column", "columns")
+                );
+            }
+            if count("dropped_ragged_rows") > 0 {
+                let dropped = count("dropped_ragged_rows");
+                println!(
+                    "    notice: {} malformed {} (a number of fields unlike the header's) dropped, not served",
+                    thousands(dropped),
+                    plural(dropped as usize, "row", "rows")
+                );
+            }
+            let unparsed = describe_drops(&dataset["unparsed_values"]);
+            if unparsed != "nothing" {
+                println!("    notice: values that did not parse are served as null: {unparsed}");
+            }
+        }
+        Some(_) => println!(
+            "    serving {} generated rows in {} batches",
+            thousands(count("rows")),
+            count("batches")
+        ),
+        None => {}
+    }
+    dataset
 }
 
 /// Promote's decision with both scores.
@@ -597,6 +695,8 @@ fn describe_training(batch: i64, report: &Value) -> Vec<String> {
     let drift = &report["drift"];
     lines.push(if drift.is_null() {
         format!("drift    batch {batch:>3}  not tested: no production model to compare with")
+    } else if drift["worst_feature"].is_null() {
+        format!("drift    batch {batch:>3}  not tested: no clean rows to compare")
     } else {
         format!(
             "drift    batch {batch:>3}  {}  (largest: {} D={:.3})",
@@ -729,6 +829,11 @@ fn print_summary(lines: &[BatchLine], elapsed: Duration) {
         thousands(total(|l| l.kept)),
         elapsed.as_secs_f64()
     );
+}
+
+/// `one` when `count` is 1, else `many`.
+fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
 }
 
 fn thousands(value: i64) -> String {

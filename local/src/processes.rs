@@ -19,6 +19,8 @@ pub struct FunctionProcess {
     pub name: String,
     pub port: u16,
     child: Child,
+    /// Where its stderr goes, when that is a file.
+    log_path: Option<PathBuf>,
 }
 
 impl FunctionProcess {
@@ -29,6 +31,16 @@ impl FunctionProcess {
         binary: &Path,
         env: &[(String, String)],
         log: Stdio,
+    ) -> anyhow::Result<FunctionProcess> {
+        FunctionProcess::spawn(name, binary, env, log, None).await
+    }
+
+    async fn spawn(
+        name: &str,
+        binary: &Path,
+        env: &[(String, String)],
+        log: Stdio,
+        log_path: Option<PathBuf>,
     ) -> anyhow::Result<FunctionProcess> {
         let port = crate::free_port()?;
         let mut command = Command::new(binary);
@@ -49,6 +61,7 @@ impl FunctionProcess {
             name: name.to_owned(),
             port,
             child,
+            log_path,
         };
         process.wait_healthy(Duration::from_secs(60)).await?;
         Ok(process)
@@ -64,7 +77,44 @@ impl FunctionProcess {
         let log_path = log_dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        FunctionProcess::start(name, &binary(name)?, env, log.into()).await
+        FunctionProcess::spawn(name, &binary(name)?, env, log.into(), Some(log_path)).await
+    }
+
+    /// The last lines of its log that say what went wrong (warnings, errors, and the error a
+    /// binary prints when it stops), at most `count`, for a console that must show why a
+    /// function failed; empty when it has no log file.
+    pub fn last_error_lines(&self, count: usize) -> Vec<String> {
+        let Some(text) = self
+            .log_path
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+        else {
+            return Vec::new();
+        };
+        let text = strip_ansi(&String::from_utf8_lossy(&text));
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let telling: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|line| {
+                line.contains("ERROR")
+                    || line.contains("WARN")
+                    || line.starts_with("Error")
+                    || line.contains("\"level\":\"ERROR\"")
+                    || line.contains("\"level\":\"WARN\"")
+            })
+            .collect();
+        // No line says it is an error: the last lines are the best guess (a panic, say).
+        let chosen = if telling.is_empty() { lines } else { telling };
+        chosen[chosen.len().saturating_sub(count)..]
+            .iter()
+            .map(|line| line.to_string())
+            .collect()
+    }
+
+    /// Where its log is, when it has one.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.log_path.as_deref()
     }
 
     /// The most resident memory the process has used so far (Linux's VmHWM), in bytes; `None`
@@ -92,7 +142,11 @@ impl FunctionProcess {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited at start with {status}", self.name);
+                bail!(
+                    "{} exited at start with {status}{}",
+                    self.name,
+                    self.log_excerpt()
+                );
             }
             if started.elapsed() > patience {
                 bail!("{} did not answer /healthz within {patience:?}", self.name);
@@ -111,6 +165,40 @@ impl FunctionProcess {
             let _ = self.child.kill().await;
         }
     }
+}
+
+impl FunctionProcess {
+    /// `; its log (<path>) ends with:` and the last error lines, indented; empty without a log.
+    pub fn log_excerpt(&self) -> String {
+        let lines = self.last_error_lines(8);
+        match (self.log_path(), lines.is_empty()) {
+            (Some(path), false) => format!(
+                "; its log ({}) ends with:\n    {}",
+                path.display(),
+                lines.join("\n    ")
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+/// `text` without terminal colour codes (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            // Skip to the end of the escape sequence: a letter.
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// Where the function binaries are: `$APPRAISE_BIN_DIR`, else next to the running executable

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use appraise_core::{events, objects::ObjectStore};
 use appraise_local::{
+    course_api_double::{CourseApi, Fault, Plan},
     postgres::Postgres,
     s3_server::{NotificationRule, S3Server},
     testkit,
@@ -172,37 +173,42 @@ async fn the_s3_server_announces_matching_objects_like_minio() {
     );
 }
 
-#[test]
-fn the_main_job_drains_the_source_and_reports_every_batch() {
+/// Runs `appraise run <args> --min-new-rows 100 --trees 5` in a fresh work directory, with
+/// its own PostgreSQL and S3 server; returns whether it succeeded, its stdout and its stderr.
+async fn main_job(args: &[&str]) -> (bool, String, String) {
     let work_dir = tempfile::tempdir().unwrap();
     let binary = appraise_local::processes::binary("appraise").unwrap();
-    let output = std::process::Command::new(binary)
-        .args([
-            "run",
-            "--scale",
-            "0.01",
-            "--first-sample",
-            "400",
-            "--later-sample",
-            "50",
-            "--min-new-rows",
-            "100",
-            "--trees",
-            "5",
-        ])
+    let output = tokio::process::Command::new(binary)
+        .arg("run")
+        .args(args)
+        .args(["--min-new-rows", "100", "--trees", "5"])
         .arg("--work-dir")
         .arg(work_dir.path())
         .env_remove("DATABASE_URL")
         .env_remove("S3_ENDPOINT")
         .output()
+        .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
+    (
         output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    for batch in 1..=6 {
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_main_job_drains_the_source_and_reports_every_batch() {
+    let (success, stdout, stderr) = main_job(&[
+        "--scale",
+        "0.01",
+        "--first-sample",
+        "400",
+        "--later-sample",
+        "50",
+    ])
+    .await;
+    assert!(success, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for batch in 0..=5 {
         assert!(
             stdout.contains(&format!("ingest   batch {batch:>3}")),
             "batch {batch} ingested:\n{stdout}"
@@ -224,9 +230,9 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
             "batch {batch} decided:\n{stdout}"
         );
     }
-    // Batch 1 keeps well over 100 clean rows and there is no production model: it trains,
+    // Batch 0 keeps well over 100 clean rows and there is no production model: it trains,
     // and each model's test metrics are shown.
-    assert!(stdout.contains("train    batch   1  trained"), "{stdout}");
+    assert!(stdout.contains("train    batch   0  trained"), "{stdout}");
     assert!(stdout.contains("model    t000001-ridge"), "{stdout}");
     assert!(
         stdout.contains("model    t000001-random_forest"),
@@ -240,7 +246,7 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
     // Promote puts the first training's best model in production, and the predictor
     // answers with it.
     assert!(
-        stdout.contains("promote  batch   1  promoted t000001-"),
+        stdout.contains("promote  batch   0  promoted t000001-"),
         "{stdout}"
     );
     assert!(stdout.contains("production model: t0000"), "{stdout}");
@@ -249,14 +255,131 @@ fn the_main_job_drains_the_source_and_reports_every_batch() {
     // The generator's nulls make some rule drop rows in every run.
     assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");
-    // Batch 1 is sampled to 400 rows, later ones to 50 (batch 4 has fewer rows than that).
+    // Batch 0 is sampled to 400 rows, later ones to 50 (batch 3 has fewer rows than that).
     let summary = stdout
         .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
+        .find(|l| l.trim_start().starts_with("0 "))
         .unwrap();
     assert!(summary.contains(" 400 "), "{summary}");
     assert!(
         stdout.lines().any(|l| l.trim_start().starts_with("total")),
         "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_main_job_runs_against_an_external_batch_api() {
+    // The course-API double: batches numbered from 0, and the last answer lost once after the
+    // cursor moved past it.
+    let api = CourseApi::start(Plan::from_sample(0, &[3_000, 2_000, 2_000])).await;
+    api.plant(2, Fault::Error500AfterCursorMoves);
+    let url = api.url();
+    let (success, stdout, stderr) = main_job(&[
+        "--source-url",
+        &url,
+        "--group",
+        "3",
+        "--day",
+        "Tuesday",
+        "--first-sample",
+        "10000",
+        "--later-sample",
+        "10000",
+    ])
+    .await;
+    assert!(success, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains(&format!("source: using the batch API at {url}")),
+        "{stdout}"
+    );
+    for batch in 0..=2 {
+        assert!(
+            stdout.contains(&format!("process  batch {batch:>3}  kept")),
+            "batch {batch} processed:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("recovered an answer lost in flight"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("promote  batch   0  promoted"), "{stdout}");
+    // Every row the API served was received and stored.
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap_or_default();
+    let figures: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(figures[1..5], ["7,000", "7,000", "0", "7,000"], "{total}");
+}
+
+#[tokio::test]
+async fn the_main_job_runs_on_the_datasets_real_csv_variants() {
+    use appraise_source::csv_variants::{Variant, write};
+    let sample = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/realtor-sample.csv"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    for (variant, notice) in [
+        (
+            Variant::ElevenColumns,
+            "notice: the CSV has no prev_sold_date column",
+        ),
+        (
+            Variant::TenColumns,
+            "notice: the CSV has no brokered_by, street columns",
+        ),
+        (Variant::ExcelResave, "serving 12,885 rows of the CSV"),
+        (Variant::Ragged, "malformed rows"),
+    ] {
+        let copy = dir.path().join(format!("{variant:?}.csv"));
+        write(variant, sample, &copy).unwrap();
+        let (success, stdout, stderr) = main_job(&[
+            "--csv",
+            copy.to_str().unwrap(),
+            "--first-sample",
+            "3000",
+            "--later-sample",
+            "500",
+        ])
+        .await;
+        assert!(success, "{variant:?}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stdout.contains(notice), "{variant:?}: {notice}\n{stdout}");
+        assert!(
+            stdout.contains("promote  batch   0  promoted"),
+            "{variant:?}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("production model: t0000"),
+            "{variant:?}:\n{stdout}"
+        );
+        if variant == Variant::Ragged {
+            assert!(
+                stdout.contains("the source dropped 2 malformed CSV rows before serving"),
+                "{stdout}"
+            );
+        }
+        if variant == Variant::ExcelResave {
+            // Excel's M/D/YYYY dates are read: no date is served as null for failing to parse.
+            assert!(!stdout.contains("prev_sold_date"), "{stdout}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_function_that_cannot_start_says_why_on_the_console() {
+    use appraise_source::csv_variants::{Variant, write};
+    let sample = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/realtor-sample.csv"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("utf16.csv");
+    write(Variant::Utf16Le, sample, &copy).unwrap();
+    let (success, stdout, stderr) = main_job(&["--csv", copy.to_str().unwrap()]).await;
+    assert!(!success, "{stdout}");
+    assert!(
+        stderr.contains("source exited at start") && stderr.contains("UTF-16"),
+        "the source's own reason is on the console:\n{stderr}"
     );
 }

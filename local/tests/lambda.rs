@@ -288,23 +288,23 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     .await;
     let mut promote = LambdaFunction::start("promote", &env, logs.path()).await;
 
-    // The EventBridge schedule fires: ingest stores batch 1 raw, in PostgreSQL and S3.
+    // The EventBridge schedule fires: ingest stores batch 0 raw, in PostgreSQL and S3.
     let report = ingest.report(fixture("eventbridge-schedule.json")).await;
     let stored = &report["results"][0];
     assert_eq!(stored["outcome"], "stored", "{report}");
-    assert_eq!(stored["batch_number"], 1);
+    assert_eq!(stored["batch_number"], 0);
     assert_eq!(stored["rows_sampled"], 400);
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM raw.listings WHERE batch_number = 1"
+            "SELECT count(*) FROM raw.listings WHERE batch_number = 0"
         )
         .await,
         400
     );
-    let raw_manifest = "raw/batch-000001/manifest.json";
+    let raw_manifest = "raw/batch-000000/manifest.json";
     assert!(exists(&objects, raw_manifest).await);
-    assert!(exists(&objects, "raw/batch-000001/response.json.gz").await);
+    assert!(exists(&objects, "raw/batch-000000/response.json.gz").await);
     // EventBridge retries deliver the same event id: a redelivery, not a second batch.
     let again = ingest.report(fixture("eventbridge-schedule.json")).await;
     assert_eq!(again["results"][0]["outcome"], "duplicate", "{again}");
@@ -332,12 +332,12 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM clean.listings WHERE batch_number = 1"
+            "SELECT count(*) FROM clean.listings WHERE batch_number = 0"
         )
         .await,
         kept
     );
-    let clean_manifest = "clean/batch-000001/manifest.json";
+    let clean_manifest = "clean/batch-000000/manifest.json";
     assert!(exists(&objects, clean_manifest).await);
 
     // The clean manifest wakes train, which trains (no production model yet) ...
@@ -483,7 +483,7 @@ async fn the_source_serves_batches_through_a_function_url() {
     let (status, batch) = http_answer(&answer);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(batch["group_number"], 9, "{answer}");
-    assert_eq!(batch["batch_number"], 1);
+    assert_eq!(batch["batch_number"], 0);
     assert!(!batch["data"].as_array().unwrap().is_empty());
     // The query string is parsed at the boundary: a bad one is a 4xx with the reason.
     let answer = source

@@ -5,9 +5,11 @@
 //!
 //! 1. under a PostgreSQL advisory lock (the API's cursor is global, so one ingest talks to it at
 //!    a time), skip the firing if its id was handled before: a redelivery does nothing;
-//! 2. note which batch number is expected next, then fetch; a batch that comes out of order
-//!    means one was lost in flight (the cursor has no acknowledgement), so rewind the API and
-//!    skip what is already stored; the API's `400` end-of-data answer is a normal outcome;
+//! 2. note which batch number is wanted next (`last stored + 1`; before anything is stored,
+//!    whatever the sequence starts with), then follow the API's cursor to it, rewinding when an
+//!    answer may have been lost in flight (see [`cursor`]: the base of the numbering is learned,
+//!    and a lost first, middle or last batch is fetched again); the API's `400` end-of-data
+//!    answer is a normal outcome;
 //! 3. sample the records (seeded: the sample of batch `b` depends only on the seed and `b`),
 //!    read each sampled record into typed fields, flagging but keeping those with missing or
 //!    wrong-typed fields;
@@ -18,6 +20,7 @@
 //!    in between is repaired by the next firing, which flushes the outbox first.
 
 pub mod config;
+pub mod cursor;
 pub mod source_client;
 pub mod store;
 
@@ -38,7 +41,8 @@ use tokio_postgres::Transaction;
 
 use crate::{
     config::IngestConfig,
-    source_client::{Fetched, ReceivedBatch, SourceClient},
+    cursor::{Taken, Wanted},
+    source_client::SourceClient,
     store::{BatchRow, SampledRecord},
 };
 
@@ -71,8 +75,11 @@ pub struct StoredBatch {
     pub rows_stored: u64,
     /// Size of the compressed response object.
     pub response_bytes: u64,
-    /// Batches fetched and dropped while recovering from a batch lost in flight.
+    /// Batches fetched and dropped on the way to this one (already stored, or fetched while
+    /// recovering from an answer lost in flight).
     pub skipped_batches: Vec<i32>,
+    /// How many times the batch API was rewound to recover a lost answer.
+    pub rewinds: u32,
     pub manifest_key: String,
 }
 
@@ -88,9 +95,6 @@ struct Inner {
     objects: ObjectStore,
     source: SourceClient,
 }
-
-/// How many batches one firing may fetch while looking for the one it expects.
-const MAX_FETCHES_PER_FIRING: usize = 1_000;
 
 impl Ingest {
     pub fn new(config: IngestConfig, db: DbPool, objects: ObjectStore) -> anyhow::Result<Self> {
@@ -181,22 +185,25 @@ impl Ingest {
             .query_one("SELECT fetch_in_flight_for FROM ops.ingest_cursor", &[])
             .await?
             .get(0);
-        let expected = last_stored.map_or(1, |last| last + 1);
-        self.mark_in_flight(expected).await?;
+        let wanted = match last_stored {
+            None => Wanted::First,
+            Some(last) => Wanted::Number(last + 1),
+        };
+        let earlier_loss = match wanted {
+            Wanted::Number(number) => in_flight == Some(number),
+            Wanted::First => false,
+        };
+        self.mark_in_flight(wanted).await?;
 
-        let fetched = self
-            .fetch_expected(expected, in_flight == Some(expected))
-            .await?;
-        let report = match fetched {
+        let taken = cursor::take_batch(&inner.source, wanted, earlier_loss).await?;
+        let report = match taken {
             None => {
                 record_tick(&transaction, tick, "exhausted", None).await?;
                 IngestReport::Exhausted
             }
-            Some((batch, skipped_batches)) => {
+            Some(taken) => {
                 let first = last_stored.is_none();
-                let stored = self
-                    .store_batch(&transaction, batch, first, skipped_batches)
-                    .await?;
+                let stored = self.store_batch(&transaction, taken, first).await?;
                 record_tick(&transaction, tick, "stored", Some(stored.batch_number)).await?;
                 IngestReport::Stored(stored)
             }
@@ -213,75 +220,36 @@ impl Ingest {
         Ok(report)
     }
 
-    /// Notes, in its own committed write, that a fetch for `expected` is about to start.
-    async fn mark_in_flight(&self, expected: i32) -> anyhow::Result<()> {
+    /// Notes, in its own committed write, that a fetch for `wanted` is about to start, so a
+    /// later firing knows the batch may have been lost in flight if this one never stores it.
+    /// (Before anything is stored there is nothing to note: every such firing rewinds first.)
+    async fn mark_in_flight(&self, wanted: Wanted) -> anyhow::Result<()> {
+        let number = match wanted {
+            Wanted::Number(number) => Some(number),
+            Wanted::First => None,
+        };
         let client = self.inner.db.get().await?;
         client
             .execute(
                 "UPDATE ops.ingest_cursor SET fetch_in_flight_for = $1, updated_at = now()",
-                &[&expected],
+                &[&number],
             )
             .await?;
         Ok(())
     }
 
-    /// Fetches until the batch numbered `expected` comes, rewinding the API once if a batch was
-    /// lost in flight. `None` when the API has nothing left. Also returns the batches fetched
-    /// and dropped on the way.
-    async fn fetch_expected(
-        &self,
-        expected: i32,
-        maybe_lost_in_flight: bool,
-    ) -> anyhow::Result<Option<(ReceivedBatch, Vec<i32>)>> {
-        let source = &self.inner.source;
-        let mut skipped = Vec::new();
-        let mut rewound = false;
-        for _ in 0..MAX_FETCHES_PER_FIRING {
-            match source.fetch_next().await? {
-                Fetched::Exhausted if maybe_lost_in_flight && !rewound => {
-                    tracing::warn!(
-                        expected,
-                        "batch API is exhausted but batch {expected} was in flight; rewinding to look for it"
-                    );
-                    source.restart().await?;
-                    rewound = true;
-                }
-                Fetched::Exhausted => return Ok(None),
-                Fetched::Batch(batch) if batch.batch_number == expected => {
-                    return Ok(Some((batch, skipped)));
-                }
-                Fetched::Batch(batch) if batch.batch_number < expected => {
-                    // Already stored: the cursor is behind (it was rewound). Skip forward.
-                    skipped.push(batch.batch_number);
-                }
-                Fetched::Batch(batch) if !rewound => {
-                    tracing::warn!(
-                        expected,
-                        received = batch.batch_number,
-                        "a batch was lost in flight; rewinding the batch API"
-                    );
-                    skipped.push(batch.batch_number);
-                    source.restart().await?;
-                    rewound = true;
-                }
-                Fetched::Batch(batch) => anyhow::bail!(
-                    "the batch API sent batch {} while batch {expected} was expected, even after \
-                     a rewind: its sequence is not deterministic",
-                    batch.batch_number
-                ),
-            }
-        }
-        anyhow::bail!("batch {expected} did not come in {MAX_FETCHES_PER_FIRING} fetches")
-    }
-
     async fn store_batch(
         &self,
         transaction: &Transaction<'_>,
-        batch: ReceivedBatch,
+        taken: Taken,
         first: bool,
-        skipped_batches: Vec<i32>,
     ) -> anyhow::Result<StoredBatch> {
         let inner = &self.inner;
+        let Taken {
+            batch,
+            skipped: skipped_batches,
+            rewinds,
+        } = taken;
         let sampling = inner.config.sampling;
         let rows_received = batch.record_count();
         let sample_size = if first {
@@ -339,6 +307,7 @@ impl Ingest {
             rows_stored,
             response_bytes,
             skipped_batches,
+            rewinds,
             manifest_key: store::manifest_key(batch.batch_number),
         })
     }

@@ -3,8 +3,9 @@
 //! short or not JSON), and the `400` end-of-data answer read as a normal outcome.
 //!
 //! A retry is not free: the API's cursor has no acknowledgement, so a batch whose answer was
-//! lost may already be gone from it. The caller notices that by `batch_number` and recovers
-//! (see `crate::ingest_tick`).
+//! lost may already be gone from it. Every call therefore says how many of its attempts failed
+//! ([`Fetch::lost_answers`]); the caller decides from that and from `batch_number` whether
+//! the batch it wants may be behind the cursor (see [`crate::cursor`]).
 
 use std::{ops::Range, time::Duration};
 
@@ -14,7 +15,15 @@ use serde_json::value::RawValue;
 
 use crate::config::SourceConfig;
 
-/// What one successful call to `GET /data` gave.
+/// What one call to `GET /data` gave, retries included.
+pub struct Fetch {
+    pub answer: Fetched,
+    /// Attempts of this call that failed before the one that answered. Each may have moved
+    /// the API's cursor past a batch whose answer never arrived.
+    pub lost_answers: u32,
+}
+
+/// What a successful attempt at `GET /data` gave.
 pub enum Fetched {
     Batch(ReceivedBatch),
     /// The API answered 400 with its "everything was collected" detail.
@@ -72,6 +81,14 @@ pub enum SourceError {
         status: u16,
         body: String,
     },
+    /// The answer was whole JSON of the API's shape, but a field holds what the contract
+    /// does not allow; retrying would not change it.
+    #[error("batch API at {url} answered with an invalid {field}: {reason}")]
+    InvalidAnswer {
+        url: String,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// The exact `detail` the course API sends once every batch was served.
@@ -108,14 +125,19 @@ impl SourceClient {
     }
 
     /// Takes the next batch from the cursor.
-    pub async fn fetch_next(&self) -> Result<Fetched, SourceError> {
+    pub async fn fetch_next(&self) -> Result<Fetch, SourceError> {
         let url = format!("{}/data", self.config.base_url);
         let attempts = self.config.retries + 1;
         let mut wait = self.config.backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
             match self.attempt(&url).await {
-                Attempt::Done(fetched) => return Ok(fetched),
+                Attempt::Done(answer) => {
+                    return Ok(Fetch {
+                        answer,
+                        lost_answers: attempt - 1,
+                    });
+                }
                 Attempt::Fail(error) => return Err(error),
                 Attempt::Retry(reason) => {
                     metrics::counter!("source_request_failures_total").increment(1);
@@ -162,7 +184,14 @@ impl SourceClient {
             Ok(envelope) => {
                 let number = envelope.batch_number;
                 if number.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&number) {
-                    return Attempt::Retry(format!("batch_number {number} is not a batch number"));
+                    return Attempt::Fail(SourceError::InvalidAnswer {
+                        url: url.to_owned(),
+                        field: "batch_number",
+                        reason: format!(
+                            "{number} is not a whole number from 0 to {}; the batch was not stored",
+                            i32::MAX
+                        ),
+                    });
                 }
                 let base = body.as_ptr() as usize;
                 let record_ranges = envelope
@@ -182,7 +211,16 @@ impl SourceClient {
                     body,
                 }))
             }
-            // A body cut short, or not the API's shape: the answer is lost; try again.
+            // Whole JSON, but not the API's shape (a field missing or of the wrong type): the
+            // API is wrong, and asking again would not help.
+            Err(error) if error.classify() == serde_json::error::Category::Data => {
+                Attempt::Fail(SourceError::InvalidAnswer {
+                    url: url.to_owned(),
+                    field: "body",
+                    reason: format!("not the batch API's shape: {error}"),
+                })
+            }
+            // A body cut short or garbled on the way: the answer is lost; try again.
             Err(error) => {
                 Attempt::Retry(format!("unreadable batch ({} bytes): {error}", body.len()))
             }

@@ -50,7 +50,7 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["results"][0]["outcome"], "stored");
-    assert_eq!(report["results"][0]["batch_number"], 1);
+    assert_eq!(report["results"][0]["batch_number"], 0);
     assert_eq!(report["results"][0]["rows_sampled"], 500);
 
     // The same EventBridge event again: a redelivery.
@@ -75,7 +75,7 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
         .json()
         .await
         .unwrap();
-    assert_eq!(report["results"][0]["batch_number"], 2);
+    assert_eq!(report["results"][0]["batch_number"], 1);
 
     // A constant Input (no id): a new firing every time.
     let report: Value = post(fixture("constant-input.json"))
@@ -84,7 +84,7 @@ async fn http_mode_takes_every_event_shape_on_post_root() {
         .json()
         .await
         .unwrap();
-    assert_eq!(report["results"][0]["batch_number"], 3);
+    assert_eq!(report["results"][0]["batch_number"], 2);
 
     // An object event is not for ingest, and garbage is not an event: 400 with the reason.
     let response = post(fixture("s3-put.json")).await.unwrap();
@@ -153,7 +153,7 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         panic!("expected a response, got {answer:?}");
     };
     assert_eq!(report["results"][0]["outcome"], "stored");
-    assert_eq!(report["results"][0]["batch_number"], 1);
+    assert_eq!(report["results"][0]["batch_number"], 0);
 
     // Lambda retries an async invocation under the same request id: it is a redelivery.
     let answer = emulator
@@ -164,7 +164,7 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         answer,
         Invocation::Response(json!({"results": [{
             "outcome": "duplicate", "trigger_id": "lambda:req-1",
-            "previous_outcome": "stored", "batch_number": 1
+            "previous_outcome": "stored", "batch_number": 0
         }]}))
     );
 
@@ -173,7 +173,7 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         .await
         .unwrap();
     assert!(
-        matches!(&answer, Invocation::Response(r) if r["results"][0]["batch_number"] == 2),
+        matches!(&answer, Invocation::Response(r) if r["results"][0]["batch_number"] == 1),
         "{answer:?}"
     );
 

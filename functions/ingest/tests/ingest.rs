@@ -24,12 +24,12 @@ async fn samples_the_first_batch_and_later_batches_with_their_own_sizes() {
 
     let stored_batches = world.drain("tick").await;
     let count = expected.batch_count() as i32;
-    assert_eq!(stored_batches, (1..=count).collect::<Vec<_>>());
+    assert_eq!(stored_batches, (0..count).collect::<Vec<_>>());
 
     let client = world.db.get().await.unwrap();
-    for batch in 1..=count {
+    for batch in 0..count {
         let received = expected.batch_rows(batch as u64).unwrap() as i64;
-        let sample = if batch == 1 { 1_000 } else { 200 };
+        let sample = if batch == 0 { 1_000 } else { 200 };
         let row = client
             .query_one(
                 "SELECT rows_received::bigint, rows_sampled::bigint,
@@ -64,10 +64,10 @@ async fn samples_the_first_batch_and_later_batches_with_their_own_sizes() {
     }
 
     // The response object holds exactly what the source sent: a second source with the same
-    // seed serves the same bytes for batch 1.
+    // seed serves the same bytes for batch 0.
     let compressed = world
         .objects
-        .get(&store::response_key(1))
+        .get(&store::response_key(0))
         .await
         .unwrap()
         .unwrap();
@@ -120,7 +120,7 @@ async fn a_redelivered_firing_does_nothing_even_concurrently() {
     let world = world(ingest_config(&source, 500, 100)).await;
 
     let first = stored(world.fire("same").await);
-    assert_eq!(first.batch_number, 1);
+    assert_eq!(first.batch_number, 0);
     match world.fire("same").await {
         IngestReport::Duplicate {
             previous_outcome,
@@ -128,7 +128,7 @@ async fn a_redelivered_firing_does_nothing_even_concurrently() {
             ..
         } => {
             assert_eq!(previous_outcome, "stored");
-            assert_eq!(batch_number, Some(1));
+            assert_eq!(batch_number, Some(0));
         }
         other => panic!("expected a duplicate, got {other:?}"),
     }
@@ -140,10 +140,10 @@ async fn a_redelivered_firing_does_nothing_even_concurrently() {
         .filter(|r| matches!(r, IngestReport::Stored(_)))
         .count();
     assert_eq!(outcomes, 1, "{a:?} / {b:?}");
-    assert_eq!(world.batch_numbers().await, vec![1, 2]);
+    assert_eq!(world.batch_numbers().await, vec![0, 1]);
     assert_eq!(
         world
-            .count("SELECT count(*) FROM raw.listings WHERE batch_number = 2")
+            .count("SELECT count(*) FROM raw.listings WHERE batch_number = 1")
             .await,
         100
     );
@@ -159,8 +159,8 @@ async fn concurrent_distinct_firings_take_consecutive_batches() {
         .map(|r| stored(r).batch_number)
         .collect();
     numbers.sort();
-    assert_eq!(numbers, vec![1, 2, 3]);
-    assert_eq!(world.batch_numbers().await, vec![1, 2, 3]);
+    assert_eq!(numbers, vec![0, 1, 2]);
+    assert_eq!(world.batch_numbers().await, vec![0, 1, 2]);
 }
 
 #[tokio::test]
@@ -183,7 +183,7 @@ async fn end_of_data_is_a_normal_outcome() {
 async fn recovers_batches_lost_to_timeouts_errors_and_truncated_json() {
     let source = start_source(SCALE).await;
     // Call 1 fails before reaching the source; call 3 is cut short after the source served
-    // batch 3; call 6 stalls past the timeout after the source served a batch.
+    // batch 2; call 6 stalls past the timeout after the source served a batch.
     let (proxy, calls) = faulty_proxy(source, |call| match call {
         1 => Fault::Fail500,
         3 => Fault::Truncate,
@@ -199,8 +199,8 @@ async fn recovers_batches_lost_to_timeouts_errors_and_truncated_json() {
         .iter()
         .flat_map(|b| b.skipped_batches.clone())
         .collect();
-    assert_eq!(order, vec![1, 2, 3, 4, 5, 6], "every batch once, in order");
-    assert_eq!(world.batch_numbers().await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(order, vec![0, 1, 2, 3, 4, 5], "every batch once, in order");
+    assert_eq!(world.batch_numbers().await, vec![0, 1, 2, 3, 4, 5]);
     assert!(
         !skipped.is_empty(),
         "recovery re-fetched and dropped batches"
@@ -245,13 +245,18 @@ async fn records_with_missing_or_wrong_typed_fields_are_kept_and_flagged() {
         ]
     })
     .to_string();
-    let router = axum::Router::new().route(
-        "/data",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move { ([("content-type", "application/json")], body) }
-        }),
-    );
+    let router = axum::Router::new()
+        .route(
+            "/data",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        )
+        .route(
+            "/restart_data_generation",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+        );
     let source = serve(router).await;
     let world = world(ingest_config(&source, 100, 100)).await;
     let batch = stored(world.fire("bad-records").await);
@@ -301,7 +306,7 @@ async fn a_batch_committed_but_not_announced_is_announced_by_the_next_firing() {
         .s3
         .root()
         .join("appraise")
-        .join(store::manifest_key(1));
+        .join(store::manifest_key(0));
     std::fs::remove_file(&manifest).unwrap();
     world
         .db
@@ -313,7 +318,7 @@ async fn a_batch_committed_but_not_announced_is_announced_by_the_next_firing() {
         .unwrap();
 
     stored(world.fire("two").await);
-    assert!(manifest.exists(), "batch 1's manifest was written again");
+    assert!(manifest.exists(), "batch 0's manifest was written again");
     assert_eq!(
         world
             .count("SELECT count(*) FROM ops.outbox WHERE written_at IS NULL")
@@ -364,13 +369,13 @@ async fn a_database_restart_mid_firing_loses_nothing() {
         "the firing fails while the database is gone: {failed:?}"
     );
 
-    // The platform redelivers the firing: batch 2, consumed from the cursor by the failed
+    // The platform redelivers the firing: batch 1, consumed from the cursor by the failed
     // attempt, is recovered; nothing is stored twice.
     let retried = stored(world.fire("second").await);
-    assert_eq!(retried.batch_number, 2);
+    assert_eq!(retried.batch_number, 1);
     assert!(!retried.skipped_batches.is_empty(), "{retried:?}");
-    assert_eq!(world.drain("rest").await, vec![3, 4, 5, 6]);
-    assert_eq!(world.batch_numbers().await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(world.drain("rest").await, vec![2, 3, 4, 5]);
+    assert_eq!(world.batch_numbers().await, vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(
         world
             .count(

@@ -66,7 +66,7 @@ async fn process_answers_minio_webhooks_on_post_root() {
     let client = reqwest::Client::new();
     let event = minio_event(
         testkit::BUCKET,
-        "raw/batch-000001/manifest.json",
+        "raw/batch-000000/manifest.json",
         "ObjectCreated:Put",
         1,
     );
@@ -96,7 +96,7 @@ async fn process_answers_minio_webhooks_on_post_root() {
     );
     assert!(
         objects
-            .get("clean/batch-000001/manifest.json")
+            .get("clean/batch-000000/manifest.json")
             .await
             .unwrap()
             .is_some()

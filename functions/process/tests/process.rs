@@ -1,17 +1,15 @@
 //! The process stage against a real PostgreSQL and S3, fed by the real ingest stage from a
-//! batch API that serves hand-written records: one kept listing and one for each rule.
-
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+//! batch API (the course-API double) that serves hand-written records: one kept listing and one for each rule.
 
 use appraise_core::events::{ObjectCreated, ScheduleTick};
 use appraise_ingest::{
     Ingest,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
-use appraise_local::testkit;
+use appraise_local::{
+    course_api_double::{CourseApi, Plan},
+    testkit,
+};
 use appraise_process::{Process, ProcessReport, rules::CleaningRules};
 use serde_json::{Value, json};
 
@@ -59,33 +57,16 @@ fn batches() -> Vec<Vec<Value>> {
     vec![batch1, batch2]
 }
 
-/// A batch API serving [`batches`] in order, then the end-of-data answer.
+/// The course-API double serving [`batches`] in order, numbered from 1, then the end-of-data
+/// answer.
 async fn scripted_source() -> String {
-    let served = Arc::new(AtomicUsize::new(0));
-    let router = axum::Router::new().route(
-        "/data",
-        axum::routing::get(move || {
-            let served = served.clone();
-            async move {
-                let n = served.fetch_add(1, Ordering::SeqCst);
-                match batches().get(n) {
-                    Some(data) => (
-                        axum::http::StatusCode::OK,
-                        axum::Json(json!({"group_number": 9.0, "day": null,
-                                          "batch_number": (n + 1) as f64, "data": data})),
-                    ),
-                    None => (
-                        axum::http::StatusCode::BAD_REQUEST,
-                        axum::Json(json!({"detail": "Ya se recolectó toda la información minima necesaria"})),
-                    ),
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
+    CourseApi::start(Plan {
+        first_batch_number: 1,
+        float_batch_numbers: true,
+        batches: batches(),
+    })
+    .await
+    .url()
 }
 
 struct World {

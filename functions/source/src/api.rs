@@ -2,14 +2,19 @@
 //!
 //! - `GET /data?group_number=N[&day=D]` returns the next batch of the `(N, D)` cursor:
 //!   `{"group_number": N, "day": D or null, "batch_number": K, "data": [...]}`, streamed in
-//!   chunks (see [`crate::batch_body`]). Batch numbers start at 1; every successful call
+//!   chunks (see [`crate::batch_body`]). Batch numbers start at 0, as the course API's do (its
+//!   first answer after a start or restart is `"batch_number": 0`); every successful call
 //!   advances the cursor, whether or not the client reads the whole body (the course API has no
 //!   acknowledgement either). After the last batch: HTTP 400
 //!   `{"detail": "Ya se recolectó toda la información minima necesaria"}`, and the cursor stays
 //!   there until restarted.
-//! - `GET /restart_data_generation?group_number=N[&day=D]` puts that cursor back before batch 1
+//! - `GET /restart_data_generation?group_number=N[&day=D]` puts that cursor back before batch 0
 //!   and answers `{"ok": true}`.
-//! - `GET /health` answers `{"status": "ok"}`.
+//! - `GET /health` answers `{"status": "ok", "dataset": {...}}`, where `dataset` says what is
+//!   served (see [`crate::dataset::DatasetSummary`]): `{"kind": "generated", "batches",
+//!   "rows"}`, or for a CSV file `{"kind": "csv", "batches", "rows", "dropped_ragged_rows",
+//!   "missing_optional_columns": [...], "unparsed_values": {"column": count}}`. The local
+//!   harness reads it to show what loading a CSV dropped.
 //!
 //! Each `(group_number, day)` pair has its own cursor; a request without `day` and one with
 //! `day=Tuesday` do not share one. Every group sees the same sequence of batches. A missing or
@@ -51,7 +56,7 @@ pub struct SourceState {
 }
 
 impl SourceState {
-    /// Fresh state: every cursor before batch 1.
+    /// Fresh state: every cursor before batch 0.
     pub fn new(dataset: Dataset) -> SourceState {
         SourceState {
             dataset: Arc::new(dataset),
@@ -63,13 +68,14 @@ impl SourceState {
         &self.dataset
     }
 
-    /// Takes the next batch number of a cursor and advances it, or says the batches are gone.
+    /// Takes the next batch number of a cursor (0 for a fresh one) and advances it, or says the
+    /// batches are gone. A cursor holds the number of the batch it serves next.
     fn take_next_batch(&self, key: &CursorKey) -> Result<u64, ApiError> {
         // A poisoned lock only means another request panicked mid-update of a plain integer;
         // the map is still consistent, so keep serving.
         let mut cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = cursors.get(key).copied().unwrap_or(1);
-        if next > self.dataset.batch_count() {
+        let next = cursors.get(key).copied().unwrap_or(0);
+        if next >= self.dataset.batch_count() {
             return Err(ApiError::Exhausted);
         }
         cursors.insert(key.clone(), next + 1);
@@ -252,7 +258,7 @@ async fn next_batch(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// `GET /restart_data_generation`: the caller's cursor goes back before batch 1.
+/// `GET /restart_data_generation`: the caller's cursor goes back before batch 0.
 async fn restart_data_generation(
     State(state): State<SourceState>,
     query: QueryPairs,
@@ -264,9 +270,9 @@ async fn restart_data_generation(
     Ok(Json(json!({ "ok": true })))
 }
 
-/// `GET /health`.
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /health`: alive, and what is served.
+async fn health(State(state): State<SourceState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "dataset": state.dataset.summary() }))
 }
 
 #[cfg(test)]

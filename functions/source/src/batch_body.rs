@@ -101,9 +101,9 @@ mod tests {
     fn a_batch_streams_in_bounded_chunks_that_join_into_one_document() {
         let listings =
             SyntheticListings::new(42, &BatchPlan::course(), Scale::new(0.1).unwrap()).unwrap();
-        let rows = listings.batch(1).unwrap().rows();
+        let rows = listings.batch(0).unwrap().rows();
         let dataset = Arc::new(Dataset::Synthetic(listings));
-        let chunks: Vec<Bytes> = BatchChunks::new(dataset, 5, Some("Tuesday"), 1).collect();
+        let chunks: Vec<Bytes> = BatchChunks::new(dataset, 5, Some("Tuesday"), 0).collect();
         assert_eq!(chunks.len() as u64, rows.div_ceil(CHUNK_ROWS));
         let largest = chunks.iter().map(Bytes::len).max().unwrap();
         assert!(
@@ -115,8 +115,12 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&whole).unwrap();
         assert_eq!(body["data"].as_array().unwrap().len() as u64, rows);
         assert_eq!(
-            (body["group_number"].as_i64(), body["day"].as_str()),
-            (Some(5), Some("Tuesday"))
+            (
+                body["group_number"].as_i64(),
+                body["day"].as_str(),
+                body["batch_number"].as_u64()
+            ),
+            (Some(5), Some("Tuesday"), Some(0))
         );
     }
 
@@ -124,7 +128,7 @@ mod tests {
     fn a_batch_past_the_end_is_an_empty_document_not_a_panic() {
         let listings = SyntheticListings::new(1, &BatchPlan::course(), Scale::ONE).unwrap();
         let chunks: Vec<Bytes> =
-            BatchChunks::new(Arc::new(Dataset::Synthetic(listings)), 1, None, 99).collect();
+            BatchChunks::new(Arc::new(Dataset::Synthetic(listings)), 1, None, 6).collect();
         let body: serde_json::Value = serde_json::from_slice(&chunks.concat()).unwrap();
         assert_eq!(body["data"], serde_json::json!([]));
     }

@@ -8,6 +8,12 @@
 //! | `SOURCE_SCALE`          | 1.0     | multiplies every batch size of the generator's plan (0–100] |
 //! | `SOURCE_SEED`           | 42      | seed of the generator (a u64); same seed, same rows          |
 //!
+//! `SOURCE_CSV` may name any of the variants of the Kaggle file in circulation: 10, 11 or 12
+//! columns (`brokered_by`, `street` and `prev_sold_date` may be absent), comma, semicolon or
+//! tab separated, re-saved by Excel (BOM, CRLF, `M/D/YYYY` dates, zip codes without leading
+//! zeros); it must be UTF-8. Rows whose field count differs from the header's are dropped.
+//! See [`crate::csv_source`] for the details.
+//!
 //! `PORT` (default 8080) and `HOST` (default 0.0.0.0) are read by
 //! `appraise_core::runtime::serve_http`. Setting a generator variable together with
 //! `SOURCE_CSV`, or `SOURCE_CSV_BATCH_ROWS` without it, is an error rather than silently
@@ -35,7 +41,8 @@ pub struct SourceConfig {
 pub enum DataConfig {
     /// The built-in generator, following [`crate::plan::BatchPlan::course`].
     Synthetic { seed: u64, scale: Scale },
-    /// A Kaggle-format CSV file cut into batches of `batch_rows` rows.
+    /// A Kaggle-format CSV file (any variant [`crate::csv_source`] reads) cut into batches of
+    /// `batch_rows` rows.
     Csv {
         path: PathBuf,
         batch_rows: NonZeroUsize,

@@ -10,13 +10,19 @@
 //!   following the course's six-batch plan; see [`plan`] for the plan and [`generator`] for the
 //!   model and its comparison with the real data;
 //! - **a Kaggle-format CSV** (`SOURCE_CSV`): the real file or a slice of it, in fixed-size
-//!   batches; see [`csv_source`].
+//!   batches, as people's copies of it come (10 to 12 columns, comma, semicolon or tab
+//!   separated, re-saved by Excel); see [`csv_source`].
+//!
+//! Batches are numbered from 0, as the course API numbers them: the first answer after a start
+//! or a restart is `"batch_number": 0`. Every type and function here takes and returns those
+//! 0-based numbers.
 //!
 //! Modules:
 //! - [`config`]: the environment variables, parsed into [`SourceConfig`];
 //! - [`plan`]: batches, their sizes and market segments, and the size [`plan::Scale`];
 //! - [`generator`] (with [`geography`] and [`gaussian`]): the synthetic listings;
 //! - [`csv_source`]: listings read from a CSV file;
+//! - [`csv_variants`]: copies of a CSV file altered the ways real copies are, for tests;
 //! - [`dataset`]: either of the two behind one interface;
 //! - [`api`] and [`batch_body`]: the HTTP routes, the per-`(group_number, day)` cursors, and the
 //!   streamed response body.
@@ -30,8 +36,8 @@
 //! Rows are generated and written as JSON a chunk of 2,048 at a time while the response
 //! streams, so memory stays flat whatever the batch size. Measured once on the 2-core
 //! development machine, release build, with other builds running (load average ~2), using
-//! `curl -s -o /dev/null -w '%{time_total}'` against a local server: batch 6 of the default
-//! plan, 361,457 rows and 78.8 MB of JSON, took 0.48–0.76 s end to end and 0.47–0.76 s of
+//! `curl -s -o /dev/null -w '%{time_total}'` against a local server: the default plan's last
+//! batch (5), 361,457 rows and 78.8 MB of JSON, took 0.48–0.76 s end to end and 0.47–0.76 s of
 //! server CPU over four runs, while the server's peak RSS stayed at 8.7 MB. About 0.17 s of
 //! that is generating the rows; most of the rest is `Listing::write_api_json`.
 
@@ -39,6 +45,7 @@ pub mod api;
 pub mod batch_body;
 pub mod config;
 pub mod csv_source;
+pub mod csv_variants;
 pub mod dataset;
 pub mod gaussian;
 pub mod generator;
@@ -47,4 +54,4 @@ pub mod plan;
 
 pub use api::{SourceState, router};
 pub use config::{DataConfig, SourceConfig};
-pub use dataset::Dataset;
+pub use dataset::{Dataset, DatasetSummary};

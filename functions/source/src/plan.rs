@@ -3,16 +3,18 @@
 //!
 //! The course API cut the Kaggle dataset into six batches "by status and price range", so each
 //! new batch looks different from the last and a pipeline meets real drift. The default plan,
-//! [`BatchPlan::course`], keeps the course's six batch sizes and gives each one a segment:
+//! [`BatchPlan::course`], keeps the course's six batch sizes and gives each one a segment.
+//! Batches are numbered from 0, as the course API numbers them (its first answer after a start
+//! or restart is `"batch_number": 0`); a batch's number is its position in the plan:
 //!
 //! | batch | rows    | status           | asking price      | what drifts                                     |
 //! |------:|--------:|------------------|-------------------|-------------------------------------------------|
-//! | 1     | 73,784  | `for_sale`       | $150k – $500k     | the starting point: mid-market listings          |
-//! | 2     | 94,551  | `sold`           | $150k – $500k     | status; most rows now have a `prev_sold_date`   |
-//! | 3     | 230,366 | `for_sale`       | $500k and up      | price level jumps; bigger houses, richer places  |
-//! | 4     | 4,055   | `ready_to_build` | any               | new construction only; no land, no sale history |
-//! | 5     | 320,696 | `sold`           | any               | the full price range, cheap land and outliers   |
-//! | 6     | 361,457 | `for_sale`       | any               | the whole for-sale market, like the Kaggle file  |
+//! | 0     | 73,784  | `for_sale`       | $150k – $500k     | the starting point: mid-market listings          |
+//! | 1     | 94,551  | `sold`           | $150k – $500k     | status; most rows now have a `prev_sold_date`   |
+//! | 2     | 230,366 | `for_sale`       | $500k and up      | price level jumps; bigger houses, richer places  |
+//! | 3     | 4,055   | `ready_to_build` | any               | new construction only; no land, no sale history |
+//! | 4     | 320,696 | `sold`           | any               | the full price range, cheap land and outliers   |
+//! | 5     | 361,457 | `for_sale`       | any               | the whole for-sale market, like the Kaggle file  |
 //!
 //! Bands are half-open, `[floor, ceiling)`, on the asking price in dollars. Inside a band the
 //! generator does not reject rows: it draws the place and the property kind in proportion to
@@ -121,7 +123,7 @@ pub struct PlannedBatch {
     pub segment: Segment,
 }
 
-/// The batches a source serves, in order. Never empty.
+/// The batches a source serves, in order; batch `n` is `batches()[n]`. Never empty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchPlan {
     batches: Vec<PlannedBatch>,

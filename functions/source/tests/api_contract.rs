@@ -102,7 +102,10 @@ async fn a_batch_has_the_course_fields_and_json_types() {
         "group_number is echoed as an integer"
     );
     assert_eq!(body["day"], Value::Null);
-    assert_eq!(body["batch_number"], 1);
+    assert_eq!(
+        body["batch_number"], 0,
+        "the first batch is number 0, as the course API's"
+    );
 
     let records = body["data"].as_array().unwrap();
     assert_eq!(records.len() as u64, planned_rows()[0]);
@@ -160,7 +163,7 @@ async fn a_batch_has_the_course_fields_and_json_types() {
         assert_eq!(parsed.problems, vec![], "row {row}");
         assert_eq!(
             parsed.listing,
-            generator.batch(1).unwrap().listing(row as u64),
+            generator.batch(0).unwrap().listing(row as u64),
             "row {row}"
         );
     }
@@ -174,12 +177,11 @@ async fn batches_follow_the_plan_then_end_in_spanish_until_restarted() {
         let reply = get(format!("{base}/data?group_number=4")).await;
         assert_eq!(reply.status, 200);
         let body = reply.json();
-        assert_eq!(body["batch_number"], index as u64 + 1);
+        assert_eq!(body["batch_number"], index as u64);
         assert_eq!(
             body["data"].as_array().unwrap().len() as u64,
             rows,
-            "batch {}",
-            index + 1
+            "batch {index}"
         );
         if index == 0 {
             first_body = reply.body;
@@ -204,7 +206,7 @@ async fn batches_follow_the_plan_then_end_in_spanish_until_restarted() {
         (200, serde_json::json!({ "ok": true }))
     );
     let again = get(format!("{base}/data?group_number=4")).await;
-    assert_eq!(again.json()["batch_number"], 1);
+    assert_eq!(again.json()["batch_number"], 0);
     assert!(
         again.body == first_body,
         "a restarted sequence repeats itself byte for byte"
@@ -234,11 +236,11 @@ async fn each_group_and_day_has_its_own_cursor() {
     let batch_number = |reply: Reply| reply.json()["batch_number"].as_u64().unwrap();
     assert_eq!(
         batch_number(get(format!("{base}/data?group_number=1")).await),
-        1
+        0
     );
     assert_eq!(
         batch_number(get(format!("{base}/data?group_number=1")).await),
-        2
+        1
     );
 
     let tuesday = get(format!("{base}/data?group_number=1&day=Tuesday"))
@@ -246,11 +248,11 @@ async fn each_group_and_day_has_its_own_cursor() {
         .json();
     assert_eq!(
         (tuesday["batch_number"].as_u64(), tuesday["day"].as_str()),
-        (Some(1), Some("Tuesday"))
+        (Some(0), Some("Tuesday"))
     );
     assert_eq!(
         batch_number(get(format!("{base}/data?group_number=2")).await),
-        1
+        0
     );
 
     // Restarting Tuesday's cursor leaves the day-less cursor of the same group alone.
@@ -260,11 +262,11 @@ async fn each_group_and_day_has_its_own_cursor() {
     .await;
     assert_eq!(
         batch_number(get(format!("{base}/data?group_number=1&day=Tuesday")).await),
-        1
+        0
     );
     assert_eq!(
         batch_number(get(format!("{base}/data?group_number=1")).await),
-        3
+        2
     );
 
     // A day needing JSON escapes is echoed intact.
@@ -280,10 +282,8 @@ async fn each_group_and_day_has_its_own_cursor() {
 async fn health_and_malformed_queries_answer_like_fastapi() {
     let base = serve(synthetic(42)).await;
     let health = get(format!("{base}/health")).await;
-    assert_eq!(
-        (health.status, health.json()),
-        (200, serde_json::json!({ "status": "ok" }))
-    );
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
 
     for path in ["data", "restart_data_generation"] {
         let missing = get(format!("{base}/{path}")).await;
@@ -304,7 +304,56 @@ async fn health_and_malformed_queries_answer_like_fastapi() {
     }
     // Rejected requests do not move the cursor.
     let first = get(format!("{base}/data?group_number=0")).await.json();
-    assert_eq!(first["batch_number"], 1);
+    assert_eq!(first["batch_number"], 0);
+}
+
+#[tokio::test]
+async fn health_describes_the_dataset_served() {
+    let base = serve(synthetic(42)).await;
+    let health = get(format!("{base}/health")).await;
+    let total: u64 = planned_rows().iter().sum();
+    assert_eq!(
+        (health.status, health.json()),
+        (
+            200,
+            serde_json::json!({
+                "status": "ok",
+                "dataset": { "kind": "generated", "batches": 6, "rows": total }
+            })
+        )
+    );
+
+    // A CSV copy without prev_sold_date, with a ragged row and an unparsable price.
+    let text = "brokered_by,status,price,bed,bath,acre_lot,street,city,state,zip_code,house_size\n\
+                1.0,for_sale,100000.0,3,2,0.1,7.0,Town,Ohio,43215,1200.0\n\
+                2.0,for_sale,abc,3,2,0.1,8.0,Town,Ohio,43215,1200.0\n\
+                3.0,for_sale,120000.0,3,2,0.1,9.0,Town, OH,Ohio,43215,1200.0\n\
+                4.0,sold,130000.0,3,2,0.1,9.0,City,Ohio,43215,1300.0\n";
+    let (listings, _) =
+        CsvListings::from_reader(text.as_bytes(), "eleven.csv", NonZeroUsize::new(2).unwrap())
+            .unwrap();
+    let base = serve(Dataset::Csv(listings)).await;
+    let health = get(format!("{base}/health")).await;
+    assert_eq!(
+        health.json(),
+        serde_json::json!({
+            "status": "ok",
+            "dataset": {
+                "kind": "csv",
+                "batches": 2,
+                "rows": 3,
+                "dropped_ragged_rows": 1,
+                "missing_optional_columns": ["prev_sold_date"],
+                "unparsed_values": { "price": 1 }
+            }
+        })
+    );
+    // The ragged row is not served: batch 1 holds the file's fourth row.
+    get(format!("{base}/data?group_number=1")).await;
+    let second = get(format!("{base}/data?group_number=1")).await.json();
+    assert_eq!(second["batch_number"], 1);
+    assert_eq!(second["data"][0]["brokered_by"], 4.0);
+    assert_eq!(second["data"][0]["prev_sold_date"], Value::Null);
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ fn reads_every_row_and_keeps_leading_zero_zips_and_nulls() {
     assert_eq!(listings.rows().len(), raw.len());
     assert_eq!(report.rows, raw.len());
     assert_eq!(report.ragged_rows, 0);
+    assert!(report.missing_optional_columns.is_empty());
+    assert_eq!(report.delimiter, ',');
     assert!(
         report.unparsed_values.is_empty(),
         "{:?}",
@@ -93,9 +95,11 @@ fn batches_cover_the_file_in_order() {
     let (listings, _) =
         CsvListings::open(&sample_path(), NonZeroUsize::new(5_000).unwrap()).unwrap();
     assert_eq!(listings.batch_count(), 3);
-    let joined: Vec<_> = (1..=3)
+    let joined: Vec<_> = (0..3)
         .flat_map(|n| listings.batch(n).unwrap().to_vec())
         .collect();
     assert_eq!(joined, listings.rows());
-    assert_eq!(listings.batch(3).unwrap().len(), 2_885);
+    assert_eq!(listings.batch(0).unwrap().len(), 5_000);
+    assert_eq!(listings.batch(2).unwrap().len(), 2_885);
+    assert!(listings.batch(3).is_none());
 }

@@ -198,8 +198,11 @@ impl Train {
             {
                 return Ok(Some(TrainReport::Duplicate { batch_number }));
             }
-            let last_trained = store::last_trained_batch(transaction).await?.unwrap_or(0);
-            let new_rows = store::count_rows(transaction, last_trained, batch_number).await?;
+            // The first batch no training has used (batch numbers start at 0 or above).
+            let first_new_batch = store::last_trained_batch(transaction)
+                .await?
+                .map_or(0, |last| last + 1);
+            let new_rows = store::count_rows(transaction, first_new_batch, batch_number).await?;
             let production = store::production_training(transaction).await?;
 
             // Drift of the new rows against the production model's training rows.
@@ -207,7 +210,7 @@ impl Train {
             let mut drift_report_id: Option<i64> = None;
             if let Some((training_id, first, last)) = production {
                 let reference_rows = clean::clean_rows(transaction, first, last).await?;
-                let current_rows = clean::clean_rows(transaction, last_trained + 1, batch_number).await?;
+                let current_rows = clean::clean_rows(transaction, first_new_batch, batch_number).await?;
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
                 let report = drift_report(&reference, &current, &inner.config.drift)?;

@@ -30,15 +30,16 @@ pub async fn production_training(
     Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
 }
 
+/// Clean rows of batches `first` to `last`, both included.
 pub async fn count_rows(
     transaction: &Transaction<'_>,
-    after: i32,
-    up_to: i32,
+    first: i32,
+    last: i32,
 ) -> anyhow::Result<i64> {
     Ok(transaction
         .query_one(
-            "SELECT count(*) FROM clean.listings WHERE batch_number > $1 AND batch_number <= $2",
-            &[&after, &up_to],
+            "SELECT count(*) FROM clean.listings WHERE batch_number BETWEEN $1 AND $2",
+            &[&first, &last],
         )
         .await?
         .get(0))

@@ -67,20 +67,21 @@ async fn the_retrain_rule_in_every_case() {
     let world = world().await;
 
     // Too few rows, no production model: skip.
-    world.clean_batch(1, 4_000, 1.0).await;
-    let TrainReport::Skipped { reason, .. } = world.event(1).await else {
+    world.clean_batch(0, 4_000, 1.0).await;
+    let TrainReport::Skipped { reason, .. } = world.event(0).await else {
         panic!("expected a skip")
     };
     assert!(reason.contains("too few rows"), "{reason}");
 
-    // Enough rows since the last training (none), no production model: first training.
-    world.clean_batch(2, 7_000, 1.0).await;
+    // Enough rows since the last training (none; batch 0 counts), no production model: first
+    // training.
+    world.clean_batch(1, 7_000, 1.0).await;
     let TrainReport::Trained {
         reason,
         candidates,
         rows_train,
         ..
-    } = world.event(2).await
+    } = world.event(1).await
     else {
         panic!("expected a training")
     };
@@ -107,16 +108,16 @@ async fn the_retrain_rule_in_every_case() {
     world.promote(&candidates[0].version).await;
 
     // Enough new rows, same market: no drift, skip.
-    world.clean_batch(3, 11_000, 1.0).await;
-    let TrainReport::Skipped { reason, drift, .. } = world.event(3).await else {
+    world.clean_batch(2, 11_000, 1.0).await;
+    let TrainReport::Skipped { reason, drift, .. } = world.event(2).await else {
         panic!("expected a skip")
     };
     assert!(reason.starts_with("no drift"), "{reason}");
     assert!(!drift.unwrap().drifted);
 
     // Enough new rows, a market twice as large and expensive: drift, train.
-    world.clean_batch(4, 11_000, 2.0).await;
-    let TrainReport::Trained { reason, drift, .. } = world.event(4).await else {
+    world.clean_batch(3, 11_000, 2.0).await;
+    let TrainReport::Trained { reason, drift, .. } = world.event(3).await else {
         panic!("expected a training")
     };
     assert!(reason.starts_with("drift"), "{reason}");
@@ -136,10 +137,10 @@ async fn the_retrain_rule_in_every_case() {
     assert_eq!(
         decisions,
         vec![
-            (1, "skip".into()),
-            (2, "train".into()),
-            (3, "skip".into()),
-            (4, "train".into())
+            (0, "skip".into()),
+            (1, "train".into()),
+            (2, "skip".into()),
+            (3, "train".into())
         ]
     );
     let reports: i64 = client
