@@ -10,6 +10,13 @@
 //! A plain GET of a whole object is answered from one read of its file: s3s-fs streams files
 //! in 4 KiB reads, each a trip through tokio's blocking pool, which made a 4 MB model artifact
 //! take ~90 ms to fetch (and the predictor's cold start with it).
+//!
+//! s3s-fs stores object `key` of bucket `b` at `<root>/b/key` and only checks that the joined
+//! path stays under `<root>`: a key `../other/x` would land in bucket `other`. [`KeyGuard`]
+//! refuses, with `400 InvalidArgument` and before s3s-fs sees the request, every key that is
+//! not a plain relative path (a `.` or `..` segment, a leading `/`, an empty segment, a
+//! backslash, a NUL) and every bucket name that breaks S3's naming rules, wherever the
+//! request carries them: the path, a copy source, a multi-object delete's body, a form upload.
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -17,7 +24,14 @@ use anyhow::Context;
 use hyper::{Request, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use s3s::{auth::SimpleAuth, service::S3ServiceBuilder};
+use s3s::{
+    S3Request, S3Result,
+    access::{S3Access, S3AccessContext},
+    auth::SimpleAuth,
+    dto::{CopyObjectInput, CopySource, DeleteObjectsInput, PutObjectInput, UploadPartCopyInput},
+    s3_error,
+    service::S3ServiceBuilder,
+};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
@@ -77,6 +91,7 @@ impl S3Server {
             .map_err(|error| anyhow::anyhow!("opening {}: {error:?}", root.display()))?;
         let mut builder = S3ServiceBuilder::new(filesystem);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        builder.set_access(KeyGuard);
         let s3 = builder.build();
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -201,6 +216,118 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The access hook of the server: signed requests only (s3s's default), and only bucket names
+/// and keys that stay inside their bucket's directory (see the module docs). s3s calls
+/// [`S3Access::check`] for every operation, with the bucket and key of the request's path,
+/// before it reads the body; the per-operation hooks see what the path does not carry.
+pub struct KeyGuard;
+
+#[async_trait::async_trait]
+impl S3Access for KeyGuard {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
+        }
+        let path = cx.s3_path();
+        if let Some(bucket) = path.get_bucket_name() {
+            check_bucket(bucket)?;
+        }
+        if let Some(key) = path.get_object_key() {
+            check_key(key)?;
+        }
+        Ok(())
+    }
+
+    /// Also a browser-form upload (`POST /bucket`), whose key comes in the form.
+    async fn put_object(&self, request: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        check_bucket(&request.input.bucket)?;
+        check_key(&request.input.key)
+    }
+
+    async fn copy_object(&self, request: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        check_copy_source(&request.input.copy_source)?;
+        check_bucket(&request.input.bucket)?;
+        check_key(&request.input.key)
+    }
+
+    async fn upload_part_copy(&self, request: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        check_copy_source(&request.input.copy_source)?;
+        check_bucket(&request.input.bucket)?;
+        check_key(&request.input.key)
+    }
+
+    async fn delete_objects(&self, request: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        check_bucket(&request.input.bucket)?;
+        request
+            .input
+            .delete
+            .objects
+            .iter()
+            .try_for_each(|object| check_key(&object.key))
+    }
+}
+
+/// S3's bucket naming rules (lowercase letters, digits, `.` and `-`; no `..`), which also keep
+/// a name to one directory level.
+fn check_bucket(bucket: &str) -> S3Result<()> {
+    if bucket.contains(['/', '\\'])
+        || bucket.contains("..")
+        || !s3s::path::check_bucket_name(bucket)
+    {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "bucket name {bucket:?} is not a valid S3 bucket name"
+        ));
+    }
+    Ok(())
+}
+
+/// Why `key` could leave its bucket's directory (or alias another key there), if it could.
+fn key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        return Some("is empty");
+    }
+    if key.starts_with('/') {
+        return Some("starts with `/`");
+    }
+    if key.contains('\\') {
+        return Some("contains a backslash");
+    }
+    if key.contains('\0') {
+        return Some("contains a NUL character");
+    }
+    // A trailing `/` is a directory marker; every other segment must be a plain name.
+    let segments = key.strip_suffix('/').unwrap_or(key).split('/');
+    for segment in segments {
+        match segment {
+            "." | ".." => return Some("has a `.` or `..` path segment"),
+            "" => return Some("has an empty path segment (`//`)"),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn check_key(key: &str) -> S3Result<()> {
+    match key_problem(key) {
+        Some(problem) => Err(s3_error!(InvalidArgument, "object key {key:?} {problem}")),
+        None => Ok(()),
+    }
+}
+
+fn check_copy_source(source: &CopySource) -> S3Result<()> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => {
+            check_bucket(bucket)?;
+            check_key(key)
+        }
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "only a bucket/key copy source is supported"
+        )),
     }
 }
 
@@ -394,4 +521,36 @@ async fn deliver(
         wait *= 2;
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_problem;
+
+    #[test]
+    fn only_plain_relative_keys_pass() {
+        for fine in [
+            "raw/batch-000001/manifest.json",
+            "models/t 1+é/model..v2.json",
+            "a.b/.c/d..",
+            "dir/",
+        ] {
+            assert_eq!(key_problem(fine), None, "{fine}");
+        }
+        for bad in [
+            "..",
+            "../other/x",
+            "a/../../other/x",
+            "a/..",
+            "./x",
+            "a/./x",
+            "/x",
+            "a//x",
+            "a\\..\\x",
+            "a\0x",
+            "",
+        ] {
+            assert!(key_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 }

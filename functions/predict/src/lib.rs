@@ -241,16 +241,50 @@ impl Predictor {
 
 /// 422 with `{"error", "problems": [{"field", "reason"}]}`.
 pub fn invalid_response(problems: Vec<Problem>) -> Response {
+    problems_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid input", problems)
+}
+
+/// The predictor's error body for bad input: `{"error", "problems": [{"field", "reason"}]}`,
+/// the error being `what` followed by every problem.
+fn problems_response(status: StatusCode, what: &str, problems: Vec<Problem>) -> Response {
     let summary = problems
         .iter()
         .map(|p| format!("{}: {}", p.field, p.reason))
         .collect::<Vec<_>>()
         .join("; ");
     (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({ "error": format!("invalid input: {summary}"), "problems": problems })),
+        status,
+        Json(json!({ "error": format!("{what}: {summary}"), "problems": problems })),
     )
         .into_response()
+}
+
+/// Gives every 413 the predictor's JSON error body. A body over a route's [`DefaultBodyLimit`]
+/// is refused by axum's extractor (`Bytes`) with a plain-text 413 before any handler runs; this
+/// one layer over the whole router renders all of them, whatever the route or extractor.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    problems_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body too large",
+        vec![Problem::new(
+            "body",
+            format!(
+                "is larger than this endpoint accepts (POST /predict: {} KiB; /predict/batch and \
+                 /v2/models/{{name}}/infer: {} MiB; events on POST /: {} MiB)",
+                MAX_PREDICT_BODY / 1024,
+                MAX_BATCH_BODY / (1024 * 1024),
+                MAX_EVENT_BODY / (1024 * 1024),
+            ),
+        )],
+    )
 }
 
 fn today() -> time::Date {
@@ -259,8 +293,10 @@ fn today() -> time::Date {
 
 /// Largest single-listing body accepted.
 const MAX_PREDICT_BODY: usize = 64 * 1024;
-/// Largest batch body accepted.
+/// Largest batch body accepted, also for an inference request ([`oip`]).
 const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+/// Largest event body accepted on `POST /` (axum's default, stated).
+const MAX_EVENT_BODY: usize = 2 * 1024 * 1024;
 
 /// Every route of the predictor (the runtime adds `/healthz` and `/metrics`).
 pub fn router(predictor: Predictor) -> Router {
@@ -272,7 +308,12 @@ pub fn router(predictor: Predictor) -> Router {
         })
     };
     Router::new()
-        .route("/", events.get(|| async { Html(PAGE) }))
+        .route(
+            "/",
+            events
+                .get(|| async { Html(PAGE) })
+                .layer(DefaultBodyLimit::max(MAX_EVENT_BODY)),
+        )
         .route(
             "/predict",
             post(predict).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
@@ -291,6 +332,7 @@ pub fn router(predictor: Predictor) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .merge(oip::routes())
+        .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(predictor)
 }
 

@@ -5,7 +5,9 @@
 //! An inference request carries one tensor per listing field, all of shape `[n]`: `bed`,
 //! `bath`, `acre_lot`, `house_size` (FP64, required) and `brokered_by`, `status`, `city`,
 //! `state`, `zip_code`, `prev_sold_date` (BYTES or numbers, optional). Row `i` of every tensor
-//! is listing `i`; the answer is one FP64 tensor `predicted_price` of shape `[n]`.
+//! is listing `i`; the answer is one FP64 tensor `predicted_price` of shape `[n]`. A shape may
+//! also be `[n, 1]`; its dimensions must be non-negative and their product, computed without
+//! wrapping, must be the number of values in `data`.
 
 use std::{borrow::Cow, time::Instant};
 
@@ -21,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    Predictor, invalid_response,
+    MAX_BATCH_BODY, Predictor, invalid_response,
     request::{Problem, RawListing, Scalar},
     today,
 };
@@ -48,7 +50,7 @@ pub fn routes() -> Router<Predictor> {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route(
             "/v2/models/{name}/infer",
-            post(infer).layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
+            post(infer).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
         )
 }
 
@@ -118,7 +120,9 @@ struct InferRequest {
 #[derive(Deserialize)]
 struct Tensor {
     name: String,
-    shape: Vec<i64>,
+    /// Kept as JSON: each dimension is checked by [`shape_size`], so a dimension beyond
+    /// `i64` names the field like any other bad shape.
+    shape: Vec<Value>,
     #[allow(dead_code)]
     datatype: Option<String>,
     data: Vec<Value>,
@@ -135,6 +139,43 @@ fn scalar(value: &Value) -> Scalar<'_> {
     }
 }
 
+/// How many values a tensor of `shape` holds, or why the shape is not one: every dimension
+/// must be a non-negative integer, and their product must not overflow (a product that wraps
+/// could otherwise claim any count, e.g. `[3, -6148914691236517205]` one value).
+fn shape_size(shape: &[Value]) -> Result<usize, String> {
+    if shape.len() > 2 {
+        return Err(format!(
+            "has {} dimensions; an input is [n] or [n, 1]",
+            shape.len()
+        ));
+    }
+    let overflow = || {
+        format!(
+            "{} overflows: the product of its dimensions is too large",
+            Value::from(shape.to_vec())
+        )
+    };
+    let mut size: usize = 1;
+    for dimension in shape {
+        let value = match (dimension.as_u64(), dimension.as_i64()) {
+            (Some(value), _) => value,
+            (None, Some(negative)) => {
+                return Err(format!(
+                    "dimension {negative} is negative; dimensions are non-negative integers"
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "dimension {dimension} is not an integer; dimensions are non-negative integers"
+                ));
+            }
+        };
+        let value = usize::try_from(value).map_err(|_| overflow())?;
+        size = size.checked_mul(value).ok_or_else(overflow)?;
+    }
+    Ok(size)
+}
+
 /// Turns the request's tensors into one raw listing per row, checking shapes.
 fn rows(request: &InferRequest) -> Result<Vec<RawListing<'_>>, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -146,12 +187,22 @@ fn rows(request: &InferRequest) -> Result<Vec<RawListing<'_>>, Vec<Problem>> {
             continue;
         }
         let n = tensor.data.len();
-        if tensor.shape.iter().product::<i64>() != n as i64 || tensor.shape.len() > 2 {
-            problems.push(Problem::new(
-                field,
-                format!("shape {:?} does not hold its {n} values", tensor.shape),
-            ));
-            continue;
+        match shape_size(&tensor.shape) {
+            Ok(size) if size == n => {}
+            Ok(size) => {
+                problems.push(Problem::new(
+                    format!("{field}.shape"),
+                    format!(
+                        "{} holds {size} values, but data has {n}",
+                        Value::from(tensor.shape.clone())
+                    ),
+                ));
+                continue;
+            }
+            Err(reason) => {
+                problems.push(Problem::new(format!("{field}.shape"), reason));
+                continue;
+            }
         }
         match rows {
             Some(expected) if expected != n => problems.push(Problem::new(
@@ -254,4 +305,31 @@ async fn infer(
         predictor.log(&model, listing, price, started);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_counts_its_values_without_wrapping() {
+        let size = |shape: Value| shape_size(shape.as_array().unwrap());
+        assert_eq!(size(json!([3])), Ok(3));
+        assert_eq!(size(json!([3, 1])), Ok(3));
+        assert_eq!(size(json!([0, 7])), Ok(0));
+        assert_eq!(size(json!([])), Ok(1));
+        // 3 × -6148914691236517205 and i64::MAX² are both 1 modulo 2⁶⁴.
+        let negative = size(json!([3, -6_148_914_691_236_517_205_i64])).unwrap_err();
+        assert!(negative.contains("negative"), "{negative}");
+        let wrapped = size(json!([i64::MAX, i64::MAX])).unwrap_err();
+        assert!(wrapped.contains("overflows"), "{wrapped}");
+        assert!(
+            size(json!([u64::MAX, 2]))
+                .unwrap_err()
+                .contains("overflows")
+        );
+        assert!(size(json!([2.0])).unwrap_err().contains("not an integer"));
+        assert!(size(json!(["2"])).unwrap_err().contains("not an integer"));
+        assert!(size(json!([1, 1, 1])).unwrap_err().contains("3 dimensions"));
+    }
 }

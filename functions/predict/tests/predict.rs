@@ -434,3 +434,100 @@ async fn a_model_swap_under_load_fails_no_request() {
     both.sort();
     assert_eq!(seen, both, "requests were answered by both models");
 }
+
+#[tokio::test]
+async fn refuses_impossible_shapes_and_answers_oversized_bodies_in_json() {
+    let world = World::start().await;
+
+    // One listing whose `bed` tensor claims `shape` for `data`.
+    let infer = |shape: Value, data: Value| {
+        json!({"inputs": [
+            {"name": "bed", "datatype": "FP64", "shape": shape, "data": data},
+            {"name": "bath", "datatype": "FP64", "shape": [1], "data": [2]},
+            {"name": "acre_lot", "datatype": "FP64", "shape": [1], "data": [0.25]},
+            {"name": "house_size", "datatype": "FP64", "shape": [1], "data": [1800]}
+        ]})
+        .to_string()
+    };
+    // The first two multiply, wrapping in 64 bits, to exactly 1 (i64::MAX is its own inverse):
+    // a wrapping product took them for one value.
+    let cases = [
+        (
+            json!([3, -6_148_914_691_236_517_205_i64]),
+            json!([3]),
+            "negative",
+        ),
+        (json!([i64::MAX, i64::MAX]), json!([3]), "overflows"),
+        (json!([u64::MAX, 2]), json!([3]), "overflows"),
+        (json!([-1, -1]), json!([3]), "negative"),
+        (json!([1.5]), json!([3]), "not an integer"),
+        (json!([1, 1, 1]), json!([3]), "dimensions"),
+        (json!([2]), json!([3]), "holds 2 values, but data has 1"),
+    ];
+    for (shape, data, reason) in cases {
+        let (status, answer) = world
+            .post("/v2/models/appraise/infer", infer(shape.clone(), data))
+            .await;
+        assert_eq!(status, 422, "{shape}: {answer}");
+        assert_eq!(
+            answer["problems"][0]["field"], "inputs[bed].shape",
+            "{answer}"
+        );
+        let given = answer["problems"][0]["reason"].as_str().unwrap();
+        assert!(given.contains(reason), "{shape}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("shape"),
+            "{answer}"
+        );
+    }
+    // Still serving, and a sound shape ([n, 1] too) still answers.
+    let (status, answer) = world
+        .post(
+            "/v2/models/appraise/infer",
+            infer(json!([1, 1]), json!([3])),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["shape"], json!([1]));
+
+    // A body over a route's limit: 413 with the JSON error body, not axum's plain text.
+    let cases = [
+        ("/predict", 64 * 1024 + 1),
+        ("/predict/batch", 16 * 1024 * 1024 + 1),
+        ("/v2/models/appraise/infer", 16 * 1024 * 1024 + 1),
+        ("/", 2 * 1024 * 1024 + 1),
+    ];
+    for (path, size) in cases {
+        let mut body = br#"{"pad": ""#.to_vec();
+        body.resize(size - 2, b'x');
+        body.extend_from_slice(br#""}"#);
+        let response = world
+            .client
+            .post(world.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 413, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["problems"][0]["field"], "body", "{path}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("request body too large: body: is larger than"),
+            "{path}: {answer}"
+        );
+    }
+    // A body within the limit is read as before.
+    let mut within = br#"{"pad": ""#.to_vec();
+    within.resize(60 * 1024, b'x');
+    within.extend_from_slice(br#"", "bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800}"#);
+    assert_eq!(world.post("/predict", within).await.0, 200);
+}
