@@ -134,8 +134,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// One batch's line in the report.
-#[derive(Default)]
+/// One batch's line in the summary, read from the database.
 struct BatchLine {
     batch: i64,
     received: i64,
@@ -143,7 +142,8 @@ struct BatchLine {
     flagged: i64,
     stored: i64,
     kept: i64,
-    seconds: f64,
+    /// Seconds the harness spent on the batch (ingest to promote), when it saw it arrive.
+    seconds: Option<f64>,
 }
 
 /// Everything a run starts; dropping it stops all of it.
@@ -156,6 +156,8 @@ struct Stack {
     source: Option<FunctionProcess>,
     /// What the batch API says it serves (`GET /health`'s `dataset`), if it says.
     served: Value,
+    /// The pipeline's database, which the summary is read from.
+    db: appraise_core::db::DbPool,
     ingest: FunctionProcess,
     process: FunctionProcess,
     train: FunctionProcess,
@@ -247,6 +249,7 @@ async fn start_stack(
     let served = describe_source(&source_url).await;
 
     let mut stage_env = s3_env;
+    let db = appraise_core::db::pool(&database_url, 2)?;
     stage_env.push(("DATABASE_URL".to_owned(), database_url));
     // The functions' shared settings, so another function (e.g. a second predictor for a
     // benchmark) can join this run: `set -a; . <run>/functions.env; set +a`.
@@ -332,6 +335,7 @@ async fn start_stack(
         deliveries,
         source,
         served,
+        db,
         ingest,
         process,
         train,
@@ -365,7 +369,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("template is valid"),
     );
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let mut lines: Vec<BatchLine> = Vec::new();
+    // Seconds the harness spent on each batch, from ingest to promote.
+    let mut seconds: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
     let mut firing = 0u32;
     loop {
         if args.max_firings.is_some_and(|max| firing >= max) {
@@ -380,29 +385,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "schedule firing {firing}: ingest is fetching a batch"
         ));
         let tick_started = Instant::now();
-        let report = fire_schedule(&client, &stack.ingest.url(), firing)
+        let report = fire_schedule(&client, &spinner, &stack.ingest.url(), firing)
             .await
             .map_err(|error| anyhow::anyhow!("{error:#}{}", stack.ingest.log_excerpt()))?;
         let result = &report["results"][0];
+        if let Some(keys) = result["reannounced"].as_array()
+            && !keys.is_empty()
+        {
+            say(
+                &spinner,
+                format!("catch-up announced again work whose event was lost: {keys:?}"),
+            );
+        }
         match result["outcome"].as_str() {
             Some("stored") => {
-                let mut line = BatchLine {
-                    batch: result["batch_number"].as_i64().unwrap_or(-1),
-                    received: result["rows_received"].as_i64().unwrap_or(0),
-                    sampled: result["rows_sampled"].as_i64().unwrap_or(0),
-                    flagged: result["rows_flagged"].as_i64().unwrap_or(0),
-                    stored: result["rows_stored"].as_i64().unwrap_or(0),
-                    ..BatchLine::default()
-                };
+                let batch = result["batch_number"].as_i64().unwrap_or(-1);
                 say(
                     &spinner,
                     format!(
-                        "ingest   batch {:>3}  received {:>9}  sampled {:>9}  flagged {:>7}  stored {:>9}",
-                        line.batch,
-                        thousands(line.received),
-                        thousands(line.sampled),
-                        thousands(line.flagged),
-                        thousands(line.stored),
+                        "ingest   batch {batch:>3}  received {:>9}  sampled {:>9}  flagged {:>7}  stored {:>9}",
+                        thousands(result["rows_received"].as_i64().unwrap_or(0)),
+                        thousands(result["rows_sampled"].as_i64().unwrap_or(0)),
+                        thousands(result["rows_flagged"].as_i64().unwrap_or(0)),
+                        thousands(result["rows_stored"].as_i64().unwrap_or(0)),
                     ),
                 );
                 let rewinds = result["rewinds"].as_i64().unwrap_or(0);
@@ -419,38 +424,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                spinner.set_message(format!("process is cleaning batch {}", line.batch));
-                let processed =
-                    await_stage(&client, &spinner, &mut stack, Stage::Process, &manifest).await?;
-                line.kept = processed["rows_kept"].as_i64().unwrap_or(0);
-                say(
-                    &spinner,
-                    format!(
-                        "process  batch {:>3}  kept {:>9} of {:>9}  dropped: {}",
-                        line.batch,
-                        thousands(line.kept),
-                        thousands(processed["rows_in"].as_i64().unwrap_or(0)),
-                        describe_drops(&processed["dropped"]),
-                    ),
-                );
-                let clean_manifest = format!("clean/batch-{:06}/manifest.json", line.batch);
-                spinner.set_message(format!("train is deciding on batch {}", line.batch));
+                spinner.set_message(format!("process is cleaning batch {batch}"));
+                await_stage(&client, &spinner, &mut stack, Stage::Process, &manifest).await?;
+                // What process did, as recorded (a redelivered event's answer says only
+                // "duplicate").
+                say(&spinner, describe_cleaning(&stack.db, batch).await?);
+                let clean_manifest = format!("clean/batch-{batch:06}/manifest.json");
+                spinner.set_message(format!("train is deciding on batch {batch}"));
                 let trained =
                     await_stage(&client, &spinner, &mut stack, Stage::Train, &clean_manifest)
                         .await?;
-                for report_line in describe_training(line.batch, &trained) {
+                for report_line in describe_training(batch, &trained) {
                     say(&spinner, report_line);
                 }
-                if let Some(training_id) = trained["training_id"].as_i64() {
+                if let Some(training_id) = training_of(&stack.db, batch).await? {
                     spinner.set_message(format!("promote is judging training {training_id}"));
                     let candidates = appraise_core::keys::candidates(training_id);
                     let promoted =
                         await_stage(&client, &spinner, &mut stack, Stage::Promote, &candidates)
                             .await?;
-                    say(&spinner, describe_promotion(line.batch, &promoted));
+                    say(&spinner, describe_promotion(batch, &promoted));
                 }
-                line.seconds = tick_started.elapsed().as_secs_f64();
-                lines.push(line);
+                seconds.insert(batch, tick_started.elapsed().as_secs_f64());
                 // Show the clean/ announcement that followed, if it is already out.
                 if let Some(deliveries) = stack.deliveries.as_mut() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -478,7 +473,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     spinner.finish_and_clear();
 
-    print_summary(&lines, started.elapsed());
+    print_summary(
+        &summary_lines(&stack.db, &seconds).await?,
+        started.elapsed(),
+    );
     let dropped_by_source = stack.served["dropped_ragged_rows"].as_i64().unwrap_or(0);
     if dropped_by_source > 0 {
         println!(
@@ -630,6 +628,76 @@ async fn describe_source(url: &str) -> Value {
     dataset
 }
 
+/// Every batch the database holds, with what ingest and process recorded of it, and the
+/// seconds the harness saw it take.
+async fn summary_lines(
+    db: &appraise_core::db::DbPool,
+    seconds: &std::collections::HashMap<i64, f64>,
+) -> anyhow::Result<Vec<BatchLine>> {
+    let client = db
+        .get()
+        .await
+        .context("reading the summary from the database")?;
+    let rows = client
+        .query(
+            "SELECT b.batch_number, b.rows_received, b.rows_sampled, b.rows_flagged,
+                    (SELECT count(*) FROM raw.listings l WHERE l.batch_number = b.batch_number),
+                    coalesce(c.rows_kept, 0)
+             FROM ops.batches b LEFT JOIN ops.clean_batches c USING (batch_number)
+             ORDER BY b.batch_number",
+            &[],
+        )
+        .await
+        .context("reading the summary from the database")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let batch = i64::from(row.get::<_, i32>(0));
+            BatchLine {
+                batch,
+                received: row.get::<_, i32>(1).into(),
+                sampled: row.get::<_, i32>(2).into(),
+                flagged: row.get::<_, i32>(3).into(),
+                stored: row.get(4),
+                kept: row.get::<_, i32>(5).into(),
+                seconds: seconds.get(&batch).copied(),
+            }
+        })
+        .collect())
+}
+
+/// Process's line for `batch`, from its report in `ops.clean_batches`.
+async fn describe_cleaning(db: &appraise_core::db::DbPool, batch: i64) -> anyhow::Result<String> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT rows_in, rows_kept, dropped FROM ops.clean_batches WHERE batch_number = $1",
+            &[&(batch as i32)],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => format!(
+            "process  batch {batch:>3}  kept {:>9} of {:>9}  dropped: {}",
+            thousands(row.get::<_, i32>(1).into()),
+            thousands(row.get::<_, i32>(0).into()),
+            describe_drops(&row.get::<_, Value>(2)),
+        ),
+        None => format!("process  batch {batch:>3}  not processed"),
+    })
+}
+
+/// The training that batch `batch`'s decision started, if it decided to train.
+async fn training_of(db: &appraise_core::db::DbPool, batch: i64) -> anyhow::Result<Option<i64>> {
+    let client = db.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT id FROM ops.trainings WHERE batch_number = $1 AND decision = 'train'",
+            &[&(batch as i32)],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
 /// Promote's decision with both scores.
 fn describe_promotion(batch: i64, report: &Value) -> String {
     match report["outcome"].as_str() {
@@ -758,31 +826,65 @@ fn describe_drops(dropped: &Value) -> String {
 }
 
 /// Sends one schedule firing to ingest the way a Knative PingSource does (a binary-mode
-/// CloudEvent) and returns ingest's report.
-async fn fire_schedule(client: &reqwest::Client, url: &str, firing: u32) -> anyhow::Result<Value> {
+/// CloudEvent) and returns ingest's report. Like the platforms, it delivers the same firing
+/// again (same id) while ingest answers 503 or cannot be reached, backing off from 0.5 s to
+/// 8 s, for up to [`REDELIVERY_PATIENCE`].
+async fn fire_schedule(
+    client: &reqwest::Client,
+    spinner: &ProgressBar,
+    url: &str,
+    firing: u32,
+) -> anyhow::Result<Value> {
     let id = format!("harness-{}-{firing}", std::process::id());
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let response = client
-        .post(url)
-        .header("ce-specversion", "1.0")
-        .header("ce-type", appraise_core::events::PING_CLOUD_EVENT_TYPE)
-        .header("ce-source", "appraise-local/schedule")
-        .header("ce-id", &id)
-        .header("ce-time", now)
-        .header("content-type", "application/json")
-        .body(json!({ "schedule": "ingest" }).to_string())
-        .send()
-        .await
-        .context("calling ingest")?;
-    let status = response.status();
-    let body: Value = response.json().await.context("reading ingest's report")?;
-    if !status.is_success() {
-        bail!("ingest failed (HTTP {status}): {}", body["error"]);
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let sent = client
+            .post(url)
+            .header("ce-specversion", "1.0")
+            .header("ce-type", appraise_core::events::PING_CLOUD_EVENT_TYPE)
+            .header("ce-source", "appraise-local/schedule")
+            .header("ce-id", &id)
+            .header("ce-time", &now)
+            .header("content-type", "application/json")
+            .body(json!({ "schedule": "ingest" }).to_string())
+            .send()
+            .await;
+        let retry_reason = match sent {
+            Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                format!("ingest answered 503: {}", body["error"])
+            }
+            Ok(response) => {
+                let status = response.status();
+                let body: Value = response.json().await.context("reading ingest's report")?;
+                if !status.is_success() {
+                    bail!("ingest failed (HTTP {status}): {}", body["error"]);
+                }
+                return Ok(body);
+            }
+            Err(error) => format!("calling ingest: {error}"),
+        };
+        if started.elapsed() + wait > REDELIVERY_PATIENCE {
+            bail!("{retry_reason}; gave up after {:.0?}", started.elapsed());
+        }
+        say(
+            spinner,
+            format!(
+                "ingest   {retry_reason}; firing again in {:.1} s",
+                wait.as_secs_f64()
+            ),
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(8));
     }
-    Ok(body)
 }
+
+/// How long the harness keeps redelivering a firing ingest answers 503 to.
+const REDELIVERY_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Prints a line above the spinner (and plainly when output is not a terminal, where
 /// indicatif hides the spinner and everything it prints).
@@ -809,7 +911,7 @@ fn print_summary(lines: &[BatchLine], elapsed: Duration) {
     println!("batch  received    sampled    flagged     stored       kept   seconds");
     for line in lines {
         println!(
-            "{:>5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9.1}",
+            "{:>5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9}",
             line.batch,
             thousands(line.received),
             thousands(line.sampled),
@@ -817,6 +919,7 @@ fn print_summary(lines: &[BatchLine], elapsed: Duration) {
             thousands(line.stored),
             thousands(line.kept),
             line.seconds
+                .map_or("-".to_owned(), |seconds| format!("{seconds:.1}"))
         );
     }
     let total = |f: fn(&BatchLine) -> i64| lines.iter().map(f).sum::<i64>();

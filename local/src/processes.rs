@@ -155,6 +155,12 @@ impl FunctionProcess {
         }
     }
 
+    /// Kills the function at once (SIGKILL), as a crash or the platform's OOM killer would,
+    /// and waits until it is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Asks the function to stop (closes its stdin) and waits up to 10 s, then kills it.
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());

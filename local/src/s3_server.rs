@@ -3,9 +3,10 @@
 //!
 //! Stands in for MinIO on one machine: the functions talk to it with the real AWS SDK, and each
 //! object it stores is announced, like MinIO's webhook target, to every [`NotificationRule`]
-//! whose prefix and suffix match the key. Deliveries are retried with backoff (MinIO queues
-//! and retries too); each attempt's outcome is published as a [`Delivery`] so the harness can
-//! show what every stage did.
+//! whose prefix and suffix match the key. A delivery answered 5xx or 429, or that cannot reach
+//! its target, is retried with backoff (0.2 s doubling to 10 s) for [`DELIVERY_PATIENCE`]
+//! (MinIO queues and retries too); each delivery's final outcome is published as a
+//! [`Delivery`] so the harness can show what every stage did.
 //!
 //! A plain GET of a whole object is answered from one read of its file: s3s-fs streams files
 //! in 4 KiB reads, each a trip through tokio's blocking pool, which made a 4 MB model artifact
@@ -501,7 +502,8 @@ async fn deliver(
         status: None,
         response: String::new(),
     };
-    for _attempt in 0..5 {
+    let started = std::time::Instant::now();
+    loop {
         match client.post(target).json(body).send().await {
             Ok(response) => {
                 let status = response.status();
@@ -517,11 +519,18 @@ async fn deliver(
                 last.response = error.to_string();
             }
         }
+        if started.elapsed() + wait > DELIVERY_PATIENCE {
+            return last;
+        }
         tokio::time::sleep(wait).await;
-        wait *= 2;
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
-    last
 }
+
+/// How long a delivery is retried (5xx, 429, unreachable) before it is given up: long enough
+/// to ride out a database restart or a function's crash and restart, as platforms do (Knative
+/// and Lambda retry for minutes).
+pub const DELIVERY_PATIENCE: Duration = Duration::from_secs(90);
 
 #[cfg(test)]
 mod tests {

@@ -233,20 +233,20 @@ async fn the_main_job_drains_the_source_and_reports_every_batch() {
     // Batch 0 keeps well over 100 clean rows and there is no production model: it trains,
     // and each model's test metrics are shown.
     assert!(stdout.contains("train    batch   0  trained"), "{stdout}");
-    assert!(stdout.contains("model    t000001-ridge"), "{stdout}");
+    assert!(stdout.contains("model    t000000-ridge"), "{stdout}");
     assert!(
-        stdout.contains("model    t000001-random_forest"),
+        stdout.contains("model    t000000-random_forest"),
         "{stdout}"
     );
-    assert!(stdout.contains("model    t000001-xgboost"), "{stdout}");
+    assert!(stdout.contains("model    t000000-xgboost"), "{stdout}");
     assert!(
-        stdout.contains("candidates/training-000001.json"),
+        stdout.contains("candidates/training-000000.json"),
         "{stdout}"
     );
     // Promote puts the first training's best model in production, and the predictor
     // answers with it.
     assert!(
-        stdout.contains("promote  batch   0  promoted t000001-"),
+        stdout.contains("promote  batch   0  promoted t000000-"),
         "{stdout}"
     );
     assert!(stdout.contains("production model: t0000"), "{stdout}");

@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "promotions, split seeds, the inference log",
         include_str!("../migrations/0004_promote.sql"),
     ),
+    (
+        5,
+        "a training's id is its clean batch's number",
+        include_str!("../migrations/0005_training_ids.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).

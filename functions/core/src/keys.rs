@@ -8,7 +8,8 @@
 /// Where promote writes the production pointer (a [`crate::model::ProductionPointer`]).
 pub const PRODUCTION_POINTER: &str = "production/current.json";
 
-/// `candidates/training-000003.json` for training 3.
+/// `candidates/training-000003.json` for training 3 (a training's id is the number of the clean
+/// batch it decided).
 pub fn candidates(training_id: i64) -> String {
     format!("candidates/training-{training_id:06}.json")
 }

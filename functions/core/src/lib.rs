@@ -1,5 +1,6 @@
 //! What every appraise function shares.
 //!
+//! - [`catch_up`]: announcing again the work a lost event left undone;
 //! - [`clean`]: clean listings as training and evaluation read them, and the split;
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
 //! - [`db`]: the PostgreSQL pool and the embedded migrations;
@@ -15,6 +16,7 @@
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
 //! - [`rng`]: the seeded generator behind every reproducible random choice.
 
+pub mod catch_up;
 pub mod clean;
 pub mod config;
 pub mod db;

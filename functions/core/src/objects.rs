@@ -45,6 +45,15 @@ impl ObjectStoreConfig {
     }
 }
 
+/// An object's metadata, from a HEAD request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Bytes, when the server says.
+    pub size: Option<u64>,
+    /// When the object was written (the server's clock), when the server says.
+    pub last_modified: Option<std::time::SystemTime>,
+}
+
 /// A bucket, and the client that reaches it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
@@ -168,6 +177,49 @@ impl ObjectStore {
                 aws_sdk_s3::error::DisplayErrorContext(&error)
             )),
         }
+    }
+
+    /// What a HEAD request says of an object: `None` when there is no such key.
+    pub async fn head(&self, key: &str) -> anyhow::Result<Option<ObjectHead>> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match response {
+            Ok(output) => Ok(Some(ObjectHead {
+                size: output.content_length().and_then(|n| u64::try_from(n).ok()),
+                last_modified: output
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+            })),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(anyhow::anyhow!(
+                "reading the metadata of s3://{}/{key}: {}",
+                self.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(&error)
+            )),
+        }
+    }
+
+    /// Deletes an object; deleting a key that does not exist is not an error (S3's own rule).
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "deleting s3://{}/{key}: {}",
+                    self.bucket,
+                    aws_sdk_s3::error::DisplayErrorContext(&error)
+                )
+            })?;
+        Ok(())
     }
 
     /// Every key under a prefix, in key order.

@@ -18,6 +18,12 @@
 //! 5. only then write `raw/batch-NNNNNN/manifest.json`, whose creation wakes `process`: it is
 //!    queued in the same transaction (core's outbox) and written after the commit; a crash
 //!    in between is repaired by the next firing, which flushes the outbox first.
+//!
+//! After its own work, whatever came of it (a batch stored, the API exhausted, a redelivered
+//! firing, a failure), every firing runs the pipeline's catch-up
+//! ([`appraise_core::catch_up`]): work announced more than `CATCH_UP_AFTER_SECS` ago (default
+//! 60) that the next stage never acted on, because its event was lost, is announced again. The
+//! report lists those keys under `reannounced`.
 
 pub mod config;
 pub mod cursor;
@@ -28,6 +34,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use appraise_core::{
+    catch_up::{self, CatchUpConfig},
     db::{DbPool, locks},
     events::{ScheduleTick, Trigger},
     listing::parse_api_record,
@@ -83,10 +90,25 @@ pub struct StoredBatch {
     pub manifest_key: String,
 }
 
+/// What one schedule firing did: its own work, then the catch-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiringReport {
+    #[serde(flatten)]
+    pub ingest: IngestReport,
+    /// Announcements made again because no stage acted on them (their events were lost);
+    /// left out of the JSON when there were none, so a firing's report reads as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reannounced: Vec<String>,
+    /// Why the catch-up failed, if it did (the next firing tries again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_error: Option<String>,
+}
+
 /// The stage, with its clients built once. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
     inner: Arc<Inner>,
+    catch_up: CatchUpConfig,
 }
 
 struct Inner {
@@ -106,14 +128,20 @@ impl Ingest {
                 objects,
                 source,
             }),
+            catch_up: CatchUpConfig::default(),
         })
+    }
+
+    /// The same stage with these catch-up settings (the default: `CATCH_UP_AFTER_SECS` 60).
+    pub fn with_catch_up(self, catch_up: CatchUpConfig) -> Self {
+        Ingest { catch_up, ..self }
     }
 
     /// The entry point the runtime calls.
     pub async fn handle(&self, trigger: Trigger) -> StageResult {
         match trigger {
             Trigger::Schedule(tick) => {
-                let report = self.ingest_tick(&tick).await?;
+                let report = self.fire(&tick).await?;
                 Ok(serde_json::to_value(report).expect("a report serializes"))
             }
             Trigger::ObjectCreated(object) => Err(StageError::Rejected(format!(
@@ -123,7 +151,29 @@ impl Ingest {
         }
     }
 
-    /// Handles one schedule firing.
+    /// Handles one schedule firing: [`Ingest::ingest_tick`], then the catch-up, which runs
+    /// whatever the firing's own outcome; a failure of the firing's own work is still the
+    /// answer (so the platform retries it), a failure of the catch-up only goes in the report.
+    pub async fn fire(&self, tick: &ScheduleTick) -> Result<FiringReport, StageError> {
+        let own = self.ingest_tick(tick).await;
+        let (reannounced, catch_up_error) =
+            match catch_up::reannounce_stalled(&self.inner.db, &self.inner.objects, self.catch_up)
+                .await
+            {
+                Ok(done) => (done.into_iter().map(|r| r.key).collect(), None),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "catch-up failed");
+                    (Vec::new(), Some(format!("{error:#}")))
+                }
+            };
+        Ok(FiringReport {
+            ingest: own?,
+            reannounced,
+            catch_up_error,
+        })
+    }
+
+    /// Handles one schedule firing's own work (no catch-up).
     pub async fn ingest_tick(&self, tick: &ScheduleTick) -> Result<IngestReport, StageError> {
         let report = self.ingest_tick_inner(tick).await?;
         let outcome = match &report {

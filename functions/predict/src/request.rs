@@ -218,6 +218,11 @@ impl Checker<'_> {
         match value {
             None | Some(Scalar::Null) => None,
             Some(Scalar::Text(t)) if t.trim().is_empty() => None,
+            // PostgreSQL text cannot hold NUL, so the inference log could not keep it.
+            Some(Scalar::Text(t)) if t.contains('\0') => {
+                self.fail(field, "must not contain a NUL character".to_owned());
+                None
+            }
             Some(Scalar::Text(t)) => Some(t.trim().to_owned()),
             Some(other) => {
                 self.fail(field, format!("must be a string, got {}", other.kind()));
@@ -398,6 +403,20 @@ mod tests {
             .into_iter()
             .map(|p| (p.field, p.reason))
             .collect()
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused() {
+        // The inference log could not store it (PostgreSQL text holds no NUL).
+        let body = r#"{"bed": 3, "bath": 2, "acre_lot": 0.1, "house_size": 1800,
+            "city": "Spring\u0000field"}"#;
+        assert_eq!(
+            problems(body),
+            [(
+                "city".to_owned(),
+                "must not contain a NUL character".to_owned()
+            )]
+        );
     }
 
     #[test]

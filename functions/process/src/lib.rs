@@ -1,17 +1,42 @@
-//! The process stage: on a `raw/batch-NNNNNN/manifest.json` object event, clean that batch.
+//! The process stage: on a `raw/batch-NNNNNN/manifest.json` object event, clean that batch,
+//! after every earlier batch a lost event left uncleaned.
 //!
-//! 1. Under a per-batch advisory lock, skip the batch if it was processed before (a redelivered
+//! 1. **Catch-up.** Events get lost (a Knative in-memory channel drops one; a Lambda
+//!    asynchronous event ends in the failure queue). So before its own batch, every invocation
+//!    cleans each raw batch numbered below it that has no `ops.clean_batches` report, oldest
+//!    first (the order matters: a listing is a duplicate of the *earlier* batch that kept it),
+//!    each exactly as its own event would have (steps 2–5). The report lists them under
+//!    `caught_up`. The last batch's lost event is repaired by the schedule (core's
+//!    [`appraise_core::catch_up`], called by every ingest firing).
+//! 2. Under a per-batch advisory lock, skip the batch if it was processed before (a redelivered
 //!    or concurrent event), re-announcing it if a crash had left it unannounced.
-//! 2. Read the batch's raw listings and apply the [`rules`] in order; count the rows each rule
+//! 3. Read the batch's raw listings and apply the [`rules`] in order; count the rows each rule
 //!    drops; drop exact duplicates within the batch and of listings kept from earlier batches.
-//! 3. In one transaction: the batch's report (`ops.clean_batches`: counts per rule, statistics,
+//! 4. In one transaction: the batch's report (`ops.clean_batches`: counts per rule, statistics,
 //!    the thresholds used) and the kept listings (`clean.listings`, by COPY).
-//! 4. After commit, write `clean/batch-NNNNNN/manifest.json`, which wakes `train`.
+//! 5. After commit, write `clean/batch-NNNNNN/manifest.json`, which wakes `train`.
+//!
+//! An event for a batch that is not in `ops.batches` is answered according to its manifest
+//! object: written less than `STAGE_PENDING_WINDOW_SECS` ago (default 600), the batch's rows
+//! are not visible yet (a commit seen late, a batch being ingested again), and the answer is
+//! 503, which the platform retries; when it is older, or there is no such object, the event
+//! can never succeed, and the answer is a final 400.
+//!
+//! Configuration ([`config::ProcessConfig::from_env`]): `PROCESS_PRICE_MIN`/`_MAX`,
+//! `PROCESS_HOUSE_SIZE_MIN`/`_MAX`, `PROCESS_MAX_ROOMS` (the [`rules`]),
+//! `STAGE_PENDING_WINDOW_SECS` (seconds, default 600; 0 rejects at once), `DATABASE_URL` and
+//! the S3 variables.
 
+pub mod config;
 pub mod rules;
 pub mod store;
 
-use std::{collections::BTreeMap, collections::HashSet, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 use appraise_core::{
@@ -21,7 +46,10 @@ use appraise_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{CleaningRules, Rule};
+use crate::{
+    config::ProcessConfig,
+    rules::{CleaningRules, Rule},
+};
 
 /// What one object event did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,8 +57,14 @@ use crate::rules::{CleaningRules, Rule};
 pub enum ProcessReport {
     /// The batch was cleaned and announced.
     Processed(ProcessedBatch),
-    /// The batch had been processed before; nothing was done (but announcing it, if needed).
-    Duplicate { batch_number: i32 },
+    /// The batch had been processed before; nothing was done (but announcing it, if needed,
+    /// and catching up earlier batches).
+    Duplicate {
+        batch_number: i32,
+        /// Earlier batches a lost event had left uncleaned, cleaned first, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        caught_up: Vec<i32>,
+    },
     /// The object is not a batch manifest; nothing to do.
     Ignored { key: String, reason: String },
 }
@@ -43,6 +77,16 @@ pub struct ProcessedBatch {
     /// Rows dropped per rule (every rule, zeros included).
     pub dropped: serde_json::Map<String, serde_json::Value>,
     pub manifest_key: String,
+    /// Earlier batches a lost event had left uncleaned, cleaned first, in order (left out of
+    /// the JSON when there were none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caught_up: Vec<i32>,
+}
+
+/// What cleaning one batch did (`None` from [`Process::clean_batch`]: no such batch).
+enum Cleaned {
+    Processed(ProcessedBatch),
+    Duplicate,
 }
 
 /// The stage, with its clients built once. Cheap to clone.
@@ -53,18 +97,40 @@ pub struct Process {
 
 struct Inner {
     rules: CleaningRules,
+    pending_window: Duration,
     db: DbPool,
     objects: appraise_core::objects::ObjectStore,
 }
 
 impl Process {
+    /// The stage with these rules and the default pending window.
     pub fn new(
         rules: CleaningRules,
         db: DbPool,
         objects: appraise_core::objects::ObjectStore,
     ) -> Self {
+        Self::from_config(
+            ProcessConfig {
+                rules,
+                ..ProcessConfig::default()
+            },
+            db,
+            objects,
+        )
+    }
+
+    pub fn from_config(
+        config: ProcessConfig,
+        db: DbPool,
+        objects: appraise_core::objects::ObjectStore,
+    ) -> Self {
         Process {
-            inner: Arc::new(Inner { rules, db, objects }),
+            inner: Arc::new(Inner {
+                rules: config.rules,
+                pending_window: config.pending_window,
+                db,
+                objects,
+            }),
         }
     }
 
@@ -74,6 +140,7 @@ impl Process {
         runtime::report(&self.process_object(&object).await?)
     }
 
+    /// Cleans the batch the object announces, after every earlier batch not cleaned yet.
     pub async fn process_object(
         &self,
         object: &ObjectCreated,
@@ -91,35 +158,105 @@ impl Process {
                 self.inner.objects.bucket()
             )));
         }
-        let report = self.process_batch(batch_number).await?;
-        if let ProcessReport::Processed(batch) = &report {
-            metrics::counter!("process_rows_in_total").increment(batch.rows_in);
-            metrics::counter!("process_rows_kept_total").increment(batch.rows_kept);
-            for (rule, count) in &batch.dropped {
-                let count = count.as_u64().unwrap_or(0);
-                if count > 0 {
-                    metrics::counter!("process_rows_dropped_total", "rule" => rule.clone())
-                        .increment(count);
-                }
-            }
-            tracing::info!(
-                batch = batch.batch_number,
-                rows_in = batch.rows_in,
-                kept = batch.rows_kept,
-                "batch cleaned"
-            );
+        let caught_up = self.catch_up(batch_number).await?;
+        match self.clean_batch(batch_number).await? {
+            Some(Cleaned::Processed(batch)) => Ok(ProcessReport::Processed(ProcessedBatch {
+                caught_up,
+                ..batch
+            })),
+            Some(Cleaned::Duplicate) => Ok(ProcessReport::Duplicate {
+                batch_number,
+                caught_up,
+            }),
+            None => Err(self
+                .not_in_batches(batch_number, &object.key, &caught_up)
+                .await),
         }
-        Ok(report)
     }
 
-    /// Cleans one batch (idempotent).
-    pub async fn process_batch(&self, batch_number: i32) -> Result<ProcessReport, StageError> {
+    /// Cleans, oldest first, every raw batch below `batch_number` that has no report yet;
+    /// returns those this invocation cleaned (a concurrent one may have cleaned others).
+    async fn catch_up(&self, batch_number: i32) -> Result<Vec<i32>, StageError> {
+        let pending = {
+            let client = self.inner.db.get().await.map_err(|e| {
+                StageError::Unavailable(format!("getting a database connection: {e}"))
+            })?;
+            store::unprocessed_before(&**client, batch_number).await?
+        };
+        let mut caught_up = Vec::with_capacity(pending.len());
+        for earlier in pending {
+            match self.clean_batch(earlier).await? {
+                Some(Cleaned::Processed(_)) => {
+                    metrics::counter!("process_batches_caught_up_total").increment(1);
+                    tracing::warn!(
+                        batch = earlier,
+                        event_batch = batch_number,
+                        "caught up a batch whose event never came"
+                    );
+                    caught_up.push(earlier);
+                }
+                Some(Cleaned::Duplicate) | None => {}
+            }
+        }
+        Ok(caught_up)
+    }
+
+    /// The answer to an event for a batch that is not in `ops.batches`: 503 while its manifest
+    /// is younger than the pending window (its rows may not be visible yet), 400 after that
+    /// or when there is no such object.
+    async fn not_in_batches(&self, batch_number: i32, key: &str, caught_up: &[i32]) -> StageError {
+        let window = self.inner.pending_window;
+        let mut missing = format!("batch {batch_number} is not in ops.batches: nothing to process");
+        if !caught_up.is_empty() {
+            missing.push_str(&format!(" (earlier batches {caught_up:?} were caught up)"));
+        }
+        let head = match self.inner.objects.head(key).await {
+            Ok(head) => head,
+            Err(error) => {
+                return StageError::Unavailable(format!(
+                    "{missing}, and whether {key} is recent could not be read: {error:#}"
+                ));
+            }
+        };
+        let Some(head) = head else {
+            return StageError::Rejected(format!("{missing}; there is no object {key}"));
+        };
+        let Some(written) = head.last_modified else {
+            return StageError::Rejected(format!(
+                "{missing}; the bucket does not say when {key} was written"
+            ));
+        };
+        // A clock behind the bucket's makes the object look younger: still retried.
+        let age = SystemTime::now()
+            .duration_since(written)
+            .unwrap_or(Duration::ZERO);
+        if age < window {
+            metrics::counter!("process_not_visible_yet_total").increment(1);
+            StageError::Unavailable(format!(
+                "batch {batch_number} is not visible yet: {key} was written {}s ago but the \
+                 batch is not in ops.batches; retry (for up to STAGE_PENDING_WINDOW_SECS = {}s \
+                 after it was written)",
+                age.as_secs(),
+                window.as_secs_f64()
+            ))
+        } else {
+            StageError::Rejected(format!(
+                "{missing}; {key} was written {}s ago, longer than STAGE_PENDING_WINDOW_SECS = {}s",
+                age.as_secs(),
+                window.as_secs_f64()
+            ))
+        }
+    }
+
+    /// Cleans one batch (idempotent) and announces it; `None` when it is not in
+    /// `ops.batches`.
+    async fn clean_batch(&self, batch_number: i32) -> Result<Option<Cleaned>, StageError> {
         let inner = &self.inner;
         let mut client =
             inner.db.get().await.map_err(|e| {
                 StageError::Unavailable(format!("getting a database connection: {e}"))
             })?;
-        let outcome: anyhow::Result<Option<ProcessReport>> = async {
+        let outcome: anyhow::Result<Option<Cleaned>> = async {
             let transaction = tokio_postgres::Client::transaction(&mut client).await?;
             transaction
                 .execute(
@@ -133,7 +270,7 @@ impl Process {
                 None => return Ok(None),
             };
             if store::already_processed(&transaction, batch_number).await? {
-                return Ok(Some(ProcessReport::Duplicate { batch_number }));
+                return Ok(Some(Cleaned::Duplicate));
             }
             let raw = store::read_raw(&transaction, batch_number).await?;
             let rows_in = raw.len() as u64;
@@ -174,28 +311,46 @@ impl Process {
                 .commit()
                 .await
                 .context("committing the clean batch")?;
-            Ok(Some(ProcessReport::Processed(ProcessedBatch {
+            Ok(Some(Cleaned::Processed(ProcessedBatch {
                 batch_number,
                 rows_in,
                 rows_kept: inserted,
                 dropped: rules::drop_counts(&dropped),
                 manifest_key: store::manifest_key(batch_number),
+                caught_up: Vec::new(),
             })))
         }
         .await;
-        let report = match outcome {
-            Ok(Some(report)) => report,
-            Ok(None) => {
-                return Err(StageError::Rejected(format!(
-                    "batch {batch_number} is not in ops.batches: nothing to process"
-                )));
-            }
-            Err(error) => return Err(error.into()),
+        let cleaned = match outcome? {
+            Some(cleaned) => cleaned,
+            None => return Ok(None),
         };
         // Committed: announce (this also repairs an announcement a crash prevented).
         appraise_core::outbox::flush(&**client, &inner.objects)
             .await
             .map_err(StageError::from)?;
-        Ok(report)
+        if let Cleaned::Processed(batch) = &cleaned {
+            record(batch);
+        }
+        Ok(Some(cleaned))
     }
+}
+
+/// Counts and logs a cleaned batch.
+fn record(batch: &ProcessedBatch) {
+    metrics::counter!("process_rows_in_total").increment(batch.rows_in);
+    metrics::counter!("process_rows_kept_total").increment(batch.rows_kept);
+    for (rule, count) in &batch.dropped {
+        let count = count.as_u64().unwrap_or(0);
+        if count > 0 {
+            metrics::counter!("process_rows_dropped_total", "rule" => rule.clone())
+                .increment(count);
+        }
+    }
+    tracing::info!(
+        batch = batch.batch_number,
+        rows_in = batch.rows_in,
+        kept = batch.rows_kept,
+        "batch cleaned"
+    );
 }

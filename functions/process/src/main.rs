@@ -1,18 +1,18 @@
-//! The process function: `DATABASE_URL`, the S3 variables and the cleaning thresholds in;
-//! clean batches out.
+//! The process function: `DATABASE_URL`, the S3 variables, the cleaning thresholds and
+//! `STAGE_PENDING_WINDOW_SECS` in; clean batches out.
 
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
-use appraise_process::{Process, rules::CleaningRules};
+use appraise_process::{Process, config::ProcessConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("process");
-    let rules = CleaningRules::from_env()?;
+    let config = ProcessConfig::from_env()?;
     let pool = db::pool_from_env()?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
-    let process = Process::new(rules, pool, ObjectStore::from_env()?);
+    let process = Process::from_config(config, pool, ObjectStore::from_env()?);
     runtime::serve("process", move |trigger| {
         let process = process.clone();
         async move { process.handle(trigger).await }

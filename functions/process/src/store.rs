@@ -48,6 +48,26 @@ pub async fn already_processed(
         .is_some())
 }
 
+/// The raw batches numbered below `batch_number` that have no cleaning report yet, oldest
+/// first: the work of events that were lost (or have not arrived yet).
+pub async fn unprocessed_before(
+    client: &impl tokio_postgres::GenericClient,
+    batch_number: i32,
+) -> anyhow::Result<Vec<i32>> {
+    let rows = client
+        .query(
+            "SELECT b.batch_number FROM ops.batches b
+             WHERE b.batch_number < $1
+               AND NOT EXISTS (SELECT 1 FROM ops.clean_batches c
+                               WHERE c.batch_number = b.batch_number)
+             ORDER BY b.batch_number",
+            &[&batch_number],
+        )
+        .await
+        .context("looking for unprocessed earlier batches")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// One raw listing: its place in the batch, its fields, and whether ingest flagged it.
 pub struct RawRow {
     pub row_index: i32,

@@ -132,3 +132,55 @@ async fn process_answers_minio_webhooks_on_post_root() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PROCESS_PRICE_MAX"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_event_ahead_of_its_batch_gets_503_within_the_window_and_400_without_a_manifest() {
+    let (db_url, _db) = testkit::fresh_database().await.unwrap();
+    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    // Announced, but its rows are not visible to process.
+    objects
+        .put(
+            "raw/batch-000005/manifest.json",
+            bytes::Bytes::from_static(b"{}"),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let mut env = s3.env(testkit::BUCKET);
+    env.push(("DATABASE_URL".into(), db_url));
+    env.push(("STAGE_PENDING_WINDOW_SECS".into(), "600".into()));
+    let process = FunctionProcess::start(
+        "process",
+        env!("CARGO_BIN_EXE_process").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let post = async |key: &str| {
+        let event = minio_event(testkit::BUCKET, key, "ObjectCreated:Put", 1);
+        let response = client
+            .post(process.url())
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let (status, body) = post("raw/batch-000005/manifest.json").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not visible yet"), "{body}");
+    let (status, body) = post("raw/batch-000006/manifest.json").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("batch 6 is not in ops.batches"), "{body}");
+    process.stop().await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_process"))
+        .env("STAGE_PENDING_WINDOW_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("STAGE_PENDING_WINDOW_SECS"), "{stderr}");
+}

@@ -201,7 +201,10 @@ async fn duplicate_and_concurrent_events_process_a_batch_once() {
     assert_eq!(processed, 1, "{a:?} / {b:?}");
     assert_eq!(
         world.event(key).await,
-        ProcessReport::Duplicate { batch_number: 1 }
+        ProcessReport::Duplicate {
+            batch_number: 1,
+            caught_up: vec![]
+        }
     );
     assert_eq!(world.count("SELECT count(*) FROM clean.listings").await, 2);
     assert_eq!(

@@ -1,6 +1,8 @@
 //! The promote stage's settings, read once at start from the environment, and the promotion
 //! rule they configure.
 
+use std::time::Duration;
+
 use appraise_core::config::{self, ConfigError};
 
 /// Promote when there is no production model yet, or when the candidate's test RMSE beats the
@@ -64,9 +66,26 @@ impl PromotionRule {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// The default of `STAGE_PENDING_WINDOW_SECS`: ten minutes.
+pub const DEFAULT_PENDING_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
 pub struct PromoteConfig {
     pub rule: PromotionRule,
+    /// `STAGE_PENDING_WINDOW_SECS` (seconds, fractions allowed; default 600): how long after
+    /// a candidates object was written an event for a training that is not recorded is
+    /// answered 503 (retry: the training's commit may not be visible yet) rather than 400
+    /// (final).
+    pub pending_window: Duration,
+}
+
+impl Default for PromoteConfig {
+    fn default() -> Self {
+        PromoteConfig {
+            rule: PromotionRule::default(),
+            pending_window: DEFAULT_PENDING_WINDOW,
+        }
+    }
 }
 
 impl PromoteConfig {
@@ -81,6 +100,7 @@ impl PromoteConfig {
         }
         Ok(PromoteConfig {
             rule: PromotionRule { min_improvement },
+            pending_window: config::seconds("STAGE_PENDING_WINDOW_SECS", DEFAULT_PENDING_WINDOW)?,
         })
     }
 }

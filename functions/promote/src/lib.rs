@@ -11,10 +11,27 @@
 //! 4. When promoted, move `ops.production` in the same transaction and queue
 //!    `production/current.json` (a [`ProductionPointer`]) in the outbox: it is written after the
 //!    commit and wakes every predictor.
+//!
+//! Before its own training, every invocation catches up: it decides, oldest first, each
+//! training older than the event's that trained (`decision = 'train'`) and has no
+//! `ops.promotions` row — its candidates event was lost (a dropped in-memory delivery, a
+//! Lambda event in the failure queue). Each is its own transaction under the lock, so the
+//! pointer moves in training order; the report's `caught_up` lists them. A training that can
+//! never be decided (no test rows, an unreadable artifact) is logged and passed over, as its own
+//! event would have been refused; one that fails for now fails the invocation (503, retried).
+//!
+//! A training id is its clean batch's number (see the train stage). An event for a training
+//! that is not recorded is answered 503 (the platform retries) while its candidates object
+//! exists and was written less than `STAGE_PENDING_WINDOW_SECS` (default 600) ago, by the
+//! object's `Last-Modified`: the training's commit may not be visible yet. When the object is
+//! older, or absent, the answer is a final 400.
 
 pub mod config;
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 use appraise_core::{
@@ -51,14 +68,34 @@ pub enum PromoteReport {
         candidate: Scored,
         production: Option<Scored>,
         evaluation_rows: usize,
+        /// Older trainings this invocation decided first, oldest first: their candidates
+        /// events never came.
+        #[serde(default)]
+        caught_up: Vec<i64>,
     },
     Duplicate {
         training_id: i64,
+        #[serde(default)]
+        caught_up: Vec<i64>,
     },
     Ignored {
         key: String,
         reason: String,
     },
+}
+
+impl PromoteReport {
+    /// Records the trainings the invocation decided before the event's own.
+    fn after(mut self, trainings: Vec<i64>) -> Self {
+        match &mut self {
+            PromoteReport::Decided { caught_up, .. }
+            | PromoteReport::Duplicate { caught_up, .. } => {
+                *caught_up = trainings;
+            }
+            PromoteReport::Ignored { .. } => {}
+        }
+        self
+    }
 }
 
 /// The stage, with its clients built once. Cheap to clone.
@@ -90,6 +127,13 @@ impl Promote {
         runtime::report(&self.promote_object(&object).await?)
     }
 
+    /// Handles one `candidates/training-NNNNNN.json` event for training `N`: first decides,
+    /// oldest first, every training older than `N` that trained and has no promotion decision
+    /// (its event was lost), each in its own transaction under the promote lock; then `N`.
+    ///
+    /// A training that is not recorded is retried (503) while its candidates object is younger
+    /// than `STAGE_PENDING_WINDOW_SECS` (its rows may not be visible yet), and rejected (400)
+    /// otherwise.
     pub async fn promote_object(
         &self,
         object: &ObjectCreated,
@@ -100,23 +144,112 @@ impl Promote {
                 reason: "not a candidates/training-NNNNNN.json key".to_owned(),
             });
         };
+        let pending =
+            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
+                undecided_before(transaction, training_id)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        let mut caught_up = Vec::new();
+        for training in pending {
+            match self.decide_training(training).await {
+                Ok(Some(PromoteReport::Duplicate { .. })) | Ok(None) => {}
+                Ok(Some(report)) => {
+                    tracing::info!(
+                        training,
+                        ?report,
+                        "caught up on a training whose event never came"
+                    );
+                    caught_up.push(training);
+                }
+                // It can never be decided (no test rows, an unreadable artifact): as if its
+                // own event had been refused. Do not let it hold up the trainings after it.
+                Err(StageError::Rejected(reason)) => {
+                    tracing::warn!(
+                        training,
+                        reason,
+                        "a training caught up on cannot be decided"
+                    );
+                }
+                Err(StageError::Unavailable(reason)) => {
+                    return Err(StageError::Unavailable(format!(
+                        "catching up on training {training}, whose event never came, before \
+                         training {training_id}: {reason}"
+                    )));
+                }
+            }
+        }
+        match self.decide_training(training_id).await? {
+            Some(report) => Ok(report.after(caught_up)),
+            None => Err(self.not_visible(training_id, &object.key, &caught_up).await),
+        }
+    }
+
+    /// Decides one training in its own transaction; `None` when it is not a recorded training.
+    async fn decide_training(&self, training_id: i64) -> Result<Option<PromoteReport>, StageError> {
         let report =
             outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
                 self.decide(transaction, training_id).await
             })
             .await?;
-        if let PromoteReport::Decided { promoted, .. } = &report {
+        if let Some(PromoteReport::Decided { promoted, .. }) = &report {
             let decision = if *promoted { "promoted" } else { "rejected" };
             ::metrics::counter!("promotion_decisions_total", "decision" => decision).increment(1);
         }
         Ok(report)
     }
 
+    /// The answer for an event whose training is not recorded: retry while the candidates
+    /// object is young (the training's commit may not be visible yet, or may be redone after it
+    /// was lost), reject when it is old or absent.
+    async fn not_visible(&self, training_id: i64, key: &str, caught_up: &[i64]) -> StageError {
+        let caught_up = if caught_up.is_empty() {
+            String::new()
+        } else {
+            format!(" (caught up on trainings {caught_up:?} first)")
+        };
+        let head = match self.inner.objects.head(key).await {
+            Ok(head) => head,
+            Err(error) => return StageError::Unavailable(format!("{error:#}{caught_up}")),
+        };
+        let window = self.inner.config.pending_window;
+        // How long ago it was written, by the server's clock; the future (skew) counts as now.
+        let age = |written: Option<SystemTime>| {
+            written.map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
+        };
+        let describe = |age: Option<Duration>| {
+            age.map_or_else(
+                || "at an unknown time".to_owned(),
+                |age| format!("{}s ago", age.as_secs()),
+            )
+        };
+        match head.map(|head| age(head.last_modified)) {
+            Some(age) if age.is_none_or(|age| age < window) => StageError::Unavailable(format!(
+                "training {training_id} is not visible yet: {key} was written {} but it is not \
+                 a recorded training; retry (for up to {}s after the object was \
+                 written){caught_up}",
+                describe(age),
+                window.as_secs()
+            )),
+            Some(age) => StageError::Rejected(format!(
+                "training {training_id} is not a recorded training and {key} was written {} \
+                 (the wait for it ends {}s after){caught_up}",
+                describe(age),
+                window.as_secs()
+            )),
+            None => StageError::Rejected(format!(
+                "training {training_id} is not a recorded training and {key} does not \
+                 exist{caught_up}"
+            )),
+        }
+    }
+
     async fn decide(
         &self,
         transaction: &Transaction<'_>,
         training_id: i64,
-    ) -> Result<PromoteReport, StageError> {
+    ) -> Result<Option<PromoteReport>, StageError> {
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::PROMOTE])
             .await
@@ -130,9 +263,12 @@ impl Promote {
             .map_err(unavailable)?
             .is_some()
         {
-            return Ok(PromoteReport::Duplicate { training_id });
+            return Ok(Some(PromoteReport::Duplicate {
+                training_id,
+                caught_up: Vec::new(),
+            }));
         }
-        let training = transaction
+        let Some(training) = transaction
             .query_opt(
                 "SELECT first_batch, last_batch, split_seed FROM ops.trainings
                  WHERE id = $1 AND decision = 'train'",
@@ -140,9 +276,9 @@ impl Promote {
             )
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| {
-                StageError::Rejected(format!("training {training_id} is not a recorded training"))
-            })?;
+        else {
+            return Ok(None);
+        };
         let (first_batch, last_batch, split_seed): (i32, i32, i64) =
             (training.get(0), training.get(1), training.get(2));
         let candidate = transaction
@@ -265,14 +401,15 @@ impl Promote {
             outbox::enqueue_replacing(transaction, keys::PRODUCTION_POINTER, &json(&pointer)?)
                 .await?;
         }
-        Ok(PromoteReport::Decided {
+        Ok(Some(PromoteReport::Decided {
             training_id,
             promoted: verdict.promote,
             reason: verdict.reason,
             candidate,
             production,
             evaluation_rows,
-        })
+            caught_up: Vec::new(),
+        }))
     }
 
     async fn artifact(&self, key: &str) -> Result<ModelArtifact, StageError> {
@@ -282,6 +419,29 @@ impl Promote {
         ModelArtifact::from_json(&bytes)
             .map_err(|e| StageError::Rejected(format!("artifact {key}: {e}")))
     }
+}
+
+/// The trainings older than `training_id` that trained and have no promotion decision, oldest
+/// first (read under the promote lock).
+async fn undecided_before(
+    transaction: &Transaction<'_>,
+    training_id: i64,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::PROMOTE])
+        .await?;
+    Ok(transaction
+        .query(
+            "SELECT t.id FROM ops.trainings t
+             WHERE t.decision = 'train' AND t.id < $1
+               AND NOT EXISTS (SELECT 1 FROM ops.promotions p WHERE p.training_id = t.id)
+             ORDER BY t.id",
+            &[&training_id],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, StageError> {

@@ -1,10 +1,15 @@
 //! The train stage's settings, read once at start from the environment.
 
+use std::time::Duration;
+
 use appraise_core::config::{self, ConfigError};
 
 use appraise_core::model::{boosted::BoostingParams, forest::ForestParams};
 
 use crate::{decision::RetrainRule, drift::DriftConfig};
+
+/// The default of `STAGE_PENDING_WINDOW_SECS`: ten minutes.
+pub const DEFAULT_PENDING_WINDOW: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -22,6 +27,11 @@ pub struct TrainConfig {
     /// CSVs (`training-NNNNNN-train.csv`, `-test.csv`), for comparing with other
     /// implementations on identical rows (see bench/README.md).
     pub export_dir: Option<std::path::PathBuf>,
+    /// `STAGE_PENDING_WINDOW_SECS` (seconds, fractions allowed; default 600): how long after
+    /// a clean manifest was written an event for a batch that is not in `ops.clean_batches`
+    /// is answered 503 (retry: the rows it announces may not be visible yet) rather than 400
+    /// (final).
+    pub pending_window: Duration,
 }
 
 impl TrainConfig {
@@ -75,6 +85,7 @@ impl TrainConfig {
             split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
             window_batches: config::optional("TRAIN_WINDOW_BATCHES", 0)?,
             export_dir: config::maybe("TRAIN_EXPORT_DIR")?,
+            pending_window: config::seconds("STAGE_PENDING_WINDOW_SECS", DEFAULT_PENDING_WINDOW)?,
         })
     }
 }
@@ -109,6 +120,7 @@ impl Default for TrainConfig {
             split_seed: 42,
             window_batches: 0,
             export_dir: None,
+            pending_window: DEFAULT_PENDING_WINDOW,
         }
     }
 }

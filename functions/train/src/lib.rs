@@ -1,22 +1,37 @@
 //! The train stage: on a `clean/batch-NNNNNN/manifest.json` object event, decide whether to
 //! retrain and, if so, train.
 //!
-//! 1. Under a global advisory lock (trainings happen one at a time), skip a batch that was
-//!    decided before (a redelivered or concurrent event).
+//! 0. Repair first, under the global train advisory lock (trainings happen one at a time, so
+//!    nothing else is uploading): delete every object under `models/` whose version has no
+//!    `ops.model_versions` row (a training that uploaded its artifacts and then never
+//!    committed; counted in the report's `orphan_artifacts_removed` and the metric
+//!    `train_orphan_artifacts_removed_total`), then decide, oldest first, every clean batch
+//!    older than the event's that has no decision yet: its event was lost (a dropped
+//!    in-memory delivery, a Lambda event in the failure queue). The report's `caught_up` lists
+//!    them. Each decision is its own transaction under the lock.
+//! 1. Under the lock, skip a batch that was decided before (a redelivered or concurrent event).
 //! 2. Count the clean rows that arrived since the last training; when a production model
 //!    exists, test the new rows for [`drift`] against the rows it was trained on (two-sample
 //!    KS per numeric column) and store the report.
 //! 3. Apply the [`decision`] rule — `new rows ≥ TRAIN_MIN_NEW_ROWS AND (drift OR no
-//!    production model)` — and record the decision and its reason either way.
+//!    production model)` — and record the decision and its reason either way, in
+//!    `ops.trainings`, whose id **is the batch's number** (one decision per clean batch). A
+//!    training redone after a lost commit therefore keeps its id and its version names.
 //! 4. When it trains: every clean row so far, split 70 / 15 / 15 into train, validation and
 //!    test by each listing's fingerprint (so a listing stays on its side as data grows); the
 //!    [`appraise_core::features::FeatureSpec`] fitted on the training rows (cross-fitted
 //!    encodings for the rows it is fitted on); Ridge, a random forest and XGBoost ([`fit`]);
-//!    their validation and test metrics; each model's artifact (`models/<version>/model.json`:
-//!    the spec and the model; for XGBoost also `models/<version>/xgboost.json`, XGBoost's
-//!    own format, which Python's `xgboost` loads) and its row in `ops.model_versions`; then
-//!    `candidates/training-NNNNNN.json`, queued in the same transaction and written after the
-//!    commit, which wakes `promote`.
+//!    their validation and test metrics; each model's artifact (`models/<version>/model.json`
+//!    with `<version>` = `t{batch:06}-{algorithm}`: the spec and the model; for XGBoost also
+//!    `models/<version>/xgboost.json`, XGBoost's own format, which Python's `xgboost` loads)
+//!    and its row in `ops.model_versions`; then `candidates/training-{batch:06}.json`, queued
+//!    in the same transaction and written after the commit, which wakes `promote`.
+//!
+//! An event for a batch that is not in `ops.clean_batches` is answered 503 (the platform
+//! retries) while its manifest exists and was written less than `STAGE_PENDING_WINDOW_SECS`
+//! (default 600) ago, by the manifest's `Last-Modified`: the rows it announces may not be
+//! visible yet (a commit seen late, or redone after it was lost). When the manifest is older,
+//! or absent, the answer is a final 400.
 
 pub mod config;
 pub mod decision;
@@ -80,11 +95,18 @@ pub struct Candidate {
     pub artifact_key: String,
 }
 
-/// What one object event did.
+/// What one object event did: the decision on its batch, and what the invocation repaired
+/// before taking it.
+///
+/// `caught_up` lists the older clean batches this invocation decided first because their own
+/// events never came (oldest first); `orphan_artifacts_removed` counts the objects under
+/// `models/` it deleted because no `ops.model_versions` row claims them (left by a training
+/// that uploaded and then never committed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TrainReport {
     Trained {
+        /// The training's id, which is its batch's number.
         training_id: i64,
         batch_number: i32,
         reason: String,
@@ -93,19 +115,59 @@ pub enum TrainReport {
         rows_validation: usize,
         rows_test: usize,
         candidates: Vec<Candidate>,
+        #[serde(default)]
+        caught_up: Vec<i32>,
+        #[serde(default)]
+        orphan_artifacts_removed: usize,
     },
     Skipped {
         batch_number: i32,
         reason: String,
         drift: Option<DriftSummary>,
+        #[serde(default)]
+        caught_up: Vec<i32>,
+        #[serde(default)]
+        orphan_artifacts_removed: usize,
     },
     Duplicate {
         batch_number: i32,
+        #[serde(default)]
+        caught_up: Vec<i32>,
+        #[serde(default)]
+        orphan_artifacts_removed: usize,
     },
     Ignored {
         key: String,
         reason: String,
     },
+}
+
+impl TrainReport {
+    /// Records what the invocation did before deciding the event's own batch.
+    fn after(mut self, batches: Vec<i32>, removed: usize) -> Self {
+        match &mut self {
+            TrainReport::Trained {
+                caught_up,
+                orphan_artifacts_removed,
+                ..
+            }
+            | TrainReport::Skipped {
+                caught_up,
+                orphan_artifacts_removed,
+                ..
+            }
+            | TrainReport::Duplicate {
+                caught_up,
+                orphan_artifacts_removed,
+                ..
+            } => {
+                *caught_up = batches;
+                *orphan_artifacts_removed = removed;
+            }
+            TrainReport::Ignored { .. } => {}
+        }
+        self
+    }
 }
 
 /// The stage, with its clients built once. Cheap to clone.
@@ -153,6 +215,17 @@ impl Train {
         runtime::report(&self.train_object(&object).await?)
     }
 
+    /// Handles one `clean/batch-NNNNNN/manifest.json` event for batch `N`:
+    ///
+    /// 1. under the train lock, deletes the objects under `models/` that no
+    ///    `ops.model_versions` row claims (nothing else uploads while the lock is held) and
+    ///    lists the clean batches older than `N` that have no decision (their events were lost);
+    /// 2. decides those, oldest first, each in its own transaction under the lock;
+    /// 3. decides `N`.
+    ///
+    /// A batch missing from `ops.clean_batches` is retried (503) while its manifest is younger
+    /// than `STAGE_PENDING_WINDOW_SECS` (its rows may not be visible yet), and rejected (400)
+    /// otherwise.
     pub async fn train_object(&self, object: &ObjectCreated) -> Result<TrainReport, StageError> {
         let Some(batch_number) = appraise_core::keys::batch_of_manifest("clean", &object.key)
         else {
@@ -161,12 +234,107 @@ impl Train {
                 reason: "not a clean/batch-NNNNNN/manifest.json key".to_owned(),
             });
         };
+        let (removed, pending) =
+            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
+                self.prepare(transaction, batch_number)
+                    .await
+                    .map_err(StageError::from)
+            })
+            .await?;
+        let mut caught_up = Vec::new();
+        for batch in pending {
+            let report = self.decide(batch).await.map_err(|error| {
+                let (StageError::Rejected(reason) | StageError::Unavailable(reason)) = error;
+                // Deciding in order matters more than this event: retry it.
+                StageError::Unavailable(format!(
+                    "catching up on batch {batch}, whose event never came, before batch \
+                     {batch_number}: {reason}"
+                ))
+            })?;
+            match report {
+                Some(TrainReport::Duplicate { .. }) | None => {}
+                Some(report) => {
+                    tracing::info!(
+                        batch,
+                        ?report,
+                        "caught up on a batch whose event never came"
+                    );
+                    caught_up.push(batch);
+                }
+            }
+        }
+        match self.decide(batch_number).await? {
+            Some(report) => Ok(report.after(caught_up, removed)),
+            None => Err(self
+                .not_visible(batch_number, &object.key, &caught_up)
+                .await),
+        }
+    }
+
+    /// Removes orphan artifacts and lists the undecided batches older than `batch_number`, under
+    /// the train lock.
+    async fn prepare(
+        &self,
+        transaction: &Transaction<'_>,
+        batch_number: i32,
+    ) -> anyhow::Result<(usize, Vec<i32>)> {
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::TRAIN])
+            .await?;
+        let removed = self.remove_orphan_artifacts(transaction).await?;
+        let pending = transaction
+            .query(
+                "SELECT c.batch_number FROM ops.clean_batches c
+                 WHERE c.batch_number < $1
+                   AND NOT EXISTS (SELECT 1 FROM ops.trainings t WHERE t.batch_number = c.batch_number)
+                 ORDER BY c.batch_number",
+                &[&batch_number],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok((removed, pending))
+    }
+
+    /// Deletes every object under `models/` whose version (the key's second segment) has no
+    /// `ops.model_versions` row: what a training uploaded before a commit that never happened.
+    /// Called under the train lock, so no training is uploading meanwhile.
+    async fn remove_orphan_artifacts(
+        &self,
+        transaction: &Transaction<'_>,
+    ) -> anyhow::Result<usize> {
+        let versions: std::collections::HashSet<String> = transaction
+            .query("SELECT version FROM ops.model_versions", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut removed = 0;
+        for key in self.inner.objects.list(MODELS_PREFIX).await? {
+            let version = key[MODELS_PREFIX.len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            if !versions.contains(version) {
+                self.inner.objects.delete(&key).await?;
+                tracing::warn!(key, "removed an artifact no model version claims");
+                removed += 1;
+            }
+        }
+        ::metrics::counter!("train_orphan_artifacts_removed_total").increment(removed as u64);
+        Ok(removed)
+    }
+
+    /// Decides one batch in its own transaction; `None` when the batch is not in
+    /// `ops.clean_batches`.
+    async fn decide(&self, batch_number: i32) -> Result<Option<TrainReport>, StageError> {
         let report =
             outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
                 self.decide_and_train(transaction, batch_number).await
             })
             .await?;
-        if let TrainReport::Trained { candidates, .. } = &report {
+        if let Some(TrainReport::Trained { candidates, .. }) = &report {
             for candidate in candidates {
                 ::metrics::gauge!("model_test_rmse", "algorithm" => candidate.algorithm.clone())
                     .set(candidate.test.rmse);
@@ -175,11 +343,46 @@ impl Train {
         Ok(report)
     }
 
+    /// The answer for an event whose batch is not in `ops.clean_batches`: retry while the
+    /// manifest is young (the rows that it announces may become visible: a commit seen late,
+    /// or redone after it was lost), reject when it is old or absent.
+    async fn not_visible(&self, batch_number: i32, key: &str, caught_up: &[i32]) -> StageError {
+        let caught_up = if caught_up.is_empty() {
+            String::new()
+        } else {
+            format!(" (caught up on batches {caught_up:?} first)")
+        };
+        let head = match self.inner.objects.head(key).await {
+            Ok(head) => head,
+            Err(error) => return StageError::Unavailable(format!("{error:#}{caught_up}")),
+        };
+        let window = self.inner.config.pending_window;
+        match head.map(|head| object_age(head.last_modified)) {
+            Some(age) if age.is_none_or(|age| age < window) => StageError::Unavailable(format!(
+                "batch {batch_number} is not visible yet: {key} was written {} but the batch \
+                 is not in ops.clean_batches; retry (for up to {}s after the manifest was \
+                 written){caught_up}",
+                describe_age(age),
+                window.as_secs()
+            )),
+            Some(age) => StageError::Rejected(format!(
+                "batch {batch_number} is not in ops.clean_batches and {key} was written {} \
+                 (the wait for it ends {}s after): nothing to train on{caught_up}",
+                describe_age(age),
+                window.as_secs()
+            )),
+            None => StageError::Rejected(format!(
+                "batch {batch_number} is not in ops.clean_batches and {key} does not exist: \
+                 nothing to train on{caught_up}"
+            )),
+        }
+    }
+
     async fn decide_and_train(
         &self,
         transaction: &Transaction<'_>,
         batch_number: i32,
-    ) -> Result<TrainReport, StageError> {
+    ) -> Result<Option<TrainReport>, StageError> {
         let inner = &self.inner;
         let outcome: anyhow::Result<Option<TrainReport>> = async {
             transaction
@@ -196,7 +399,11 @@ impl Train {
                 .await?
                 .is_some()
             {
-                return Ok(Some(TrainReport::Duplicate { batch_number }));
+                return Ok(Some(TrainReport::Duplicate {
+                    batch_number,
+                    caught_up: Vec::new(),
+                    orphan_artifacts_removed: 0,
+                }));
             }
             // The first batch no training has used (batch numbers start at 0 or above).
             let first_new_batch = store::last_trained_batch(transaction)
@@ -249,11 +456,14 @@ impl Train {
                 )
                 .await?
                 .get(0);
-            let training_id: i64 = transaction
-                .query_one(
-                    "INSERT INTO ops.trainings (batch_number, decision, reason, new_rows, drift_report_id,
-                                                first_batch, last_batch, split_seed)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            // A training's id is its batch's number: a training redone after a lost commit
+            // gets the same id, and so the same version names.
+            let training_id = i64::from(batch_number);
+            transaction
+                .execute(
+                    "INSERT INTO ops.trainings (id, batch_number, decision, reason, new_rows,
+                                                drift_report_id, first_batch, last_batch, split_seed)
+                     VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         &batch_number,
                         &if decision.trains() { "train" } else { "skip" },
@@ -263,16 +473,18 @@ impl Train {
                         &first_batch,
                         &batch_number,
                         &(inner.config.split_seed as i64),
+                        &training_id,
                     ],
                 )
-                .await?
-                .get(0);
+                .await?;
             let drift_summary = drift.as_ref().map(DriftSummary::of);
             let Decision::Train { reason } = decision else {
                 return Ok(Some(TrainReport::Skipped {
                     batch_number,
                     reason: decision.reason().to_owned(),
                     drift: drift_summary,
+                    caught_up: Vec::new(),
+                    orphan_artifacts_removed: 0,
                 }));
             };
             let report = self
@@ -281,13 +493,7 @@ impl Train {
             Ok(Some(report))
         }
         .await;
-        match outcome {
-            Ok(Some(report)) => Ok(report),
-            Ok(None) => Err(StageError::Rejected(format!(
-                "batch {batch_number} is not in ops.clean_batches: nothing to train on"
-            ))),
-            Err(error) => Err(error.into()),
-        }
+        Ok(outcome?)
     }
 
     async fn train(
@@ -300,6 +506,24 @@ impl Train {
         drift: Option<DriftSummary>,
     ) -> anyhow::Result<TrainReport> {
         let inner = &self.inner;
+        // Version names are `t{batch:06}-{algorithm}`. Only models of trainings recorded
+        // before ids were batch numbers can hold such a name already; never overwrite their
+        // artifacts.
+        let taken: Vec<String> = transaction
+            .query(
+                "SELECT version FROM ops.model_versions WHERE starts_with(version, $1)",
+                &[&format!("t{training_id:06}-")],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if !taken.is_empty() {
+            anyhow::bail!(
+                "training {training_id}'s version names are taken by models of an older training \
+                 ({taken:?}); not overwriting their artifacts"
+            );
+        }
         let config = inner.config.clone();
         let rows = clean::clean_rows(transaction, first_batch, batch_number).await?;
         let export = config
@@ -410,8 +634,30 @@ impl Train {
             rows_validation: sizes[1],
             rows_test: sizes[2],
             candidates,
+            caught_up: Vec::new(),
+            orphan_artifacts_removed: 0,
         })
     }
+}
+
+/// Where model artifacts live: `models/<version>/…`.
+const MODELS_PREFIX: &str = "models/";
+
+/// How long ago an object was written, by its `Last-Modified` (the server's clock); `None`
+/// when the server did not say. A time in the future (clock skew) counts as just now.
+fn object_age(last_modified: Option<std::time::SystemTime>) -> Option<std::time::Duration> {
+    last_modified.map(|t| {
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .unwrap_or_default()
+    })
+}
+
+fn describe_age(age: Option<std::time::Duration>) -> String {
+    age.map_or_else(
+        || "at an unknown time".to_owned(),
+        |age| format!("{}s ago", age.as_secs()),
+    )
 }
 
 /// A fitted model with its validation and test metrics.
