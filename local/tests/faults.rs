@@ -730,7 +730,7 @@ async fn inference_log_rows(db: &DbPool) -> i64 {
 
 /// A body for `/predict`, `/predict/batch` or the OIP route: a valid listing with one to three
 /// mutations (a field dropped, retyped, or set to an extreme), or bytes that are not JSON.
-fn fuzzed_body(rng: &mut SplitMix64, n: usize) -> (&'static str, String) {
+fn fuzzed_body(rng: &mut SplitMix64, n: usize) -> (&'static str, Vec<u8>) {
     let mut listing = json!({
         "brokered_by": 10481, "status": "for_sale", "bed": 3, "bath": 2, "acre_lot": 0.25,
         "city": "Springfield", "state": "Massachusetts", "zip_code": "01103",
@@ -763,7 +763,9 @@ fn fuzzed_body(rng: &mut SplitMix64, n: usize) -> (&'static str, String) {
     match n % 5 {
         0 => (
             "/predict/batch",
-            json!({ "listings": [listing.clone(), listing] }).to_string(),
+            json!({ "listings": [listing.clone(), listing] })
+                .to_string()
+                .into_bytes(),
         ),
         1 => {
             let tensor = |name: &str, datatype: &str, data: Value| json!({"name": name, "datatype": datatype, "shape": [1], "data": data});
@@ -779,15 +781,17 @@ fn fuzzed_body(rng: &mut SplitMix64, n: usize) -> (&'static str, String) {
             }
             (
                 "/v2/models/appraise/infer",
-                json!({ "inputs": inputs }).to_string(),
+                json!({ "inputs": inputs }).to_string().into_bytes(),
             )
         }
         2 if rng.chance(0.3) => {
-            let mut text = listing.to_string();
-            text.truncate(rng.below(text.len() as u64) as usize);
-            ("/predict", text)
+            // Cut anywhere, inside a multi-byte character too: the body is then not even
+            // UTF-8.
+            let mut bytes = listing.to_string().into_bytes();
+            bytes.truncate(rng.below(bytes.len() as u64) as usize);
+            ("/predict", bytes)
         }
-        _ => ("/predict", listing.to_string()),
+        _ => ("/predict", listing.to_string().into_bytes()),
     }
 }
 

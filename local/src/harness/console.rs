@@ -1,0 +1,289 @@
+//! What the main job prints: a line per stage per batch, read from the stage's answer or from
+//! the database, and the summary table.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use appraise_local::s3_server::Delivery;
+use indicatif::ProgressBar;
+use serde_json::Value;
+
+/// One batch's line in the summary, read from the database.
+pub(crate) struct BatchLine {
+    batch: i64,
+    received: i64,
+    sampled: i64,
+    flagged: i64,
+    stored: i64,
+    kept: i64,
+    /// Seconds the harness spent on the batch (ingest to promote), when it saw it arrive.
+    seconds: Option<f64>,
+}
+
+/// Every batch the database holds, with what ingest and process recorded of it, and the
+/// seconds the harness saw it take.
+pub(crate) async fn summary_lines(
+    db: &appraise_core::db::DbPool,
+    seconds: &std::collections::HashMap<i64, f64>,
+) -> anyhow::Result<Vec<BatchLine>> {
+    let client = db
+        .get()
+        .await
+        .context("reading the summary from the database")?;
+    let rows = client
+        .query(
+            "SELECT b.batch_number, b.rows_received, b.rows_sampled, b.rows_flagged,
+                    (SELECT count(*) FROM raw.listings l WHERE l.batch_number = b.batch_number),
+                    coalesce(c.rows_kept, 0)
+             FROM ops.batches b LEFT JOIN ops.clean_batches c USING (batch_number)
+             ORDER BY b.batch_number",
+            &[],
+        )
+        .await
+        .context("reading the summary from the database")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let batch = i64::from(row.get::<_, i32>(0));
+            BatchLine {
+                batch,
+                received: row.get::<_, i32>(1).into(),
+                sampled: row.get::<_, i32>(2).into(),
+                flagged: row.get::<_, i32>(3).into(),
+                stored: row.get(4),
+                kept: row.get::<_, i32>(5).into(),
+                seconds: seconds.get(&batch).copied(),
+            }
+        })
+        .collect())
+}
+
+/// Process's line for `batch`, from its report in `ops.clean_batches`.
+pub(crate) async fn describe_cleaning(
+    db: &appraise_core::db::DbPool,
+    batch: i64,
+) -> anyhow::Result<String> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT rows_in, rows_kept, dropped FROM ops.clean_batches WHERE batch_number = $1",
+            &[&(batch as i32)],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => format!(
+            "process  batch {batch:>3}  kept {:>9} of {:>9}  dropped: {}",
+            thousands(row.get::<_, i32>(1).into()),
+            thousands(row.get::<_, i32>(0).into()),
+            describe_drops(&row.get::<_, Value>(2)),
+        ),
+        None => format!("process  batch {batch:>3}  not processed"),
+    })
+}
+
+/// The training that batch `batch`'s decision started, if it decided to train.
+pub(crate) async fn training_of(
+    db: &appraise_core::db::DbPool,
+    batch: i64,
+) -> anyhow::Result<Option<i64>> {
+    let client = db.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT id FROM ops.trainings WHERE batch_number = $1 AND decision = 'train'",
+            &[&(batch as i32)],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// Promote's decision with both scores.
+pub(crate) fn describe_promotion(batch: i64, report: &Value) -> String {
+    match report["outcome"].as_str() {
+        Some("decided") => format!(
+            "promote  batch {batch:>3}  {} {}: {}",
+            if report["promoted"] == true {
+                "promoted"
+            } else {
+                "rejected"
+            },
+            report["candidate"]["version"].as_str().unwrap_or("?"),
+            report["reason"].as_str().unwrap_or_default()
+        ),
+        _ => format!("promote  batch {batch:>3}  {report}"),
+    }
+}
+
+/// Waits for the predictor to serve the production model, asks it for one price, and says
+/// where it is.
+pub(crate) async fn show_predictor(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let mut ready = Value::Null;
+    for _ in 0..200 {
+        let response = client.get(format!("{url}/ready")).send().await?;
+        if response.status().is_success() {
+            ready = response.json().await?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if ready.is_null() {
+        println!("predict: no model in production (nothing was promoted)");
+        return Ok(());
+    }
+    let listing = serde_json::json!({
+        "brokered_by": 10481, "status": "for_sale", "bed": 3, "bath": 2, "acre_lot": 0.25,
+        "city": "Springfield", "state": "Massachusetts", "zip_code": "01103",
+        "house_size": 1800, "prev_sold_date": "2015-06-01"
+    });
+    let answer: Value = client
+        .post(format!("{url}/predict"))
+        .json(&listing)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "production model: {} ({}, test RMSE {})",
+        ready["model_version"].as_str().unwrap_or("?"),
+        ready["algorithm"].as_str().unwrap_or("?"),
+        thousands(ready["model_rmse"].as_f64().unwrap_or(0.0) as i64)
+    );
+    println!(
+        "a 3 bed, 2 bath, 1,800 sq ft house in Springfield, MA: ${}",
+        thousands(answer["predicted_price"].as_f64().unwrap_or(0.0) as i64)
+    );
+    println!("predictor: {url}/ (web page), {url}/predict, {url}/metrics");
+    Ok(())
+}
+
+/// The drift verdict, the decision and each model's test metrics, one line each.
+pub(crate) fn describe_training(batch: i64, report: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let drift = &report["drift"];
+    lines.push(if drift.is_null() {
+        format!("drift    batch {batch:>3}  not tested: no production model to compare with")
+    } else if drift["worst_feature"].is_null() {
+        format!("drift    batch {batch:>3}  not tested: no clean rows to compare")
+    } else {
+        format!(
+            "drift    batch {batch:>3}  {}  (largest: {} D={:.3})",
+            if drift["drifted"].as_bool() == Some(true) {
+                "DRIFT"
+            } else {
+                "no drift"
+            },
+            drift["worst_feature"].as_str().unwrap_or("-"),
+            drift["worst_statistic"].as_f64().unwrap_or(0.0)
+        )
+    });
+    let reason = report["reason"].as_str().unwrap_or_default();
+    match report["outcome"].as_str() {
+        Some("trained") => {
+            lines.push(format!(
+                "train    batch {batch:>3}  trained (training {}): {reason}",
+                report["training_id"]
+            ));
+            for candidate in report["candidates"].as_array().into_iter().flatten() {
+                let test = &candidate["test"];
+                lines.push(format!(
+                    "model    {:<22} test rmse {:>9}  mae {:>9}  r2 {:.3}  mape {:.3}  fit {:.1} s",
+                    candidate["version"].as_str().unwrap_or("?"),
+                    thousands(test["rmse"].as_f64().unwrap_or(0.0) as i64),
+                    thousands(test["mae"].as_f64().unwrap_or(0.0) as i64),
+                    test["r2"].as_f64().unwrap_or(0.0),
+                    test["mape"].as_f64().unwrap_or(0.0),
+                    candidate["fit_seconds"].as_f64().unwrap_or(0.0),
+                ));
+            }
+        }
+        Some("skipped") => lines.push(format!("train    batch {batch:>3}  skipped: {reason}")),
+        _ => lines.push(format!("train    batch {batch:>3}  {report}")),
+    }
+    lines
+}
+
+/// `price_out_of_range 1,234 · missing_bed 567`: the rules that dropped rows, most first.
+pub(crate) fn describe_drops(dropped: &Value) -> String {
+    let mut counts: Vec<(&str, i64)> = dropped
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter_map(|(rule, count)| Some((rule.as_str(), count.as_i64()?)))
+                .filter(|(_, count)| *count > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if counts.is_empty() {
+        return "nothing".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(rule, count)| format!("{rule} {}", thousands(*count)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// Prints a line above the spinner (and plainly when output is not a terminal, where
+/// indicatif hides the spinner and everything it prints).
+pub(crate) fn say(spinner: &ProgressBar, line: impl AsRef<str>) {
+    spinner.suspend(|| println!("{}", line.as_ref()));
+}
+
+pub(crate) fn report_delivery(spinner: &ProgressBar, delivery: &Delivery) {
+    let line = match &delivery.target {
+        None => format!("event    s3:ObjectCreated:Put {}", delivery.key),
+        Some(target) => format!(
+            "event    s3:ObjectCreated:Put {} -> {target} (HTTP {})",
+            delivery.key,
+            delivery
+                .status
+                .map_or("unreachable".to_owned(), |s| s.to_string())
+        ),
+    };
+    say(spinner, line);
+}
+
+pub(crate) fn print_summary(lines: &[BatchLine], elapsed: Duration) {
+    println!();
+    println!("batch  received    sampled    flagged     stored       kept   seconds");
+    for line in lines {
+        println!(
+            "{:>5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            line.batch,
+            thousands(line.received),
+            thousands(line.sampled),
+            thousands(line.flagged),
+            thousands(line.stored),
+            thousands(line.kept),
+            line.seconds
+                .map_or("-".to_owned(), |seconds| format!("{seconds:.1}"))
+        );
+    }
+    let total = |f: fn(&BatchLine) -> i64| lines.iter().map(f).sum::<i64>();
+    println!(
+        "total {:>9} {:>10} {:>10} {:>10} {:>10} {:>9.1}",
+        thousands(total(|l| l.received)),
+        thousands(total(|l| l.sampled)),
+        thousands(total(|l| l.flagged)),
+        thousands(total(|l| l.stored)),
+        thousands(total(|l| l.kept)),
+        elapsed.as_secs_f64()
+    );
+}
+
+/// `one` when `count` is 1, else `many`.
+pub(crate) fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
+}
+
+pub(crate) fn thousands(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if value < 0 { format!("-{out}") } else { out }
+}
