@@ -2,7 +2,6 @@
 //! cluster ([`postgres`]), an embedded S3 server with MinIO-style notifications
 //! ([`s3_server`]), and the function binaries run as child processes ([`processes`]).
 
-pub mod bridge;
 pub mod course_api_double;
 pub mod lambda_emulator;
 pub mod postgres;

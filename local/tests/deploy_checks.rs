@@ -7,7 +7,7 @@
 //! - every metric a Grafana panel or a rule queries is exported, checked against real `/metrics`
 //!   scrapes of the functions after they did some work (`infra/checks/check_metrics.py`);
 //! - the MinIO → CloudEvents bridge emits CloudEvents the functions accept, to a real sink;
-//! - the JobSink runner (`appraise job`) runs an event file through a real function binary.
+//! - the JobSink runner (`bridge job`) runs an event file through a real function binary.
 //!
 //! The Python tools and promtool come from `bash scripts/setup-tools.sh`; the function binaries
 //! from `cargo build --bins` (scripts/test.sh does both before the tests).
@@ -294,7 +294,7 @@ async fn recording_sink(status: StatusCode) -> (String, Arc<Mutex<Vec<(HeaderMap
     (url, seen)
 }
 
-/// `appraise bridge` on a free port, sending to `sink`; stops when dropped.
+/// `bridge serve` on a free port, sending to `sink`; stops when dropped.
 struct Bridge {
     child: tokio::process::Child,
     port: u16,
@@ -313,8 +313,8 @@ impl Bridge {
 
 async fn start_bridge(sink: &str) -> Bridge {
     let port = appraise_local::free_port().unwrap();
-    let child = tokio::process::Command::new(processes::binary("appraise").unwrap())
-        .arg("bridge")
+    let child = tokio::process::Command::new(processes::binary("bridge").unwrap())
+        .arg("serve")
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("APPRAISE_EXIT_ON_STDIN_EOF", "1")
@@ -459,7 +459,7 @@ async fn the_job_runner_runs_an_event_file_through_a_function() {
     .unwrap();
     let port = appraise_local::free_port().unwrap().to_string();
     let job = async |event: &Path| {
-        tokio::process::Command::new(processes::binary("appraise").unwrap())
+        tokio::process::Command::new(processes::binary("bridge").unwrap())
             .args(["job", "--port", &port, "--event-file"])
             .arg(event)
             .arg(processes::binary("process").unwrap())

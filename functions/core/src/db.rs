@@ -5,12 +5,16 @@
 //! advisory lock so that many replicas starting together do not race. A pooled connection that
 //! the server dropped (a restart) is replaced on next use, so a database restart costs the
 //! deliveries in flight a retry, nothing more.
+//!
+//! Bulk writes use binary `COPY`, whose statement names the columns and whose writer needs their
+//! types in the same order: a [`CopyTable`] states each column once, with its type, and gives
+//! both.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, types::Type};
 
 use crate::config;
 
@@ -29,6 +33,33 @@ pub mod locks {
     pub const TRAIN: i64 = 0x6170_7072_0003;
     /// Held while promote decides: the production pointer moves one decision at a time.
     pub const PROMOTE: i64 = 0x6170_7072_0004;
+}
+
+/// A table (or temporary table) written with binary `COPY`: its columns in the order rows are
+/// written, each with its PostgreSQL type.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyTable {
+    /// The table's name, schema-qualified where it has one (`raw.listings`).
+    pub table: &'static str,
+    /// `(column, type)` in the order of the values of each row.
+    pub columns: &'static [(&'static str, Type)],
+}
+
+impl CopyTable {
+    /// `COPY table (column, …) FROM STDIN (FORMAT binary)`.
+    pub fn statement(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
+        format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            self.table,
+            names.join(", ")
+        )
+    }
+
+    /// The column types, in order, for a `BinaryCopyInWriter`.
+    pub fn types(&self) -> Vec<Type> {
+        self.columns.iter().map(|(_, ty)| ty.clone()).collect()
+    }
 }
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
@@ -158,4 +189,22 @@ async fn apply_pending(client: &mut tokio_postgres::Client) -> anyhow::Result<()
         tracing::info!(version, name, "migration applied");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_table_names_each_column_once_with_its_type() {
+        const TABLE: CopyTable = CopyTable {
+            table: "ops.example",
+            columns: &[("id", Type::INT4), ("name", Type::TEXT), ("at", Type::DATE)],
+        };
+        assert_eq!(
+            TABLE.statement(),
+            "COPY ops.example (id, name, at) FROM STDIN (FORMAT binary)"
+        );
+        assert_eq!(TABLE.types(), [Type::INT4, Type::TEXT, Type::DATE]);
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`features`]: the feature transformation fitted at training and applied at serving;
 //! - [`keys`]: the object keys functions must agree on;
 //! - [`model`]: fitted models and their artifacts, for scoring and serving;
+//! - [`platform`]: whether the process runs on Lambda, which the runtime and telemetry both ask;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
@@ -28,6 +29,7 @@ pub mod listing;
 pub mod model;
 pub mod objects;
 pub mod outbox;
+pub mod platform;
 pub mod rng;
 pub mod runtime;
 pub mod telemetry;

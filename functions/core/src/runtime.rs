@@ -12,7 +12,7 @@
 //! Lambda freezes the process between invocations, so nothing may be left for later there:
 //! each invocation writes its metrics as CloudWatch EMF lines ([`telemetry::flush_emf`]) before
 //! it answers, and an HTTP API that keeps background work (the predictor) must finish it inside
-//! the request on Lambda too (see [`on_lambda`]).
+//! the request on Lambda too (see [`on_lambda`](crate::platform::on_lambda)).
 //!
 //! The stage behind it is a plain async function from a [`Trigger`] to a JSON report; it never
 //! learns which platform it runs on.
@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use crate::{
     config,
     events::{self, Trigger},
+    platform::on_lambda,
     telemetry,
 };
 
@@ -72,12 +73,6 @@ pub fn object_event(trigger: Trigger, runs_on: &str) -> Result<events::ObjectCre
 /// A stage's report as the runtime returns it.
 pub fn report(report: &impl serde::Serialize) -> StageResult {
     Ok(serde_json::to_value(report).expect("a report serializes"))
-}
-
-/// Whether this process runs on the Lambda runtime API (`AWS_LAMBDA_RUNTIME_API` is set): no
-/// port, one invocation at a time, frozen in between.
-pub fn on_lambda() -> bool {
-    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
 /// Runs an event function until the platform stops it.

@@ -16,7 +16,10 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::emf::{EmfHandle, EmfRecorder};
+use crate::{
+    emf::{EmfHandle, EmfRecorder},
+    platform::on_lambda,
+};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 static EMF: OnceLock<EmfHandle> = OnceLock::new();
@@ -31,8 +34,8 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Installs the log subscriber and the metrics recorder. Idempotent: calling it again (e.g. from
 /// several tests in one process) keeps what the first call installed.
 pub fn init(service: &'static str) {
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
-        || std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let json =
+        std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) || on_lambda();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -53,7 +56,7 @@ pub fn init(service: &'static str) {
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (tests); rendering then shows ours empty.
-        if crate::runtime::on_lambda() {
+        if on_lambda() {
             let namespace = std::env::var("APPRAISE_METRICS_NAMESPACE")
                 .ok()
                 .filter(|n| !n.trim().is_empty())

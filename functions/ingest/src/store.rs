@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use appraise_core::{listing::ParsedRecord, objects::ObjectStore, outbox};
+use appraise_core::{db::CopyTable, listing::ParsedRecord, objects::ObjectStore, outbox};
 use bytes::Bytes;
 use futures_util::pin_mut;
 use serde::Serialize;
@@ -93,6 +93,29 @@ pub struct SampledRecord<'a> {
     pub original: &'a serde_json::value::RawValue,
 }
 
+/// `raw.listings` as [`copy_listings`] writes it, in the order of each row's values.
+const RAW_LISTINGS: CopyTable = CopyTable {
+    table: "raw.listings",
+    columns: &[
+        ("batch_number", Type::INT4),
+        ("row_index", Type::INT4),
+        ("brokered_by", Type::INT8),
+        ("status", Type::TEXT),
+        ("price", Type::FLOAT8),
+        ("bed", Type::FLOAT8),
+        ("bath", Type::FLOAT8),
+        ("acre_lot", Type::FLOAT8),
+        ("street", Type::INT8),
+        ("city", Type::TEXT),
+        ("state", Type::TEXT),
+        ("zip_code", Type::TEXT),
+        ("house_size", Type::FLOAT8),
+        ("prev_sold_date", Type::DATE),
+        ("problems", Type::TEXT_ARRAY),
+        ("original", Type::JSONB),
+    ],
+};
+
 /// COPYs the sampled listings into `raw.listings`; returns how many rows were written.
 pub async fn copy_listings(
     transaction: &Transaction<'_>,
@@ -100,33 +123,10 @@ pub async fn copy_listings(
     records: &[SampledRecord<'_>],
 ) -> anyhow::Result<u64> {
     let sink = transaction
-        .copy_in(
-            "COPY raw.listings (batch_number, row_index, brokered_by, status, price, bed, bath,
-                                acre_lot, street, city, state, zip_code, house_size,
-                                prev_sold_date, problems, original)
-             FROM STDIN (FORMAT binary)",
-        )
+        .copy_in(&RAW_LISTINGS.statement())
         .await
         .context("starting COPY into raw.listings")?;
-    let types = [
-        Type::INT4,
-        Type::INT4,
-        Type::INT8,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::DATE,
-        Type::TEXT_ARRAY,
-        Type::JSONB,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, &RAW_LISTINGS.types());
     pin_mut!(writer);
     for record in records {
         let listing = &record.parsed.listing;

@@ -6,11 +6,11 @@
 use std::time::Instant;
 
 use appraise_core::{listing::Status, listing::ZipCode, model::ModelArtifact};
-use appraise_predict::request::Listing;
+use appraise_predict::request::ListingInput;
 
 fn main() {
-    let listings: Vec<Listing> = (0..1_000u32)
-        .map(|i| Listing {
+    let listings: Vec<ListingInput> = (0..1_000u32)
+        .map(|i| ListingInput {
             brokered_by: Some(i64::from(i % 700) * 13),
             status: Some(Status::ALL[(i % 3) as usize]),
             bed: f64::from(1 + i % 6),

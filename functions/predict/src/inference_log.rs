@@ -18,11 +18,14 @@ use std::{
     time::Duration,
 };
 
-use appraise_core::{db::DbPool, listing::Status};
+use appraise_core::{
+    db::{CopyTable, DbPool},
+    listing::Status,
+};
 use tokio::sync::Notify;
 use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
 
-use crate::request::Listing;
+use crate::request::ListingInput;
 
 /// Rows per `COPY`, and the buffer length that wakes the writer early.
 pub const BATCH: usize = 2_048;
@@ -33,7 +36,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 pub struct Entry {
     pub predicted_at: time::OffsetDateTime,
     pub model_version: Arc<str>,
-    pub listing: Listing,
+    pub listing: ListingInput,
     pub predicted_price: f64,
     pub latency_us: u32,
 }
@@ -138,33 +141,31 @@ async fn drain(shared: &Shared) -> bool {
     all_written
 }
 
+/// `ops.inference_log` as [`write`] fills it, in the order of each row's values.
+const INFERENCE_LOG: CopyTable = CopyTable {
+    table: "ops.inference_log",
+    columns: &[
+        ("predicted_at", Type::TIMESTAMPTZ),
+        ("model_version", Type::TEXT),
+        ("brokered_by", Type::INT8),
+        ("status", Type::TEXT),
+        ("bed", Type::FLOAT8),
+        ("bath", Type::FLOAT8),
+        ("acre_lot", Type::FLOAT8),
+        ("house_size", Type::FLOAT8),
+        ("city", Type::TEXT),
+        ("state", Type::TEXT),
+        ("zip_code", Type::TEXT),
+        ("prev_sold_date", Type::DATE),
+        ("predicted_price", Type::FLOAT8),
+        ("latency_us", Type::INT4),
+    ],
+};
+
 async fn write(db: &DbPool, batch: &[Entry]) -> anyhow::Result<()> {
     let client = db.get().await?;
-    let sink = client
-        .copy_in(
-            "COPY ops.inference_log (predicted_at, model_version, brokered_by, status, bed, bath,
-                 acre_lot, house_size, city, state, zip_code, prev_sold_date, predicted_price,
-                 latency_us)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let types = [
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::DATE,
-        Type::FLOAT8,
-        Type::INT4,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let sink = client.copy_in(&INFERENCE_LOG.statement()).await?;
+    let writer = BinaryCopyInWriter::new(sink, &INFERENCE_LOG.types());
     futures_util::pin_mut!(writer);
     for entry in batch {
         let listing = &entry.listing;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_core::{db, objects::ObjectStore, platform, runtime, telemetry};
 use appraise_predict::{Predictor, config::PredictConfig, lambda_router, router};
 
 #[tokio::main]
@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("predict");
     let config = PredictConfig::from_env()?;
     let pool = db::pool_from_env()?;
-    if runtime::on_lambda() {
+    if platform::on_lambda() {
         // Nothing runs between invocations on Lambda: migrate and load the model during init,
         // then poll and write the inference log inside each request (see the crate docs).
         if let Err(error) = db::connect_and_migrate(&pool, Duration::from_secs(5)).await {

@@ -23,9 +23,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    MAX_BATCH_BODY, Predictor, invalid_response,
-    request::{Problem, RawListing, Scalar},
-    today,
+    Predictor,
+    error::ApiError,
+    request::{Problem, RequestValue, UncheckedListing},
+    routes::{MAX_BATCH_BODY, today},
 };
 
 const NUMERIC: [&str; 4] = ["bed", "bath", "acre_lot", "house_size"];
@@ -63,7 +64,7 @@ async fn server_metadata() -> Json<Value> {
 }
 
 fn readiness(predictor: &Predictor) -> Response {
-    let ready = predictor.inner.slot.current().is_some();
+    let ready = predictor.slot().current().is_some();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -76,39 +77,43 @@ async fn server_ready(State(predictor): State<Predictor>) -> Response {
     readiness(&predictor)
 }
 
-/// 404 unless `name` is the served model's name.
-fn unknown_model(predictor: &Predictor, name: &str) -> Option<Response> {
-    let served = &predictor.inner.config.model_name;
-    (name != served).then(|| {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("unknown model {name:?}; this server serves {served:?}") })),
-        )
-            .into_response()
-    })
-}
-
-async fn model_ready(State(predictor): State<Predictor>, Path(name): Path<String>) -> Response {
-    unknown_model(&predictor, &name).unwrap_or_else(|| readiness(&predictor))
-}
-
-async fn model_metadata(State(predictor): State<Predictor>, Path(name): Path<String>) -> Response {
-    if let Some(response) = unknown_model(&predictor, &name) {
-        return response;
+/// [`ApiError::NotFound`] unless `name` is the served model's name.
+fn served_model(predictor: &Predictor, name: &str) -> Result<(), ApiError> {
+    let served = &predictor.config().model_name;
+    if name == served {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "unknown model {name:?}; this server serves {served:?}"
+        )))
     }
-    let model = predictor.inner.slot.current();
+}
+
+async fn model_ready(
+    State(predictor): State<Predictor>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    served_model(&predictor, &name)?;
+    Ok(readiness(&predictor))
+}
+
+async fn model_metadata(
+    State(predictor): State<Predictor>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    served_model(&predictor, &name)?;
+    let model = predictor.slot().current();
     let tensor =
         |name: &str, datatype: &str| json!({ "name": name, "datatype": datatype, "shape": [-1] });
     let mut inputs: Vec<Value> = NUMERIC.iter().map(|n| tensor(n, "FP64")).collect();
     inputs.extend(OPTIONAL.iter().map(|n| tensor(n, "BYTES")));
-    Json(json!({
+    Ok(Json(json!({
         "name": name,
         "versions": model.as_ref().map(|m| vec![m.version().to_owned()]).unwrap_or_default(),
         "platform": "appraise",
         "inputs": inputs,
         "outputs": [tensor("predicted_price", "FP64")],
-    }))
-    .into_response()
+    })))
 }
 
 #[derive(Deserialize)]
@@ -128,14 +133,14 @@ struct Tensor {
     data: Vec<Value>,
 }
 
-fn scalar(value: &Value) -> Scalar<'_> {
+fn request_value(value: &Value) -> RequestValue<'_> {
     match value {
-        Value::Null => Scalar::Null,
-        Value::Bool(_) => Scalar::Bool,
-        Value::Number(n) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => Scalar::Text(Cow::Borrowed(s)),
-        Value::Array(_) => Scalar::Array,
-        Value::Object(_) => Scalar::Object,
+        Value::Null => RequestValue::Null,
+        Value::Bool(_) => RequestValue::Bool,
+        Value::Number(n) => RequestValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => RequestValue::Text(Cow::Borrowed(s)),
+        Value::Array(_) => RequestValue::Array,
+        Value::Object(_) => RequestValue::Object,
     }
 }
 
@@ -176,8 +181,8 @@ fn shape_size(shape: &[Value]) -> Result<usize, String> {
     Ok(size)
 }
 
-/// Turns the request's tensors into one raw listing per row, checking shapes.
-fn rows(request: &InferRequest) -> Result<Vec<RawListing<'_>>, Vec<Problem>> {
+/// Turns the request's tensors into one unchecked listing per row, checking shapes.
+fn rows(request: &InferRequest) -> Result<Vec<UncheckedListing<'_>>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut rows: Option<usize> = None;
     for tensor in &request.inputs {
@@ -216,10 +221,11 @@ fn rows(request: &InferRequest) -> Result<Vec<RawListing<'_>>, Vec<Problem>> {
         return Err(problems);
     }
     let n = rows.unwrap_or(0);
-    let mut listings: Vec<RawListing<'_>> = (0..n).map(|_| RawListing::default()).collect();
+    let mut listings: Vec<UncheckedListing<'_>> =
+        (0..n).map(|_| UncheckedListing::default()).collect();
     for tensor in &request.inputs {
         for (listing, value) in listings.iter_mut().zip(&tensor.data) {
-            let value = Some(scalar(value));
+            let value = Some(request_value(value));
             match tensor.name.as_str() {
                 "bed" => listing.bed = value,
                 "bath" => listing.bath = value,
@@ -242,36 +248,28 @@ async fn infer(
     State(predictor): State<Predictor>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
-    if let Some(response) = unknown_model(&predictor, &name) {
-        return response;
-    }
-    let request: InferRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return predictor.invalid(vec![Problem::new(
-                "body",
-                format!("is not an inference request: {error}"),
-            )]);
-        }
-    };
+    served_model(&predictor, &name)?;
+    let request: InferRequest = serde_json::from_slice(&body).map_err(|error| {
+        predictor.invalid(vec![Problem::new(
+            "body",
+            format!("is not an inference request: {error}"),
+        )])
+    })?;
+    let max_batch = predictor.config().max_batch;
     let raw = match rows(&request) {
         Ok(raw) if raw.is_empty() => {
-            return predictor.invalid(vec![Problem::new("inputs", "hold no rows")]);
+            return Err(predictor.invalid(vec![Problem::new("inputs", "hold no rows")]));
         }
-        Ok(raw) if raw.len() > predictor.inner.config.max_batch => {
-            return predictor.invalid(vec![Problem::new(
+        Ok(raw) if raw.len() > max_batch => {
+            return Err(predictor.invalid(vec![Problem::new(
                 "inputs",
-                format!(
-                    "hold {} rows; at most {}",
-                    raw.len(),
-                    predictor.inner.config.max_batch
-                ),
-            )]);
+                format!("hold {} rows; at most {max_batch}", raw.len()),
+            )]));
         }
         Ok(raw) => raw,
-        Err(problems) => return predictor.invalid(problems),
+        Err(problems) => return Err(predictor.invalid(problems)),
     };
     let today = today();
     let mut listings = Vec::with_capacity(raw.len());
@@ -283,11 +281,9 @@ async fn infer(
         }
     }
     if !problems.is_empty() {
-        return invalid_response(problems);
+        return Err(ApiError::Invalid(problems));
     }
-    let Some(model) = predictor.inner.slot.current() else {
-        return predictor.not_ready();
-    };
+    let model = predictor.model()?;
     let prices = predictor.price(&model, &listings, today);
     let response = Json(json!({
         "model_name": name,
@@ -304,7 +300,7 @@ async fn infer(
     for (listing, price) in listings.into_iter().zip(prices) {
         predictor.log(&model, listing, price, started);
     }
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

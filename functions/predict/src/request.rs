@@ -1,5 +1,11 @@
-//! Prediction requests, parsed at the boundary into a [`Listing`] that cannot hold an invalid
-//! value, with every problem named by field and reason.
+//! Prediction requests, parsed at the boundary into a [`ListingInput`] that cannot hold an
+//! invalid value, with every problem named by field and reason.
+//!
+//! A body is first read as an [`UncheckedListing`] (each field any JSON value, a
+//! [`RequestValue`]), then checked field by field. Any problem refuses the request (422). This
+//! is not the batch API's reader ([`appraise_core::listing::parse_api_record`]), which keeps a
+//! record despite its problems and records them with it: a request is the client's to fix, an
+//! API record is data that must not be lost.
 //!
 //! The body is the seed project's: `brokered_by, status, bed, bath, acre_lot, city, state,
 //! zip_code, house_size` with `prev_sold_date` and `street` optional. The numeric fields `bed`,
@@ -17,9 +23,11 @@ use appraise_core::{
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-/// A valid listing to price.
+/// A valid listing to price: the model's input (see [`ListingInput::features`]) and what the
+/// inference log keeps. Not [`appraise_core::listing::Listing`], the batch API's record (with a
+/// price, every field optional and unchecked).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Listing {
+pub struct ListingInput {
     pub brokered_by: Option<i64>,
     pub status: Option<Status>,
     pub bed: f64,
@@ -32,7 +40,7 @@ pub struct Listing {
     pub prev_sold_date: Option<Date>,
 }
 
-impl Listing {
+impl ListingInput {
     /// The model's input, dated `as_of` (today, at serving).
     pub fn features(&self, as_of: Date) -> FeatureInput<'_> {
         FeatureInput {
@@ -67,9 +75,11 @@ impl Problem {
     }
 }
 
-/// Any JSON value, remembered only as much as validation needs (no allocation for numbers).
+/// One field of a request as sent: any JSON value, remembered only as much as validation needs
+/// (no allocation for numbers; text borrowed from the body where it can be). Absence is the
+/// `Option` around it; an explicit `null` counts as absent too.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scalar<'a> {
+pub enum RequestValue<'a> {
     Null,
     Bool,
     Number(f64),
@@ -78,60 +88,60 @@ pub enum Scalar<'a> {
     Object,
 }
 
-impl Scalar<'_> {
+impl RequestValue<'_> {
     fn kind(&self) -> &'static str {
         match self {
-            Scalar::Null => "null",
-            Scalar::Bool => "a boolean",
-            Scalar::Number(_) => "a number",
-            Scalar::Text(_) => "a string",
-            Scalar::Array => "an array",
-            Scalar::Object => "an object",
+            RequestValue::Null => "null",
+            RequestValue::Bool => "a boolean",
+            RequestValue::Number(_) => "a number",
+            RequestValue::Text(_) => "a string",
+            RequestValue::Array => "an array",
+            RequestValue::Object => "an object",
         }
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for RequestValue<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Scalar<'de>;
+            type Value = RequestValue<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Scalar::Null)
+                Ok(RequestValue::Null)
             }
             fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Scalar::Null)
+                Ok(RequestValue::Null)
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Scalar::Bool)
+                Ok(RequestValue::Bool)
             }
             fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Scalar::Number(v as f64))
+                Ok(RequestValue::Number(v as f64))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Scalar::Number(v as f64))
+                Ok(RequestValue::Number(v as f64))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Number(v))
+                Ok(RequestValue::Number(v))
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Borrowed(v)))
+                Ok(RequestValue::Text(Cow::Borrowed(v)))
             }
             fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+                Ok(RequestValue::Text(Cow::Owned(v.to_owned())))
             }
             fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Owned(v)))
+                Ok(RequestValue::Text(Cow::Owned(v)))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Array)
+                Ok(RequestValue::Array)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -141,38 +151,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
                 {}
-                Ok(Scalar::Object)
+                Ok(RequestValue::Object)
             }
         }
         d.deserialize_any(Visitor)
     }
 }
 
-/// The request body as sent: every field any JSON value, checked by [`RawListing::validate`].
+/// The request body as sent: every field any JSON value, checked by
+/// [`UncheckedListing::validate`] into a [`ListingInput`].
 #[derive(Debug, Default, Deserialize)]
-pub struct RawListing<'a> {
+pub struct UncheckedListing<'a> {
     #[serde(borrow)]
-    pub brokered_by: Option<Scalar<'a>>,
+    pub brokered_by: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub status: Option<Scalar<'a>>,
+    pub status: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub bed: Option<Scalar<'a>>,
+    pub bed: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub bath: Option<Scalar<'a>>,
+    pub bath: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub acre_lot: Option<Scalar<'a>>,
+    pub acre_lot: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub city: Option<Scalar<'a>>,
+    pub city: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub state: Option<Scalar<'a>>,
+    pub state: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub zip_code: Option<Scalar<'a>>,
+    pub zip_code: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub house_size: Option<Scalar<'a>>,
+    pub house_size: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub prev_sold_date: Option<Scalar<'a>>,
+    pub prev_sold_date: Option<RequestValue<'a>>,
     #[serde(borrow)]
-    pub street: Option<Scalar<'a>>,
+    pub street: Option<RequestValue<'a>>,
 }
 
 /// Upper bounds that separate a typo from a house.
@@ -196,17 +207,19 @@ impl Checker<'_> {
     fn number(
         &mut self,
         field: &str,
-        value: &Option<Scalar<'_>>,
+        value: &Option<RequestValue<'_>>,
         max: f64,
         zero_ok: bool,
     ) -> Option<f64> {
         let reason = match value {
-            None | Some(Scalar::Null) => "is required".to_owned(),
-            Some(Scalar::Number(v)) if !v.is_finite() => "must be a finite number".to_owned(),
-            Some(Scalar::Number(v)) if *v < 0.0 => format!("must not be negative, got {v}"),
-            Some(Scalar::Number(v)) if *v == 0.0 && !zero_ok => "must be more than zero".to_owned(),
-            Some(Scalar::Number(v)) if *v > max => format!("must be at most {max}, got {v}"),
-            Some(Scalar::Number(v)) => return Some(*v),
+            None | Some(RequestValue::Null) => "is required".to_owned(),
+            Some(RequestValue::Number(v)) if !v.is_finite() => "must be a finite number".to_owned(),
+            Some(RequestValue::Number(v)) if *v < 0.0 => format!("must not be negative, got {v}"),
+            Some(RequestValue::Number(v)) if *v == 0.0 && !zero_ok => {
+                "must be more than zero".to_owned()
+            }
+            Some(RequestValue::Number(v)) if *v > max => format!("must be at most {max}, got {v}"),
+            Some(RequestValue::Number(v)) => return Some(*v),
             Some(other) => format!("must be a number, got {}", other.kind()),
         };
         self.fail(field, reason);
@@ -214,16 +227,16 @@ impl Checker<'_> {
     }
 
     /// An optional string; empty counts as absent.
-    fn text(&mut self, field: &str, value: &Option<Scalar<'_>>) -> Option<String> {
+    fn text(&mut self, field: &str, value: &Option<RequestValue<'_>>) -> Option<String> {
         match value {
-            None | Some(Scalar::Null) => None,
-            Some(Scalar::Text(t)) if t.trim().is_empty() => None,
+            None | Some(RequestValue::Null) => None,
+            Some(RequestValue::Text(t)) if t.trim().is_empty() => None,
             // PostgreSQL text cannot hold NUL, so the inference log could not keep it.
-            Some(Scalar::Text(t)) if t.contains('\0') => {
+            Some(RequestValue::Text(t)) if t.contains('\0') => {
                 self.fail(field, "must not contain a NUL character".to_owned());
                 None
             }
-            Some(Scalar::Text(t)) => Some(t.trim().to_owned()),
+            Some(RequestValue::Text(t)) => Some(t.trim().to_owned()),
             Some(other) => {
                 self.fail(field, format!("must be a string, got {}", other.kind()));
                 None
@@ -236,19 +249,19 @@ impl Checker<'_> {
     fn code<T>(
         &mut self,
         field: &str,
-        value: &Option<Scalar<'_>>,
+        value: &Option<RequestValue<'_>>,
         what: &str,
         parse: impl Fn(&str) -> Option<T>,
         from_number: impl Fn(f64) -> Option<T>,
     ) -> Option<T> {
         let reason = match value {
-            None | Some(Scalar::Null) => return None,
-            Some(Scalar::Text(t)) if t.trim().is_empty() => return None,
-            Some(Scalar::Text(t)) => match parse(t.trim()) {
+            None | Some(RequestValue::Null) => return None,
+            Some(RequestValue::Text(t)) if t.trim().is_empty() => return None,
+            Some(RequestValue::Text(t)) => match parse(t.trim()) {
                 Some(found) => return Some(found),
                 None => format!("{t:?} is not {what}"),
             },
-            Some(Scalar::Number(v)) => match from_number(*v) {
+            Some(RequestValue::Number(v)) => match from_number(*v) {
                 Some(found) => return Some(found),
                 None => format!("{v} is not {what}"),
             },
@@ -259,10 +272,10 @@ impl Checker<'_> {
     }
 }
 
-impl RawListing<'_> {
+impl UncheckedListing<'_> {
     /// Checks every field; on failure, every problem found (not just the first), each field
     /// prefixed with `prefix` (e.g. `listings[3].`).
-    pub fn validate(&self, prefix: &str, today: Date) -> Result<Listing, Vec<Problem>> {
+    pub fn validate(&self, prefix: &str, today: Date) -> Result<ListingInput, Vec<Problem>> {
         let mut check = Checker {
             prefix,
             problems: Vec::new(),
@@ -315,7 +328,7 @@ impl RawListing<'_> {
             (Some(bed), Some(bath), Some(acre_lot), Some(house_size))
                 if check.problems.is_empty() =>
             {
-                Ok(Listing {
+                Ok(ListingInput {
                     brokered_by,
                     status,
                     bed,
@@ -334,8 +347,8 @@ impl RawListing<'_> {
 }
 
 /// Parses one listing body.
-pub fn parse_listing(body: &[u8], today: Date) -> Result<Listing, Vec<Problem>> {
-    let raw: RawListing<'_> = serde_json::from_slice(body).map_err(body_problem)?;
+pub fn parse_listing(body: &[u8], today: Date) -> Result<ListingInput, Vec<Problem>> {
+    let raw: UncheckedListing<'_> = serde_json::from_slice(body).map_err(body_problem)?;
     raw.validate("", today)
 }
 
@@ -343,11 +356,15 @@ pub fn parse_listing(body: &[u8], today: Date) -> Result<Listing, Vec<Problem>> 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     #[serde(borrow)]
-    listings: Option<Vec<RawListing<'a>>>,
+    listings: Option<Vec<UncheckedListing<'a>>>,
 }
 
 /// Parses a batch body, at most `max` listings; problems name `listings[i].field`.
-pub fn parse_batch(body: &[u8], today: Date, max: usize) -> Result<Vec<Listing>, Vec<Problem>> {
+pub fn parse_batch(
+    body: &[u8],
+    today: Date,
+    max: usize,
+) -> Result<Vec<ListingInput>, Vec<Problem>> {
     let raw: RawBatch<'_> = serde_json::from_slice(body).map_err(body_problem)?;
     let Some(listings) = raw.listings else {
         return Err(vec![Problem::new(

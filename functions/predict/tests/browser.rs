@@ -6,6 +6,8 @@
 //! Without a Chromium on PATH the test skips, unless `CI` is set: then it fails and asks for
 //! `scripts/setup.sh`, which installs one.
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader},
     net::TcpStream,
@@ -81,7 +83,7 @@ async fn run(browser: PathBuf) -> anyhow::Result<()> {
     let (db_url, db) = testkit::fresh_database().await?;
     let (s3, objects) = testkit::s3_server(vec![]).await?;
     let seeding = Instant::now();
-    let production_version = appraise_predict::testing::seed_production_model(&db, &objects)
+    let production_version = support::seed_production_model(&db, &objects)
         .await
         .context("seeding the production model")?;
     eprintln!("seeded {production_version} in {:.1?}", seeding.elapsed());

@@ -2,6 +2,8 @@
 //! a real PostgreSQL and a real S3 server: the API, its errors, metrics, reloads, the inference
 //! log, the Open Inference Protocol, and a model swap under load that fails no request.
 
+mod support;
+
 use std::{
     process::Stdio,
     sync::{
@@ -13,7 +15,6 @@ use std::{
 
 use appraise_core::{db::DbPool, keys, model::ProductionPointer, objects::ObjectStore};
 use appraise_local::{processes::FunctionProcess, s3_server::S3Server, testkit};
-use appraise_predict::testing;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -32,7 +33,7 @@ impl World {
     async fn start() -> World {
         let (db_url, db) = testkit::fresh_database().await.unwrap();
         let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
-        let production = testing::seed_production_model(&db, &objects).await.unwrap();
+        let production = support::seed_production_model(&db, &objects).await.unwrap();
         let mut env = s3.env(testkit::BUCKET);
         env.extend([
             ("DATABASE_URL".to_owned(), db_url),

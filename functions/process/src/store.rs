@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use appraise_core::{
+    db::CopyTable,
     listing::{Listing, ZipCode},
     outbox,
 };
@@ -210,6 +211,29 @@ pub async fn finish_report(
     outbox::enqueue(transaction, &manifest_key(batch_number), &manifest).await
 }
 
+/// The columns of `clean.listings` that [`insert_listings`] writes, in the order of each row's
+/// values, COPYed first into `incoming_listings`, a temporary table shaped like it.
+const INCOMING_LISTINGS: CopyTable = CopyTable {
+    table: "incoming_listings",
+    columns: &[
+        ("batch_number", Type::INT4),
+        ("row_index", Type::INT4),
+        ("brokered_by", Type::INT8),
+        ("status", Type::TEXT),
+        ("price", Type::FLOAT8),
+        ("bed", Type::INT2),
+        ("bath", Type::INT2),
+        ("acre_lot", Type::FLOAT8),
+        ("street", Type::INT8),
+        ("city", Type::TEXT),
+        ("state", Type::TEXT),
+        ("zip_code", Type::TEXT),
+        ("house_size", Type::FLOAT8),
+        ("prev_sold_date", Type::DATE),
+        ("row_hash", Type::INT8),
+    ],
+};
+
 /// COPYs the kept listings into `clean.listings`, skipping any whose content an earlier batch
 /// already holds; returns how many were inserted.
 pub async fn insert_listings(
@@ -223,32 +247,8 @@ pub async fn insert_listings(
              ON COMMIT DROP",
         )
         .await?;
-    let sink = transaction
-        .copy_in(
-            "COPY incoming_listings (batch_number, row_index, brokered_by, status, price, bed,
-                                     bath, acre_lot, street, city, state, zip_code, house_size,
-                                     prev_sold_date, row_hash)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let types = [
-        Type::INT4,
-        Type::INT4,
-        Type::INT8,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::INT2,
-        Type::INT2,
-        Type::FLOAT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::DATE,
-        Type::INT8,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let sink = transaction.copy_in(&INCOMING_LISTINGS.statement()).await?;
+    let writer = BinaryCopyInWriter::new(sink, &INCOMING_LISTINGS.types());
     pin_mut!(writer);
     for (row_index, fingerprint, listing) in kept {
         writer

@@ -27,6 +27,8 @@
 //! older, or absent, the answer is a final 400.
 
 pub mod config;
+pub mod decision;
+pub mod store;
 
 use std::{
     sync::Arc,
@@ -35,8 +37,8 @@ use std::{
 
 use anyhow::Context;
 use appraise_core::{
-    clean::{self, Side, split_side},
-    db::{DbPool, locks},
+    clean::{self, CleanRow, Side, split_side},
+    db::DbPool,
     events::{ObjectCreated, Trigger},
     keys,
     model::{ModelArtifact, ProductionPointer, metrics::Metrics},
@@ -47,11 +49,11 @@ use appraise_core::{
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
-pub use crate::config::{PromoteConfig, PromotionRule};
+pub use crate::{config::PromoteConfig, decision::PromotionRule};
 
-/// A model and its score on the evaluation rows.
+/// A model version and its score on the evaluation rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
+pub struct ModelScore {
     pub version: String,
     pub metrics: Metrics,
 }
@@ -65,8 +67,8 @@ pub enum PromoteReport {
         training_id: i64,
         promoted: bool,
         reason: String,
-        candidate: Scored,
-        production: Option<Scored>,
+        candidate: ModelScore,
+        production: Option<ModelScore>,
         evaluation_rows: usize,
         /// Older trainings this invocation decided first, oldest first: their candidates
         /// events never came.
@@ -245,158 +247,93 @@ impl Promote {
         }
     }
 
+    /// Decides one training under the promote lock: its best candidate against the production
+    /// model on the same held-out rows, the decision recorded and, when promoted, the pointer
+    /// moved. `None` when it is not a recorded training that trained.
     async fn decide(
         &self,
         transaction: &Transaction<'_>,
         training_id: i64,
     ) -> Result<Option<PromoteReport>, StageError> {
-        transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::PROMOTE])
+        store::lock_promote(transaction)
             .await
             .map_err(unavailable)?;
-        if transaction
-            .query_opt(
-                "SELECT 1 FROM ops.promotions WHERE training_id = $1",
-                &[&training_id],
-            )
+        if store::promotion_decided(transaction, training_id)
             .await
             .map_err(unavailable)?
-            .is_some()
         {
             return Ok(Some(PromoteReport::Duplicate {
                 training_id,
                 caught_up: Vec::new(),
             }));
         }
-        let Some(training) = transaction
-            .query_opt(
-                "SELECT first_batch, last_batch, split_seed FROM ops.trainings
-                 WHERE id = $1 AND decision = 'train'",
-                &[&training_id],
-            )
+        let Some(training) = store::trained_rows(transaction, training_id)
             .await
             .map_err(unavailable)?
         else {
             return Ok(None);
         };
-        let (first_batch, last_batch, split_seed): (i32, i32, i64) =
-            (training.get(0), training.get(1), training.get(2));
-        let candidate = transaction
-            .query_opt(
-                "SELECT version, artifact_key FROM ops.model_versions WHERE training_id = $1
-                 ORDER BY (validation->>'rmse')::float8, version LIMIT 1",
-                &[&training_id],
-            )
+        let candidate = store::best_candidate(transaction, training_id)
             .await
             .map_err(unavailable)?
             .ok_or_else(|| {
                 StageError::Rejected(format!("training {training_id} has no model versions"))
             })?;
-        let (candidate_version, candidate_key): (String, String) =
-            (candidate.get(0), candidate.get(1));
-        let production: Option<(String, String)> = transaction
-            .query_opt(
-                "SELECT p.version, v.artifact_key FROM ops.production p
-                 JOIN ops.model_versions v USING (version)",
-                &[],
-            )
+        let production = store::production_model(transaction)
             .await
-            .map_err(unavailable)?
-            .map(|row| (row.get(0), row.get(1)));
+            .map_err(unavailable)?;
 
-        // The held-out rows: the candidate training's test side.
-        let rows = clean::clean_rows(transaction, first_batch, last_batch).await?;
-        let test_rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| split_side(r.row_hash, split_seed as u64) == Side::Test)
-            .collect();
-        if test_rows.is_empty() {
-            return Err(StageError::Rejected(format!(
-                "training {training_id} has no test rows to score on"
-            )));
-        }
-        let candidate_artifact = self.artifact(&candidate_key).await?;
+        let test_rows = held_out_rows(transaction, training_id, &training).await?;
+        let candidate_artifact = self.artifact(&candidate.artifact_key).await?;
         let production_artifact = match &production {
-            Some((_, key)) => Some(self.artifact(key).await?),
+            Some(model) => Some(self.artifact(&model.artifact_key).await?),
             None => None,
         };
         let evaluation_rows = test_rows.len();
         let candidate_algorithm = candidate_artifact.algorithm.clone();
-        let (candidate_metrics, production_metrics) = tokio::task::spawn_blocking(move || {
-            let actual: Vec<f64> = test_rows.iter().map(|r| r.price).collect();
-            let score = |artifact: &ModelArtifact| {
-                let predicted: Vec<f64> = test_rows
-                    .iter()
-                    .map(|r| artifact.predict(&r.input()))
-                    .collect();
-                Metrics::compute(&actual, &predicted).expect("rows to score")
-            };
-            (
-                score(&candidate_artifact),
-                production_artifact.as_ref().map(score),
-            )
-        })
-        .await
-        .map_err(|e| StageError::Unavailable(format!("the scoring task failed: {e}")))?;
+        let (candidate_metrics, production_metrics) =
+            score(test_rows, candidate_artifact, production_artifact).await?;
 
         let verdict = self.inner.config.rule.decide(
             candidate_metrics.rmse,
             production_metrics.as_ref().map(|m| m.rmse),
         );
-        let candidate = Scored {
-            version: candidate_version.clone(),
+        let candidate_score = ModelScore {
+            version: candidate.version.clone(),
             metrics: candidate_metrics,
         };
         let production = production
             .zip(production_metrics)
-            .map(|((version, _), metrics)| Scored { version, metrics });
-        let promotion_id: i64 = transaction
-            .query_one(
-                "INSERT INTO ops.promotions (training_id, candidate_version, production_version,
-                     decision, reason, candidate_metrics, production_metrics, evaluation_rows)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                &[
-                    &training_id,
-                    &candidate.version,
-                    &production.as_ref().map(|p| &p.version),
-                    &if verdict.promote {
-                        "promoted"
-                    } else {
-                        "rejected"
-                    },
-                    &verdict.reason,
-                    &json(&candidate.metrics)?,
-                    &production.as_ref().map(|p| json(&p.metrics)).transpose()?,
-                    &(evaluation_rows as i64),
-                ],
-            )
-            .await
-            .map_err(unavailable)?
-            .get(0);
+            .map(|(model, metrics)| ModelScore {
+                version: model.version,
+                metrics,
+            });
+        let promotion_id = store::insert_promotion(
+            transaction,
+            &store::PromotionRecord {
+                training_id,
+                candidate_version: &candidate_score.version,
+                production_version: production.as_ref().map(|p| p.version.as_str()),
+                promoted: verdict.promote,
+                reason: &verdict.reason,
+                candidate_metrics: json(&candidate_score.metrics)?,
+                production_metrics: production.as_ref().map(|p| json(&p.metrics)).transpose()?,
+                evaluation_rows: evaluation_rows as i64,
+            },
+        )
+        .await
+        .map_err(unavailable)?;
         if verdict.promote {
-            let promoted_at: time::OffsetDateTime = transaction
-                .query_one(
-                    "INSERT INTO ops.production (singleton, version, promoted_at, promotion_id)
-                     VALUES (true, $1, now(), $2)
-                     ON CONFLICT (singleton) DO UPDATE
-                     SET version = excluded.version, promoted_at = excluded.promoted_at,
-                         promotion_id = excluded.promotion_id
-                     RETURNING promoted_at",
-                    &[&candidate.version, &promotion_id],
-                )
-                .await
-                .map_err(unavailable)?
-                .get(0);
+            let promoted_at =
+                move_production(transaction, &candidate_score.version, promotion_id).await?;
             let pointer = ProductionPointer {
-                version: candidate.version.clone(),
+                version: candidate_score.version.clone(),
                 algorithm: candidate_algorithm,
-                artifact_key: candidate_key,
+                artifact_key: candidate.artifact_key,
                 promotion_id,
                 training_id,
-                test: candidate.metrics,
-                promoted_at: promoted_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .context("formatting promoted_at")?,
+                test: candidate_score.metrics,
+                promoted_at,
             };
             outbox::enqueue_replacing(transaction, keys::PRODUCTION_POINTER, &json(&pointer)?)
                 .await?;
@@ -405,7 +342,7 @@ impl Promote {
             training_id,
             promoted: verdict.promote,
             reason: verdict.reason,
-            candidate,
+            candidate: candidate_score,
             production,
             evaluation_rows,
             caught_up: Vec::new(),
@@ -427,21 +364,62 @@ async fn undecided_before(
     transaction: &Transaction<'_>,
     training_id: i64,
 ) -> Result<Vec<i64>, tokio_postgres::Error> {
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::PROMOTE])
-        .await?;
-    Ok(transaction
-        .query(
-            "SELECT t.id FROM ops.trainings t
-             WHERE t.decision = 'train' AND t.id < $1
-               AND NOT EXISTS (SELECT 1 FROM ops.promotions p WHERE p.training_id = t.id)
-             ORDER BY t.id",
-            &[&training_id],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
+    store::lock_promote(transaction).await?;
+    store::undecided_before(transaction, training_id).await
+}
+
+/// The held-out rows: the training's test side, which no model trained with the same split
+/// seed has seen.
+async fn held_out_rows(
+    transaction: &Transaction<'_>,
+    training_id: i64,
+    training: &store::TrainedRows,
+) -> Result<Vec<CleanRow>, StageError> {
+    let rows = clean::clean_rows(transaction, training.first_batch, training.last_batch).await?;
+    let test_rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| split_side(r.row_hash, training.split_seed as u64) == Side::Test)
+        .collect();
+    if test_rows.is_empty() {
+        return Err(StageError::Rejected(format!(
+            "training {training_id} has no test rows to score on"
+        )));
+    }
+    Ok(test_rows)
+}
+
+/// The candidate's and the production model's metrics on the same rows (CPU work: off the
+/// async runtime).
+async fn score(
+    rows: Vec<CleanRow>,
+    candidate: ModelArtifact,
+    production: Option<ModelArtifact>,
+) -> Result<(Metrics, Option<Metrics>), StageError> {
+    tokio::task::spawn_blocking(move || {
+        let actual: Vec<f64> = rows.iter().map(|r| r.price).collect();
+        let score = |artifact: &ModelArtifact| {
+            let predicted: Vec<f64> = rows.iter().map(|r| artifact.predict(&r.input())).collect();
+            Metrics::compute(&actual, &predicted).expect("rows to score")
+        };
+        (score(&candidate), production.as_ref().map(score))
+    })
+    .await
+    .map_err(|e| StageError::Unavailable(format!("the scoring task failed: {e}")))
+}
+
+/// Points `ops.production` at `version`; returns when, in RFC 3339, as the database recorded
+/// it.
+async fn move_production(
+    transaction: &Transaction<'_>,
+    version: &str,
+    promotion_id: i64,
+) -> Result<String, StageError> {
+    let promoted_at = store::set_production(transaction, version, promotion_id)
+        .await
+        .map_err(unavailable)?;
+    Ok(promoted_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("formatting promoted_at")?)
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, StageError> {

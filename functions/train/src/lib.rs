@@ -43,11 +43,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use appraise_core::{
-    clean::{self, CleanRow, Side, split_side},
-    db::{DbPool, locks},
+    clean::{self, CleanRow},
+    db::DbPool,
     events::{ObjectCreated, Trigger},
-    features::FeatureSpec,
-    model::{Matrix, ModelArtifact, TrainedModel, metrics::Metrics},
+    model::{ModelArtifact, metrics::Metrics},
     objects::ObjectStore,
     outbox,
     runtime::{self, StageError, StageResult},
@@ -278,22 +277,9 @@ impl Train {
         transaction: &Transaction<'_>,
         batch_number: i32,
     ) -> anyhow::Result<(usize, Vec<i32>)> {
-        transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::TRAIN])
-            .await?;
+        store::lock_train(transaction).await?;
         let removed = self.remove_orphan_artifacts(transaction).await?;
-        let pending = transaction
-            .query(
-                "SELECT c.batch_number FROM ops.clean_batches c
-                 WHERE c.batch_number < $1
-                   AND NOT EXISTS (SELECT 1 FROM ops.trainings t WHERE t.batch_number = c.batch_number)
-                 ORDER BY c.batch_number",
-                &[&batch_number],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let pending = store::undecided_batches_before(transaction, batch_number).await?;
         Ok((removed, pending))
     }
 
@@ -304,12 +290,7 @@ impl Train {
         &self,
         transaction: &Transaction<'_>,
     ) -> anyhow::Result<usize> {
-        let versions: std::collections::HashSet<String> = transaction
-            .query("SELECT version FROM ops.model_versions", &[])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let versions = store::model_versions(transaction).await?;
         let mut removed = 0;
         for key in self.inner.objects.list(MODELS_PREFIX).await? {
             let version = key[MODELS_PREFIX.len()..]
@@ -385,20 +366,11 @@ impl Train {
     ) -> Result<Option<TrainReport>, StageError> {
         let inner = &self.inner;
         let outcome: anyhow::Result<Option<TrainReport>> = async {
-            transaction
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&locks::TRAIN])
-                .await?;
-            let known = transaction
-                .query_opt("SELECT 1 FROM ops.clean_batches WHERE batch_number = $1", &[&batch_number])
-                .await?;
-            if known.is_none() {
+            store::lock_train(transaction).await?;
+            if !store::clean_batch_exists(transaction, batch_number).await? {
                 return Ok(None);
             }
-            if transaction
-                .query_opt("SELECT 1 FROM ops.trainings WHERE batch_number = $1", &[&batch_number])
-                .await?
-                .is_some()
-            {
+            if store::batch_decided(transaction, batch_number).await? {
                 return Ok(Some(TrainReport::Duplicate {
                     batch_number,
                     caught_up: Vec::new(),
@@ -417,7 +389,8 @@ impl Train {
             let mut drift_report_id: Option<i64> = None;
             if let Some((training_id, first, last)) = production {
                 let reference_rows = clean::clean_rows(transaction, first, last).await?;
-                let current_rows = clean::clean_rows(transaction, first_new_batch, batch_number).await?;
+                let current_rows =
+                    clean::clean_rows(transaction, first_new_batch, batch_number).await?;
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
                 let report = drift_report(&reference, &current, &inner.config.drift)?;
@@ -427,15 +400,10 @@ impl Train {
                             .set(statistic);
                     }
                 }
-                let id: i64 = transaction
-                    .query_one(
-                        "INSERT INTO ops.drift_reports (batch_number, reference_training, report, drifted, worst_feature)
-                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                        &[&batch_number, &training_id, &serde_json::to_value(&report)?, &report.drifted, &report.worst],
-                    )
-                    .await?
-                    .get(0);
-                drift_report_id = Some(id);
+                drift_report_id = Some(
+                    store::insert_drift_report(transaction, batch_number, training_id, &report)
+                        .await?,
+                );
                 drift = Some(report);
             }
             let decision = inner.config.rule.decide(&Situation {
@@ -448,35 +416,26 @@ impl Train {
                 0 => i32::MIN,
                 window => batch_number - (window.min(i32::MAX as u32) as i32) + 1,
             };
-            let first_batch: i32 = transaction
-                .query_one(
-                    "SELECT coalesce(min(batch_number), $1) FROM ops.clean_batches
-                     WHERE batch_number >= $2 AND batch_number <= $1",
-                    &[&batch_number, &window_start],
-                )
-                .await?
-                .get(0);
+            let first_batch =
+                store::first_clean_batch(transaction, window_start, batch_number).await?;
             // A training's id is its batch's number: a training redone after a lost commit
             // gets the same id, and so the same version names.
             let training_id = i64::from(batch_number);
-            transaction
-                .execute(
-                    "INSERT INTO ops.trainings (id, batch_number, decision, reason, new_rows,
-                                                drift_report_id, first_batch, last_batch, split_seed)
-                     VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &batch_number,
-                        &if decision.trains() { "train" } else { "skip" },
-                        &decision.reason(),
-                        &new_rows,
-                        &drift_report_id,
-                        &first_batch,
-                        &batch_number,
-                        &(inner.config.split_seed as i64),
-                        &training_id,
-                    ],
-                )
-                .await?;
+            store::insert_training(
+                transaction,
+                &store::TrainingRecord {
+                    id: training_id,
+                    batch_number,
+                    trains: decision.trains(),
+                    reason: decision.reason(),
+                    new_rows,
+                    drift_report_id,
+                    first_batch,
+                    last_batch: batch_number,
+                    split_seed: inner.config.split_seed as i64,
+                },
+            )
+            .await?;
             let drift_summary = drift.as_ref().map(DriftSummary::of);
             let Decision::Train { reason } = decision else {
                 return Ok(Some(TrainReport::Skipped {
@@ -488,7 +447,14 @@ impl Train {
                 }));
             };
             let report = self
-                .train(transaction, training_id, batch_number, first_batch, reason, drift_summary)
+                .train(
+                    transaction,
+                    training_id,
+                    batch_number,
+                    first_batch,
+                    reason,
+                    drift_summary,
+                )
                 .await?;
             Ok(Some(report))
         }
@@ -509,15 +475,9 @@ impl Train {
         // Version names are `t{batch:06}-{algorithm}`. Only models of trainings recorded
         // before ids were batch numbers can hold such a name already; never overwrite their
         // artifacts.
-        let taken: Vec<String> = transaction
-            .query(
-                "SELECT version FROM ops.model_versions WHERE starts_with(version, $1)",
-                &[&format!("t{training_id:06}-")],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let taken =
+            store::model_versions_starting_with(transaction, &format!("t{training_id:06}-"))
+                .await?;
         if !taken.is_empty() {
             anyhow::bail!(
                 "training {training_id}'s version names are taken by models of an older training \
@@ -532,12 +492,12 @@ impl Train {
             .map(|dir| dir.join(format!("training-{training_id:06}")));
         // Fitting is CPU work: off the async runtime.
         let (spec, fitted, sizes) =
-            tokio::task::spawn_blocking(move || fit_all(&rows, &config, export.as_deref()))
+            tokio::task::spawn_blocking(move || fit::fit_all(&rows, &config, export.as_deref()))
                 .await
                 .context("the training task panicked")??;
 
         let mut candidates = Vec::new();
-        for Scored {
+        for fit::ScoredFit {
             fitted,
             validation,
             test,
@@ -568,25 +528,21 @@ impl Train {
                 .objects
                 .put(&artifact_key, Bytes::from(body), "application/json")
                 .await?;
-            let params = artifact.model.params();
-            transaction
-                .execute(
-                    "INSERT INTO ops.model_versions (version, training_id, algorithm, params, validation,
-                                                     test, fit_seconds, artifact_key, code_version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    &[
-                        &version,
-                        &training_id,
-                        &algorithm,
-                        &params,
-                        &serde_json::to_value(validation)?,
-                        &serde_json::to_value(test)?,
-                        &fit_seconds,
-                        &artifact_key,
-                        &CODE_VERSION,
-                    ],
-                )
-                .await?;
+            store::insert_model_version(
+                transaction,
+                &store::ModelVersionRecord {
+                    version: &version,
+                    training_id,
+                    algorithm,
+                    params: &artifact.model.params(),
+                    validation: &validation,
+                    test: &test,
+                    fit_seconds,
+                    artifact_key: &artifact_key,
+                    code_version: CODE_VERSION,
+                },
+            )
+            .await?;
             candidates.push(Candidate {
                 version,
                 algorithm: algorithm.to_owned(),
@@ -596,20 +552,13 @@ impl Train {
                 artifact_key,
             });
         }
-        transaction
-            .execute(
-                "UPDATE ops.trainings SET rows_train = $2, rows_validation = $3, rows_test = $4,
-                                          feature_spec = $5
-                 WHERE id = $1",
-                &[
-                    &training_id,
-                    &(sizes[0] as i64),
-                    &(sizes[1] as i64),
-                    &(sizes[2] as i64),
-                    &serde_json::to_value(&spec)?,
-                ],
-            )
-            .await?;
+        store::record_split(
+            transaction,
+            training_id,
+            sizes,
+            &serde_json::to_value(&spec)?,
+        )
+        .await?;
         let best = candidates
             .iter()
             .min_by(|a, b| a.validation.rmse.total_cmp(&b.validation.rmse))
@@ -658,78 +607,4 @@ fn describe_age(age: Option<std::time::Duration>) -> String {
         || "at an unknown time".to_owned(),
         |age| format!("{}s ago", age.as_secs()),
     )
-}
-
-/// A fitted model with its validation and test metrics.
-struct Scored {
-    fitted: fit::FittedModel,
-    validation: Metrics,
-    test: Metrics,
-}
-
-/// Splits the rows, fits the features and every model, and scores them.
-fn fit_all(
-    rows: &[CleanRow],
-    config: &TrainConfig,
-    export: Option<&std::path::Path>,
-) -> anyhow::Result<(FeatureSpec, Vec<Scored>, [usize; 3])> {
-    let mut sides: [Vec<&CleanRow>; 3] = Default::default();
-    for row in rows {
-        let side = match split_side(row.row_hash, config.split_seed) {
-            Side::Train => 0,
-            Side::Validation => 1,
-            Side::Test => 2,
-        };
-        sides[side].push(row);
-    }
-    let sizes = [sides[0].len(), sides[1].len(), sides[2].len()];
-    if sizes.contains(&0) {
-        anyhow::bail!("too few rows to split into train, validation and test: {sizes:?}");
-    }
-    if let Some(prefix) = export {
-        let path = |side: &str| {
-            let mut name = prefix.as_os_str().to_owned();
-            name.push(format!("-{side}.csv"));
-            std::path::PathBuf::from(name)
-        };
-        store::write_realtor_csv(&path("train"), &sides[0])?;
-        store::write_realtor_csv(&path("test"), &sides[2])?;
-    }
-    let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
-    let prices: Vec<f64> = sides[0].iter().map(|r| r.price).collect();
-    let (spec, train_features) = FeatureSpec::fit_cross(&inputs, &prices)?;
-    let x = Matrix::from_rows(&train_features).context("feature rows")?;
-    let matrix_of = |side: &[&CleanRow]| {
-        Matrix::from_rows(
-            &side
-                .iter()
-                .map(|r| spec.transform(&r.input()))
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (validation_x, test_x) = (
-        matrix_of(&sides[1]).context("validation rows")?,
-        matrix_of(&sides[2]).context("test rows")?,
-    );
-    let validation_y: Vec<f64> = sides[1].iter().map(|r| r.price).collect();
-    let test_y: Vec<f64> = sides[2].iter().map(|r| r.price).collect();
-
-    let score = |model: &TrainedModel| -> anyhow::Result<(Metrics, Metrics)> {
-        Ok((
-            Metrics::compute(&validation_y, &model.predict(&validation_x)).context("validation")?,
-            Metrics::compute(&test_y, &model.predict(&test_x)).context("test")?,
-        ))
-    };
-    let fitted = fit::fit_models(&x, &prices, config)?
-        .into_iter()
-        .map(|fitted| {
-            let (validation, test) = score(&fitted.model)?;
-            Ok(Scored {
-                fitted,
-                validation,
-                test,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((spec, fitted, sizes))
 }

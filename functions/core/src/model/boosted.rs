@@ -1,5 +1,6 @@
 //! A fitted gradient-boosted tree ensemble in the terms of XGBoost's JSON model format
-//! (`Booster.save_model("model.json")`), read from it and evaluated in plain Rust.
+//! (`Booster.save_model("model.json")`), evaluated in plain Rust. Reading and writing that
+//! format is [`super::xgboost_json`].
 //!
 //! The train stage grows the trees itself (`appraise_train::fit::boosting`) and stores them in
 //! XGBoost's JSON next to our artifact, so Python's `xgboost` loads the same model. The walk
@@ -9,6 +10,8 @@
 //! bit of an `f32`; XGBoost 3 adds the base score last).
 
 use serde::{Deserialize, Serialize};
+
+pub use super::xgboost_json::XgboostJsonError;
 
 /// One node of a [`BoostedTree`]: an inner node sends `value < condition` to `left`, anything
 /// else to `right`, and a missing value (NaN) to its default side; a leaf has `left == -1` and
@@ -79,17 +82,6 @@ pub struct BoostedTrees {
     pub trees: Vec<BoostedTree>,
 }
 
-/// Why an XGBoost JSON model could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum XgboostJsonError {
-    #[error("not an XGBoost JSON model: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("unsupported XGBoost model: {0}")]
-    Unsupported(String),
-    #[error("tree {tree} is malformed: {reason}")]
-    BadTree { tree: usize, reason: &'static str },
-}
-
 impl BoostedNode {
     /// The child a row goes to from this inner node.
     fn next(&self, x: &[f64]) -> usize {
@@ -113,7 +105,7 @@ impl BoostedTree {
     }
 
     /// Checks that every walk ends at a leaf: children in range and pointing forward.
-    fn validate(&self, features: usize) -> Result<(), &'static str> {
+    pub(super) fn validate(&self, features: usize) -> Result<(), &'static str> {
         let n = self.nodes.len();
         if n == 0 {
             return Err("no nodes");
@@ -173,210 +165,5 @@ impl BoostedTrees {
             }
         }
         f64::from(sum)
-    }
-
-    /// Reads a model saved by XGBoost as JSON: a `gbtree` booster with the
-    /// `reg:squarederror` objective over `features` numeric features.
-    pub fn from_xgboost_json(
-        json: &str,
-        params: BoostingParams,
-        features: usize,
-    ) -> Result<BoostedTrees, XgboostJsonError> {
-        let model: xgb::Model = serde_json::from_str(json)?;
-        let learner = model.learner;
-        if learner.objective.name != "reg:squarederror" {
-            return Err(XgboostJsonError::Unsupported(format!(
-                "objective {:?} (only reg:squarederror)",
-                learner.objective.name
-            )));
-        }
-        if learner.gradient_booster.name != "gbtree" {
-            return Err(XgboostJsonError::Unsupported(format!(
-                "booster {:?} (only gbtree)",
-                learner.gradient_booster.name
-            )));
-        }
-        let base_score: f32 = learner
-            .learner_model_param
-            .base_score
-            .parse()
-            .map_err(|_| {
-                XgboostJsonError::Unsupported(format!(
-                    "base_score {:?} is not a number",
-                    learner.learner_model_param.base_score
-                ))
-            })?;
-        let mut trees = Vec::new();
-        for (index, tree) in learner.gradient_booster.model.trees.into_iter().enumerate() {
-            if tree.split_type.iter().any(|&t| t != 0) {
-                return Err(XgboostJsonError::Unsupported(
-                    "categorical splits".to_owned(),
-                ));
-            }
-            let n = tree.left_children.len();
-            if [
-                tree.right_children.len(),
-                tree.split_indices.len(),
-                tree.split_conditions.len(),
-                tree.default_left.len(),
-            ]
-            .iter()
-            .any(|&len| len != n)
-            {
-                return Err(XgboostJsonError::BadTree {
-                    tree: index,
-                    reason: "node arrays of different lengths",
-                });
-            }
-            if tree.split_indices.iter().any(|&f| f & DEFAULT_LEFT != 0) {
-                return Err(XgboostJsonError::BadTree {
-                    tree: index,
-                    reason: "a feature index too large",
-                });
-            }
-            let tree = BoostedTree {
-                nodes: (0..n)
-                    .map(|i| BoostedNode {
-                        condition: tree.split_conditions[i],
-                        feature: tree.split_indices[i]
-                            | if tree.default_left[i].0 {
-                                DEFAULT_LEFT
-                            } else {
-                                0
-                            },
-                        left: tree.left_children[i],
-                        right: tree.right_children[i],
-                    })
-                    .collect(),
-            };
-            tree.validate(features)
-                .map_err(|reason| XgboostJsonError::BadTree {
-                    tree: index,
-                    reason,
-                })?;
-            trees.push(tree);
-        }
-        Ok(BoostedTrees {
-            params,
-            base_score,
-            trees,
-        })
-    }
-}
-
-/// The parts of XGBoost's JSON model schema that prediction needs.
-mod xgb {
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub struct Model {
-        pub learner: Learner,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Learner {
-        pub learner_model_param: LearnerModelParam,
-        pub objective: Named,
-        pub gradient_booster: GradientBooster,
-    }
-
-    #[derive(Deserialize)]
-    pub struct LearnerModelParam {
-        pub base_score: String,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Named {
-        pub name: String,
-    }
-
-    #[derive(Deserialize)]
-    pub struct GradientBooster {
-        pub name: String,
-        pub model: TreeModel,
-    }
-
-    #[derive(Deserialize)]
-    pub struct TreeModel {
-        pub trees: Vec<Tree>,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Tree {
-        pub split_indices: Vec<u32>,
-        pub split_conditions: Vec<f32>,
-        pub left_children: Vec<i32>,
-        pub right_children: Vec<i32>,
-        pub default_left: Vec<Flag>,
-        #[serde(default)]
-        pub split_type: Vec<u8>,
-    }
-
-    /// XGBoost writes `default_left` as 0/1; some versions wrote booleans.
-    pub struct Flag(pub bool);
-
-    impl<'de> Deserialize<'de> for Flag {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
-            #[derive(Deserialize)]
-            #[serde(untagged)]
-            enum Raw {
-                Bool(bool),
-                Int(u8),
-            }
-            Ok(Flag(match Raw::deserialize(d)? {
-                Raw::Bool(b) => b,
-                Raw::Int(i) => i != 0,
-            }))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A two-split model in XGBoost 1.6's JSON layout (trimmed to what is read).
-    const MODEL: &str = r#"{"learner": {
-        "learner_model_param": {"base_score": "5E-1", "num_feature": "2"},
-        "objective": {"name": "reg:squarederror"},
-        "gradient_booster": {"name": "gbtree", "model": {"trees": [
-            {"split_indices": [0, 0, 0], "split_conditions": [1.5, -1.0, 2.0],
-             "left_children": [1, -1, -1], "right_children": [2, -1, -1],
-             "default_left": [1, 0, 0], "split_type": [0, 0, 0]},
-            {"split_indices": [1, 0, 0], "split_conditions": [0.0, 0.25, 0.5],
-             "left_children": [1, -1, -1], "right_children": [2, -1, -1],
-             "default_left": [0, 0, 0], "split_type": [0, 0, 0]}
-        ]}}
-    }}"#;
-
-    #[test]
-    fn walks_trees_as_xgboost_does() {
-        let model = BoostedTrees::from_xgboost_json(MODEL, BoostingParams::default(), 2).unwrap();
-        assert_eq!(model.base_score, 0.5);
-        // x0 < 1.5 → −1; x1 < 0 → 0.25.
-        assert_eq!(model.predict_row(&[1.0, -3.0]), 0.5 - 1.0 + 0.25);
-        // Equal to the condition goes right (strict <).
-        assert_eq!(model.predict_row(&[1.5, 0.0]), 0.5 + 2.0 + 0.5);
-        // Missing x0 takes tree 0's default (left); missing x1 tree 1's default (right).
-        assert_eq!(model.predict_row(&[f64::NAN, f64::NAN]), 0.5 - 1.0 + 0.5);
-    }
-
-    #[test]
-    fn refuses_what_it_cannot_evaluate() {
-        let other = MODEL.replace("reg:squarederror", "binary:logistic");
-        assert!(matches!(
-            BoostedTrees::from_xgboost_json(&other, BoostingParams::default(), 2),
-            Err(XgboostJsonError::Unsupported(_))
-        ));
-        // A split on feature 5 of a 2-feature model.
-        let bad = MODEL.replace(
-            "[1, 0, 0], \"split_conditions\": [0.0",
-            "[5, 0, 0], \"split_conditions\": [0.0",
-        );
-        assert!(matches!(
-            BoostedTrees::from_xgboost_json(&bad, BoostingParams::default(), 2),
-            Err(XgboostJsonError::BadTree { tree: 1, .. })
-        ));
-        assert!(BoostedTrees::from_xgboost_json("{}", BoostingParams::default(), 2).is_err());
     }
 }

@@ -1,14 +1,16 @@
 //! Fitted models, as train stores them and promote and predict use them: the model kinds, the
 //! artifact that carries a model with its [`FeatureSpec`], and the regression [`metrics`].
 //!
-//! Fitting lives in the train stage; everything here only predicts, so serving links no
-//! training code (and no XGBoost library).
+//! Fitting lives in the train stage; everything here only predicts, or reads and writes
+//! XGBoost's JSON ([`xgboost_json`]), so serving links no training code (and no XGBoost
+//! library).
 
 pub mod boosted;
 pub mod forest;
 pub mod metrics;
 mod packed;
 pub mod ridge;
+pub mod xgboost_json;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,14 +1,21 @@
-//! Fitting the three model kinds on a feature matrix: [`ridge`], a random [`forest`] and
-//! gradient-boosted trees ([`boosting`], saved in XGBoost's format). The fitted forms live in `appraise_core::model`,
-//! which promote and predict use without any of this code.
+//! Fitting: the clean rows split into train, validation and test sides, the features fitted
+//! ([`fit_all`]), and the three model kinds fitted on a feature matrix: [`ridge`], a random
+//! [`forest`] and gradient-boosted trees ([`boosting`], saved in XGBoost's format). The fitted
+//! forms live in `appraise_core::model`, which promote and predict use without any of this code.
 
 pub mod boosting;
+pub mod export;
 pub mod forest;
 pub mod ridge;
 
 use std::time::Instant;
 
-use appraise_core::model::{Matrix, TrainedModel};
+use anyhow::Context;
+use appraise_core::{
+    clean::{CleanRow, Side, split_side},
+    features::FeatureSpec,
+    model::{Matrix, TrainedModel, metrics::Metrics},
+};
 
 use crate::config::TrainConfig;
 
@@ -51,4 +58,81 @@ pub fn fit_models(x: &Matrix, y: &[f64], config: &TrainConfig) -> anyhow::Result
             ))
         })?,
     ])
+}
+
+/// A fitted model with its validation and test metrics.
+pub struct ScoredFit {
+    pub fitted: FittedModel,
+    pub validation: Metrics,
+    pub test: Metrics,
+}
+
+/// Splits the rows 70 / 15 / 15 by fingerprint, fits the features on the training side and
+/// every model on them, and scores the models on the validation and test sides; returns the
+/// feature spec, the scored models and the sizes of the three sides. With `export`, the training
+/// and test rows are also written as CSVs named after it (see [`export`]).
+pub fn fit_all(
+    rows: &[CleanRow],
+    config: &TrainConfig,
+    export: Option<&std::path::Path>,
+) -> anyhow::Result<(FeatureSpec, Vec<ScoredFit>, [usize; 3])> {
+    let mut sides: [Vec<&CleanRow>; 3] = Default::default();
+    for row in rows {
+        let side = match split_side(row.row_hash, config.split_seed) {
+            Side::Train => 0,
+            Side::Validation => 1,
+            Side::Test => 2,
+        };
+        sides[side].push(row);
+    }
+    let sizes = [sides[0].len(), sides[1].len(), sides[2].len()];
+    if sizes.contains(&0) {
+        anyhow::bail!("too few rows to split into train, validation and test: {sizes:?}");
+    }
+    if let Some(prefix) = export {
+        let path = |side: &str| {
+            let mut name = prefix.as_os_str().to_owned();
+            name.push(format!("-{side}.csv"));
+            std::path::PathBuf::from(name)
+        };
+        export::write_realtor_csv(&path("train"), &sides[0])?;
+        export::write_realtor_csv(&path("test"), &sides[2])?;
+    }
+    let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
+    let prices: Vec<f64> = sides[0].iter().map(|r| r.price).collect();
+    let (spec, train_features) = FeatureSpec::fit_cross(&inputs, &prices)?;
+    let x = Matrix::from_rows(&train_features).context("feature rows")?;
+    let matrix_of = |side: &[&CleanRow]| {
+        Matrix::from_rows(
+            &side
+                .iter()
+                .map(|r| spec.transform(&r.input()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (validation_x, test_x) = (
+        matrix_of(&sides[1]).context("validation rows")?,
+        matrix_of(&sides[2]).context("test rows")?,
+    );
+    let validation_y: Vec<f64> = sides[1].iter().map(|r| r.price).collect();
+    let test_y: Vec<f64> = sides[2].iter().map(|r| r.price).collect();
+
+    let score = |model: &TrainedModel| -> anyhow::Result<(Metrics, Metrics)> {
+        Ok((
+            Metrics::compute(&validation_y, &model.predict(&validation_x)).context("validation")?,
+            Metrics::compute(&test_y, &model.predict(&test_x)).context("test")?,
+        ))
+    };
+    let fitted = fit_models(&x, &prices, config)?
+        .into_iter()
+        .map(|fitted| {
+            let (validation, test) = score(&fitted.model)?;
+            Ok(ScoredFit {
+                fitted,
+                validation,
+                test,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((spec, fitted, sizes))
 }

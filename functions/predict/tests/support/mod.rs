@@ -1,5 +1,5 @@
-//! Test helpers (the `testing` feature): a real production model made by the real train and
-//! promote stages, for the predictor's tests.
+//! What the predictor's tests stand on: a real production model made by the real train and
+//! promote stages.
 
 use anyhow::Context;
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
@@ -9,7 +9,7 @@ use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 /// Runs train then promote on clean batch `batch` (already in the database); returns the
 /// training id, if it trained.
-pub async fn train_and_promote(
+async fn train_and_promote(
     db: &DbPool,
     objects: &ObjectStore,
     batch: i32,

@@ -1,6 +1,8 @@
-//! The two small adapters the Knative deployment needs between the platform and the functions.
+//! `appraise-bridge`: the two small adapters the Knative deployment needs between the platform
+//! and the functions. They run only on Knative, so they live apart from the local harness; the
+//! `bridge` binary serves either (`bridge serve`, `bridge job`).
 //!
-//! **The MinIO → CloudEvents bridge** (`appraise bridge`). MinIO's webhook posts plain JSON
+//! **The MinIO → CloudEvents bridge** (`bridge serve`). MinIO's webhook posts plain JSON
 //! bodies (`EventName`, `Key`, `Records[]`) without CloudEvents headers, which a Knative Broker
 //! refuses. The bridge takes those bodies on `POST /` and sends one CloudEvent per record, in
 //! binary mode, to `$K_SINK` (the Broker, injected by a SinkBinding), mapped as the CloudEvents
@@ -23,7 +25,7 @@
 //! 2xx is retried a few times; if it still fails the bridge answers MinIO with 502, so MinIO
 //! keeps the event in its queue and sends it again.
 //!
-//! **The JobSink runner** (`appraise job`). Training may outlast a request, so on Knative it
+//! **The JobSink runner** (`bridge job`). Training may outlast a request, so on Knative it
 //! runs as a Kubernetes Job made by a JobSink, which mounts the event as a JSON file. The runner
 //! starts the function binary (in its ordinary HTTP mode, on `--port`), posts that event to it,
 //! waits for its answer, optionally lingers so Prometheus scrapes the run's metrics, stops it,
@@ -282,7 +284,7 @@ async fn deliver(bridge: &Bridge, event: &S3CloudEvent) -> Result<(), String> {
     Err(last)
 }
 
-/// What `appraise job` does.
+/// What `bridge job` does.
 #[derive(Debug, Clone)]
 pub struct JobRun {
     /// The event file (a JobSink mounts it at `/etc/jobsink-event/event`).
@@ -402,7 +404,7 @@ mod tests {
     use super::*;
 
     fn minio_body() -> Value {
-        serde_json::from_str(include_str!("../events/minio-webhook.json")).unwrap()
+        serde_json::from_str(include_str!("../../../local/events/minio-webhook.json")).unwrap()
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Gradient-boosted trees for squared error, grown the way XGBoost's `hist` method grows them,
 //! in plain Rust, and written out in XGBoost's JSON model format (which Python's `xgboost`
-//! loads).
+//! loads; the writer is `appraise_core::model::xgboost_json`, beside its reader). Binning the
+//! features and building the per-node histograms is [`histogram`]; this module grows the trees.
 //!
 //! Why not the XGBoost library: xgboost-rs vendors XGBoost 1.6.2, whose rounds cost ~5 ms here
 //! (1.4× the peer's XGBoost 3.x), and its C++ build took minutes of every cold build and would
@@ -30,8 +31,12 @@ use rayon::prelude::*;
 use appraise_core::model::{
     Matrix,
     boosted::{BoostedNode, BoostedTree, BoostedTrees, BoostingParams, DEFAULT_LEFT},
+    xgboost_json::{XgboostJsonWriter, XgboostNode},
 };
-use serde_json::json;
+
+use histogram::{Binned, Histogram, node_sums};
+
+mod histogram;
 
 /// At most this many bins per feature (XGBoost's default `max_bin`).
 pub const MAX_BINS: usize = 256;
@@ -114,8 +119,8 @@ fn boost(
     let mut predictions = vec![base_score; x.rows];
     let mut gradients = vec![0f32; x.rows];
     let mut trees = Vec::with_capacity(params.rounds);
-    let mut json_trees = Vec::with_capacity(params.rounds);
-    for round in 0..params.rounds {
+    let mut xgboost_json = XgboostJsonWriter::new(x.cols);
+    for _ in 0..params.rounds {
         for ((g, p), l) in gradients.iter_mut().zip(&predictions).zip(&labels) {
             *g = p - l;
         }
@@ -125,7 +130,7 @@ fn boost(
                 predictions[row as usize] += leaf.value;
             }
         }
-        json_trees.push(grown.to_xgboost_json(round, x.cols));
+        xgboost_json.push_tree(&grown.nodes);
         trees.push(BoostedTree {
             nodes: grown.nodes.iter().map(|n| n.node).collect(),
         });
@@ -135,7 +140,7 @@ fn boost(
         base_score,
         trees,
     };
-    let xgboost_json = xgboost_model_json(base_score, x.cols, json_trees);
+    let xgboost_json = xgboost_json.finish(base_score);
     Ok((
         FittedBoosting {
             model,
@@ -143,95 +148,6 @@ fn boost(
         },
         predictions,
     ))
-}
-
-/// Features cut into bins, row by row: `bins[i * cols + f]` is row `i`'s bin of feature `f`
-/// (one row's bins share a cache line, for filling histograms), and again column by column in
-/// `columns[f * rows + i]` (one feature's bins fit in cache, for partitioning a node's rows).
-/// The bins of feature `f` sit at `offsets[f]..offsets[f + 1]` in a histogram.
-struct Binned {
-    rows: usize,
-    cols: usize,
-    bins: Vec<u8>,
-    columns: Vec<u8>,
-    /// `cuts[f][b]`: values of feature `f` below it are in bins `..=b`.
-    cuts: Vec<Vec<f32>>,
-    offsets: Vec<usize>,
-}
-
-impl Binned {
-    fn new(x: &Matrix) -> Binned {
-        let mut bins = vec![0u8; x.rows * x.cols];
-        let mut columns = vec![0u8; x.rows * x.cols];
-        let mut cuts = Vec::with_capacity(x.cols);
-        let mut offsets = vec![0];
-        let mut column: Vec<f32> = Vec::with_capacity(x.rows);
-        for f in 0..x.cols {
-            column.clear();
-            column.extend(
-                (0..x.rows)
-                    .map(|i| x.data[i * x.cols + f] as f32)
-                    .filter(|v| !v.is_nan()),
-            );
-            column.sort_by(f32::total_cmp);
-            let feature_cuts = quantile_cuts(&column);
-            for i in 0..x.rows {
-                let value = x.data[i * x.cols + f] as f32;
-                // NaN compares false: bin 0, which every split sends left.
-                let bin = feature_cuts.partition_point(|&cut| cut <= value) as u8;
-                bins[i * x.cols + f] = bin;
-                columns[f * x.rows + i] = bin;
-            }
-            offsets.push(offsets[f] + feature_cuts.len() + 1);
-            cuts.push(feature_cuts);
-        }
-        Binned {
-            rows: x.rows,
-            cols: x.cols,
-            bins,
-            columns,
-            cuts,
-            offsets,
-        }
-    }
-
-    fn histogram_len(&self) -> usize {
-        self.offsets[self.cols]
-    }
-}
-
-/// Cut points for a sorted column: training values at its quantiles, distinct, above the
-/// smallest value (nothing is below that), at most `MAX_BINS - 1` of them.
-fn quantile_cuts(sorted: &[f32]) -> Vec<f32> {
-    let n = sorted.len();
-    let Some(&lowest) = sorted.first() else {
-        return Vec::new();
-    };
-    let mut cuts: Vec<f32> = (1..MAX_BINS)
-        .map(|b| sorted[b * n / MAX_BINS])
-        .filter(|&cut| cut > lowest)
-        .collect();
-    cuts.dedup();
-    // Few distinct values: every one of them is a cut (quantiles may have skipped some).
-    let mut distinct: Vec<f32> = sorted.to_vec();
-    distinct.dedup();
-    if distinct.len() <= MAX_BINS {
-        cuts = distinct[1..].to_vec();
-    }
-    cuts
-}
-
-/// Per-bin sums of a node's rows: `[gradient sum, row count]`.
-type Histogram = Vec<[f64; 2]>;
-
-/// One node of a tree being grown, with what XGBoost's JSON records about it.
-struct GrownNode {
-    node: BoostedNode,
-    parent: i32,
-    /// The node's weight `−η·G/(H+λ)` (its value if it is a leaf).
-    weight: f32,
-    gain: f32,
-    hessian: f32,
 }
 
 /// A leaf: its rows are `order[start..end]`.
@@ -243,7 +159,7 @@ struct Leaf {
 
 /// A grown tree with the row partition it ended with.
 struct GrownTree {
-    nodes: Vec<GrownNode>,
+    nodes: Vec<XgboostNode>,
     leaves: Vec<Leaf>,
     order: Vec<u32>,
 }
@@ -272,29 +188,6 @@ struct Grower<'a> {
 }
 
 impl Grower<'_> {
-    /// An empty histogram.
-    fn histogram(&self) -> Histogram {
-        match self
-            .spare
-            .lock()
-            .expect("no thread panics holding it")
-            .pop()
-        {
-            Some(mut histogram) => {
-                histogram.fill([0.0; 2]);
-                histogram
-            }
-            None => vec![[0.0; 2]; self.binned.histogram_len()],
-        }
-    }
-
-    fn give_back(&self, histogram: Histogram) {
-        self.spare
-            .lock()
-            .expect("no thread panics holding it")
-            .push(histogram);
-    }
-
     /// `work(0..tasks)`, on the grower's thread pool when the tasks cover enough `rows` to be
     /// worth it; results in task order.
     fn run<T: Send>(&self, tasks: usize, rows: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
@@ -376,7 +269,7 @@ impl Grower<'_> {
         let eta = self.params.learning_rate;
         let mut order: Vec<u32> = (0..binned.rows as u32).collect();
         let mut scratch: Vec<u32> = vec![0; binned.rows];
-        let mut nodes: Vec<GrownNode> = Vec::new();
+        let mut nodes: Vec<XgboostNode> = Vec::new();
         let mut leaves = Vec::new();
         let root_histogram = self
             .histograms(gradients, &order, &[(0, binned.rows)])
@@ -515,50 +408,6 @@ impl Grower<'_> {
             order,
         }
     }
-
-    /// The histograms of the rows `order[start..end]` of each range, in parallel.
-    fn histograms(
-        &self,
-        gradients: &[f32],
-        order: &[u32],
-        ranges: &[(usize, usize)],
-    ) -> Vec<Histogram> {
-        let binned = self.binned;
-        // Fixed-size chunks, so that sums do not depend on the number of threads.
-        let chunks: Vec<(usize, usize, usize)> = ranges
-            .iter()
-            .enumerate()
-            .flat_map(|(range, &(start, end))| {
-                (start..end.max(start + 1))
-                    .step_by(CHUNK_ROWS)
-                    .map(move |from| (range, from, (from + CHUNK_ROWS).min(end)))
-            })
-            .collect();
-        let fill = |&(_, from, to): &(usize, usize, usize)| {
-            let mut histogram = self.histogram();
-            fill_histogram(&mut histogram, binned, gradients, &order[from..to]);
-            histogram
-        };
-        let rows: usize = ranges.iter().map(|(start, end)| end - start).sum();
-        let mut partials = self.run(chunks.len(), rows, |index| fill(&chunks[index]));
-        // Sum each range's chunks in chunk order.
-        let mut histograms: Vec<Histogram> = Vec::with_capacity(ranges.len());
-        for (chunk, partial) in chunks.iter().zip(partials.drain(..)) {
-            if histograms.len() == chunk.0 {
-                histograms.push(partial);
-            } else {
-                let sum = histograms
-                    .last_mut()
-                    .expect("a range's first chunk came first");
-                for (s, p) in sum.iter_mut().zip(&partial) {
-                    s[0] += p[0];
-                    s[1] += p[1];
-                }
-                self.give_back(partial);
-            }
-        }
-        histograms
-    }
 }
 
 /// Writes `rows` into `out` (of the same length): those whose bin in `column` is at most
@@ -577,53 +426,9 @@ fn partition(rows: &[u32], out: &mut [u32], column: &[u8], bin: usize) -> usize 
     left
 }
 
-/// Adds the rows' gradients and counts to their bins, one pass over each row's bins.
-fn fill_histogram(histogram: &mut [[f64; 2]], binned: &Binned, gradients: &[f32], rows: &[u32]) {
-    let cols = binned.cols;
-    let offsets = &binned.offsets[..cols];
-    for (at, &row) in rows.iter().enumerate() {
-        // Rows are scattered once a node is split: ask for a row's bins well before its turn.
-        if let Some(&ahead) = rows.get(at + PREFETCH_DISTANCE) {
-            prefetch(&binned.bins[ahead as usize * cols]);
-        }
-        let row = row as usize;
-        let gradient = f64::from(gradients[row]);
-        let bins = &binned.bins[row * cols..(row + 1) * cols];
-        for (&offset, &bin) in offsets.iter().zip(bins) {
-            let cell = &mut histogram[offset + usize::from(bin)];
-            cell[0] += gradient;
-            cell[1] += 1.0;
-        }
-    }
-}
-
-/// How many rows ahead [`fill_histogram`] prefetches.
-const PREFETCH_DISTANCE: usize = 16;
-
-/// Starts loading `value`'s cache line (a hint: it never faults and changes nothing).
-#[inline(always)]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: SSE is part of every x86_64 target, and a prefetch only reads (and may
-        // ignore) the address of a live reference.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
-}
-
-/// A node's gradient sum and row count, read from its first feature's bins.
-fn node_sums(histogram: &[[f64; 2]], binned: &Binned) -> (f64, f64) {
-    histogram[..binned.offsets[1]]
-        .iter()
-        .fold((0.0, 0.0), |(g, n), cell| (g + cell[0], n + cell[1]))
-}
-
-fn leaf_node(parent: i32, total: f64, count: f64, eta: f64) -> GrownNode {
+fn leaf_node(parent: i32, total: f64, count: f64, eta: f64) -> XgboostNode {
     let weight = (-eta * total / (count + LAMBDA)) as f32;
-    GrownNode {
+    XgboostNode {
         node: BoostedNode {
             condition: weight,
             feature: 0,
@@ -666,74 +471,6 @@ fn best_split(histogram: &[[f64; 2]], binned: &Binned, total: f64, count: f64) -
         }
     }
     best
-}
-
-impl GrownTree {
-    /// The tree in XGBoost's JSON layout (`learner.gradient_booster.model.trees[i]`).
-    fn to_xgboost_json(&self, id: usize, features: usize) -> serde_json::Value {
-        let nodes = &self.nodes;
-        let is_leaf = |n: &GrownNode| n.node.left < 0;
-        json!({
-            "base_weights": nodes.iter().map(|n| n.weight).collect::<Vec<_>>(),
-            "categories": [],
-            "categories_nodes": [],
-            "categories_segments": [],
-            "categories_sizes": [],
-            "default_left": nodes.iter().map(|n| u8::from(!is_leaf(n))).collect::<Vec<_>>(),
-            "id": id,
-            "left_children": nodes.iter().map(|n| n.node.left).collect::<Vec<_>>(),
-            "loss_changes": nodes.iter().map(|n| n.gain).collect::<Vec<_>>(),
-            "parents": nodes.iter().map(|n| if n.parent < 0 { i32::MAX } else { n.parent }).collect::<Vec<_>>(),
-            "right_children": nodes.iter().map(|n| n.node.right).collect::<Vec<_>>(),
-            "split_conditions": nodes.iter().map(|n| n.node.condition).collect::<Vec<_>>(),
-            "split_indices": nodes.iter().map(|n| if is_leaf(n) { 0 } else { n.node.feature & !DEFAULT_LEFT }).collect::<Vec<_>>(),
-            "split_type": vec![0; nodes.len()],
-            "sum_hessian": nodes.iter().map(|n| n.hessian).collect::<Vec<_>>(),
-            "tree_param": {
-                "num_deleted": "0",
-                "num_feature": features.to_string(),
-                "num_nodes": nodes.len().to_string(),
-                "size_leaf_vector": "0",
-            },
-        })
-    }
-}
-
-/// A whole model in the JSON layout XGBoost 1.6 saves (`Booster.save_model("….json")`),
-/// which later versions load too.
-fn xgboost_model_json(base_score: f32, features: usize, trees: Vec<serde_json::Value>) -> String {
-    let rounds = trees.len();
-    json!({
-        "learner": {
-            "attributes": {},
-            "feature_names": [],
-            "feature_types": [],
-            "gradient_booster": {
-                "model": {
-                    "gbtree_model_param": {
-                        "num_parallel_tree": "1",
-                        "num_trees": rounds.to_string(),
-                        "size_leaf_vector": "0",
-                    },
-                    "tree_info": vec![0; rounds],
-                    "trees": trees,
-                },
-                "name": "gbtree",
-            },
-            "learner_model_param": {
-                "base_score": format!("{base_score:E}"),
-                "num_class": "0",
-                "num_feature": features.to_string(),
-                "num_target": "1",
-            },
-            "objective": {
-                "name": "reg:squarederror",
-                "reg_loss_param": {"scale_pos_weight": "1"},
-            },
-        },
-        "version": [1, 6, 2],
-    })
-    .to_string()
 }
 
 #[cfg(test)]
@@ -824,17 +561,6 @@ mod tests {
             fitted.model.predict_row(&probe),
             fitted.model.predict_row(&lowest)
         );
-    }
-
-    #[test]
-    fn cuts_are_training_values_and_few_values_get_one_bin_each() {
-        assert_eq!(quantile_cuts(&[1.0, 1.0, 2.0, 3.0]), vec![2.0, 3.0]);
-        assert!(quantile_cuts(&[4.0; 10]).is_empty());
-        let many: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
-        let cuts = quantile_cuts(&many);
-        assert_eq!(cuts.len(), MAX_BINS - 1);
-        assert!(cuts.windows(2).all(|w| w[0] < w[1]));
-        assert!(cuts.iter().all(|c| many.contains(c)));
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! The predictor's HTTP routes and their handlers (the Open Inference Protocol's are in
+//! [`oip`](crate::oip)). Each handler parses its input, asks the [`Predictor`] state, and
+//! answers JSON or an [`ApiError`].
+
+use std::time::Instant;
+
+use appraise_core::runtime;
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    Predictor,
+    error::ApiError,
+    history::{self, DriftReports, Models},
+    model_slot::Refresh,
+    oip, request,
+};
+
+/// The web page: one self-contained file, no external assets.
+const PAGE: &str = include_str!("page.html");
+/// The OpenAPI 3 description of every endpoint.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Largest single-listing body accepted.
+const MAX_PREDICT_BODY: usize = 64 * 1024;
+/// Largest batch body accepted, also for an inference request ([`oip`]).
+pub(crate) const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+/// Largest event body accepted on `POST /` (axum's default, stated).
+const MAX_EVENT_BODY: usize = 2 * 1024 * 1024;
+
+/// `{predicted_price, model_version, model_rmse}`.
+#[derive(Debug, Serialize)]
+pub struct Prediction<'a> {
+    pub predicted_price: f64,
+    pub model_version: &'a str,
+    pub model_rmse: f64,
+}
+
+/// Every route of the predictor (the runtime adds `/healthz` and `/metrics`).
+pub fn router(predictor: Predictor) -> Router {
+    let events = {
+        let predictor = predictor.clone();
+        runtime::event_endpoint(move |trigger| {
+            let predictor = predictor.clone();
+            async move { predictor.on_event(trigger).await }
+        })
+    };
+    Router::new()
+        .route(
+            "/",
+            events
+                .get(|| async { Html(PAGE) })
+                .layer(DefaultBodyLimit::max(MAX_EVENT_BODY)),
+        )
+        .route(
+            "/predict",
+            post(predict).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
+        )
+        .route(
+            "/predict/batch",
+            post(predict_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
+        )
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/reload_model", post(reload_model))
+        .route("/api/models", get(api_models))
+        .route("/api/drift", get(api_drift))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .merge(oip::routes())
+        .layer(axum::middleware::map_response(json_payload_too_large))
+        .with_state(predictor)
+}
+
+/// [`router`] for Lambda: each request first polls the production pointer when due, and the
+/// inference log is written before the answer leaves (see the crate docs).
+pub fn lambda_router(predictor: Predictor) -> Router {
+    router(predictor.clone()).layer(axum::middleware::from_fn_with_state(
+        predictor,
+        within_invocation,
+    ))
+}
+
+async fn within_invocation(
+    State(predictor): State<Predictor>,
+    request: Request,
+    next: Next,
+) -> Response {
+    predictor.poll_if_due().await;
+    let response = next.run(request).await;
+    predictor.flush_log().await;
+    response
+}
+
+/// Gives every 413 the predictor's JSON error body. A body over a route's [`DefaultBodyLimit`]
+/// is refused by axum's extractor (`Bytes`) with a plain-text 413 before any handler runs; this
+/// one layer over the whole router renders all of them, whatever the route or extractor.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError::TooLarge(format!(
+        "is larger than this endpoint accepts (POST /predict: {} KiB; /predict/batch and \
+         /v2/models/{{name}}/infer: {} MiB; events on POST /: {} MiB)",
+        MAX_PREDICT_BODY / 1024,
+        MAX_BATCH_BODY / (1024 * 1024),
+        MAX_EVENT_BODY / (1024 * 1024),
+    ))
+    .into_response()
+}
+
+/// The date listings are priced as of.
+pub(crate) fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let today = today();
+    let listing =
+        request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
+    let model = predictor.model()?;
+    let price = model.artifact.predict(&listing.features(today));
+    let response = Json(Prediction {
+        predicted_price: price,
+        model_version: model.version(),
+        model_rmse: model.rmse(),
+    })
+    .into_response();
+    predictor.log(&model, listing, price, started);
+    Ok(response)
+}
+
+async fn predict_batch(
+    State(predictor): State<Predictor>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let today = today();
+    let listings = request::parse_batch(&body, today, predictor.config().max_batch)
+        .map_err(|problems| predictor.invalid(problems))?;
+    let model = predictor.model()?;
+    let prices = predictor.price(&model, &listings, today);
+    let response = Json(json!({
+        "predictions": prices,
+        "model_version": model.version(),
+        "model_rmse": model.rmse(),
+    }))
+    .into_response();
+    for (listing, price) in listings.into_iter().zip(prices) {
+        predictor.log(&model, listing, price, started);
+    }
+    Ok(response)
+}
+
+async fn health(State(predictor): State<Predictor>) -> Response {
+    let model = predictor.slot().current();
+    Json(json!({
+        "status": "ok",
+        "model_loaded": model.is_some(),
+        "model_version": model.as_ref().map(|m| m.version()),
+    }))
+    .into_response()
+}
+
+/// Readiness, not an error: `{"ready": false, ...}` with 503 until a model is loaded.
+async fn ready(State(predictor): State<Predictor>) -> Response {
+    match predictor.slot().current() {
+        Some(model) => Json(json!({
+            "ready": true,
+            "model_version": model.version(),
+            "algorithm": model.pointer.algorithm,
+            "model_rmse": model.rmse(),
+            "promoted_at": model.pointer.promoted_at,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": "no model is loaded yet" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn reload_model(
+    State(predictor): State<Predictor>,
+    headers: HeaderMap,
+) -> Result<Json<Refresh>, ApiError> {
+    let Some(expected) = predictor.config().reload_token.as_deref() else {
+        return Err(ApiError::Forbidden(
+            "reloading by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it".to_owned(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        return Err(ApiError::Unauthorized);
+    }
+    let refresh = predictor
+        .refresh()
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("could not reload the model: {error:#}")))?;
+    Ok(Json(refresh))
+}
+
+/// Compares secrets without an early exit that would reveal how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn api_models(State(predictor): State<Predictor>) -> Result<Json<Models>, ApiError> {
+    let models = history::models(predictor.db()).await.map_err(|error| {
+        ApiError::Unavailable(format!("the model history is unavailable: {error:#}"))
+    })?;
+    Ok(Json(models))
+}
+
+async fn api_drift(State(predictor): State<Predictor>) -> Result<Json<DriftReports>, ApiError> {
+    let reports = history::drift_reports(predictor.db(), 100)
+        .await
+        .map_err(|error| {
+            ApiError::Unavailable(format!("the drift reports are unavailable: {error:#}"))
+        })?;
+    Ok(Json(reports))
+}
