@@ -2,7 +2,7 @@
 # Runs the offline deployment checks that need no running function: the manifests against the
 # vendored schemas and Knative's rules, and promtool on the Prometheus configuration and rules
 # (with the rules' unit tests). The metrics check needs real /metrics scrapes: it runs in
-# `cargo test -p appraise-local --test deploy_checks`, with everything here.
+# `cargo test -p appraise-local --test system deploy_checks::`, with everything here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup-tools.sh >/dev/null

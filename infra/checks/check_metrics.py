@@ -4,7 +4,7 @@
 Metric names are taken from every `expr` of the dashboards (infra/grafana/dashboards/*.json)
 and of the rule files (infra/prometheus/rules.yml); names with a colon must be recording rules
 those files define. The exported names come from real /metrics scrapes, given as files
-(Prometheus text exposition; local/tests/deploy_checks.rs scrapes the running functions and
+(Prometheus text exposition; local/tests/system/deploy_checks.rs scrapes the running functions and
 passes them here). A histogram's `_bucket`, `_sum` and `_count` series count as exported when
 they appear in a scrape.
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use appraise_core::{
     db::DbPool, keys, model::ProductionPointer, objects::ObjectStore, runtime::StageError,
 };
-use appraise_local::{s3_server::S3Server, testkit};
 use appraise_promote::{Promote, PromoteConfig, PromoteReport, PromotionRule};
+use appraise_testkit::{fixtures, s3_server::S3Server};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 struct World {
@@ -19,8 +19,8 @@ struct World {
 }
 
 async fn world() -> World {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (_, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     World {
         db,
         objects,
@@ -31,12 +31,12 @@ async fn world() -> World {
 impl World {
     /// A clean batch trained by the real train stage; returns the training id.
     async fn training(&self, batch: i32, scale: f64) -> i64 {
-        testkit::insert_clean_batch(&self.db, batch, 11_000, scale)
+        fixtures::insert_clean_batch(&self.db, batch, 11_000, scale)
             .await
             .unwrap();
         let train = Train::new(TrainConfig::small(), self.db.clone(), self.objects.clone());
         let report = train
-            .train_object(&testkit::object_created(&keys::batch_manifest(
+            .train_object(&fixtures::object_created(&keys::batch_manifest(
                 "clean", batch,
             )))
             .await
@@ -65,7 +65,7 @@ impl World {
         training_id: i64,
     ) -> Result<PromoteReport, StageError> {
         Promote::new(config, self.db.clone(), self.objects.clone())
-            .promote_object(&testkit::object_created(&keys::candidates(training_id)))
+            .promote_object(&fixtures::object_created(&keys::candidates(training_id)))
             .await
     }
 
@@ -87,7 +87,7 @@ impl World {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        testkit::query_value(&self.db, sql).await
+        fixtures::query_value(&self.db, sql).await
     }
 }
 
@@ -158,7 +158,7 @@ async fn promotes_the_first_model_then_rejects_one_that_is_not_better() {
         world.db.clone(),
         world.objects.clone(),
     )
-    .promote_object(&testkit::object_created("candidates/notes.txt"))
+    .promote_object(&fixtures::object_created("candidates/notes.txt"))
     .await
     .unwrap();
     assert!(matches!(ignored, PromoteReport::Ignored { .. }));
@@ -331,7 +331,7 @@ async fn a_training_not_visible_yet_is_retried_and_a_missing_or_old_one_refused(
     world.put(&key).await;
     std::fs::File::options()
         .write(true)
-        .open(world._s3.root().join(testkit::BUCKET).join(&key))
+        .open(world._s3.root().join(fixtures::BUCKET).join(&key))
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(601))
         .unwrap();

@@ -1,5 +1,5 @@
 //! Copies of a Kaggle-format CSV file made the ways people's copies differ from the original,
-//! for tests: this crate's (`tests/csv_variants.rs`) and the local harness's, which serve them
+//! for tests: this crate's (`tests/source/csv_variants.rs`) and the local harness's, which serve them
 //! to check the pipeline copes. The server never uses this module.
 //!
 //! [`write()`] reads a file with the twelve columns (such as `data/realtor-sample.csv`) and

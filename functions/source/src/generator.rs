@@ -45,7 +45,7 @@
 //!
 //! # Compared with the real data
 //!
-//! `tests/marginals.rs` computes these figures for `data/realtor-sample.csv` (12,885 real rows,
+//! `tests/source/marginals.rs` computes these figures for `data/realtor-sample.csv` (12,885 real rows,
 //! all of New England, New York and Puerto Rico, nearly all `for_sale`) and for 36,146 rows of
 //! the default plan's last batch, 5 (`for_sale`, any price, seed 42), and checks the generator
 //! stays within bands around the real values. Measured:
@@ -659,7 +659,7 @@ mod tests {
     /// Pins a row of the first and of the last batch of seed 42. Keyed by the plan ordinal,
     /// they are the rows these batches served when numbered from 1 (the table in the module
     /// docs, measured then on the last batch, is still reproduced exactly by
-    /// `tests/marginals.rs`). A change here changes every generated dataset.
+    /// `tests/source/marginals.rs`). A change here changes every generated dataset.
     #[test]
     fn rows_are_pinned_across_the_renumbering() {
         let listings = course(0.01);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use appraise_local::s3_server::Delivery;
+use appraise_testkit::s3_server::Delivery;
 use indicatif::ProgressBar;
 use serde_json::Value;
 

@@ -297,7 +297,8 @@ pub(crate) async fn await_stage(
             }
         },
         None => {
-            let body = appraise_local::s3_server::minio_event(BUCKET, key, "ObjectCreated:Put", 0);
+            let body =
+                appraise_testkit::s3_server::minio_event(BUCKET, key, "ObjectCreated:Put", 0);
             let response = client.post(format!("{url}/")).json(&body).send().await?;
             let status = response.status();
             let text = response.text().await?;

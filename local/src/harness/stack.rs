@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use appraise_core::objects::{ObjectStore, ObjectStoreConfig};
-use appraise_local::{
+use appraise_testkit::{
     postgres::Postgres,
     processes::FunctionProcess,
     s3_server::{Delivery, NotificationRule, S3Server},

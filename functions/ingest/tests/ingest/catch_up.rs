@@ -3,8 +3,6 @@
 //! purpose (the embedded S3 server delivers it to a recording endpoint, and nobody passes it
 //! on) and shows the next firing repairing it.
 
-mod support;
-
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -16,12 +14,12 @@ use appraise_core::{
     events::{self, ObjectCreated, Trigger},
 };
 use appraise_ingest::{FiringReport, IngestReport};
-use appraise_local::{
-    course_api_double::{CourseApi, Plan},
-    s3_server::NotificationRule,
-    testkit,
-};
 use appraise_process::{Process, ProcessReport, rules::CleaningRules};
+use appraise_testkit::{
+    course_api_double::{CourseApi, Plan},
+    fixtures,
+    s3_server::NotificationRule,
+};
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use serde_json::{Value, json};
 
@@ -44,7 +42,7 @@ impl Recorder {
         let router = Router::new()
             .route("/", post(record))
             .with_state(recorder.clone());
-        (recorder, support::serve(router).await)
+        (recorder, crate::support::serve(router).await)
     }
 
     fn delivered(&self, key: &str) -> Vec<ObjectCreated> {
@@ -90,13 +88,14 @@ fn to_recorder(prefix: &str, url: &str) -> NotificationRule {
 }
 
 async fn fire(ingest: &appraise_ingest::Ingest, id: &str) -> FiringReport {
-    ingest.fire(&support::tick(id)).await.unwrap()
+    ingest.fire(&crate::support::tick(id)).await.unwrap()
 }
 
 #[tokio::test]
 async fn a_lost_event_for_the_last_batch_is_announced_again_and_processed() {
     let api = CourseApi::start(Plan::from_sample(0, &[60, 60])).await;
-    let world = support::world(support::ingest_config(&api.url(), 1_000, 1_000)).await;
+    let world =
+        crate::support::world(crate::support::ingest_config(&api.url(), 1_000, 1_000)).await;
     let after = Duration::from_secs(2);
     let ingest = world.ingest.clone().with_catch_up(CatchUpConfig { after });
     let process = Process::new(
@@ -137,7 +136,7 @@ async fn a_lost_event_for_the_last_batch_is_announced_again_and_processed() {
     // no train ever acted on it. What the runtime returns says so.
     tokio::time::sleep(after + Duration::from_millis(500)).await;
     let report = ingest
-        .handle(Trigger::Schedule(support::tick("f3")))
+        .handle(Trigger::Schedule(crate::support::tick("f3")))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "duplicate", "{report}");
@@ -176,7 +175,8 @@ async fn a_lost_event_for_the_last_batch_is_announced_again_and_processed() {
 #[tokio::test]
 async fn each_stage_s_unanswered_work_is_announced_again_unless_the_stage_is_at_it() {
     let api = CourseApi::start(Plan::from_sample(0, &[40, 40, 40, 40])).await;
-    let world = support::world(support::ingest_config(&api.url(), 1_000, 1_000)).await;
+    let world =
+        crate::support::world(crate::support::ingest_config(&api.url(), 1_000, 1_000)).await;
     // The default: 60 s. The test ages the announcements instead of waiting.
     let ingest = world.ingest.clone();
     let process = Process::new(
@@ -203,7 +203,7 @@ async fn each_stage_s_unanswered_work_is_announced_again_unless_the_stage_is_at_
         };
         if batch.batch_number < 3 {
             process
-                .process_object(&testkit::object_created(&batch.manifest_key))
+                .process_object(&fixtures::object_created(&batch.manifest_key))
                 .await
                 .unwrap();
         }

@@ -8,14 +8,14 @@ use appraise_ingest::{
     Ingest,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
-use appraise_local::{processes::FunctionProcess, s3_server::minio_event, testkit};
 use appraise_source::{DataConfig, Dataset, SourceState, plan::Scale, router};
+use appraise_testkit::{fixtures, processes::FunctionProcess, s3_server::minio_event};
 use serde_json::Value;
 
 #[tokio::test]
 async fn process_answers_minio_webhooks_on_post_root() {
-    let (db_url, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (db_url, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
 
     // One real batch, ingested from the real source.
     let dataset = Dataset::from_config(&DataConfig::Synthetic {
@@ -52,7 +52,7 @@ async fn process_answers_minio_webhooks_on_post_root() {
         .await
         .unwrap();
 
-    let mut env = s3.env(testkit::BUCKET);
+    let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".into(), db_url));
     env.push(("PROCESS_PRICE_MIN".into(), "60000".into()));
     let process = FunctionProcess::start(
@@ -65,7 +65,7 @@ async fn process_answers_minio_webhooks_on_post_root() {
     .unwrap();
     let client = reqwest::Client::new();
     let event = minio_event(
-        testkit::BUCKET,
+        fixtures::BUCKET,
         "raw/batch-000000/manifest.json",
         "ObjectCreated:Put",
         1,
@@ -135,8 +135,8 @@ async fn process_answers_minio_webhooks_on_post_root() {
 
 #[tokio::test]
 async fn an_event_ahead_of_its_batch_gets_503_within_the_window_and_400_without_a_manifest() {
-    let (db_url, _db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (db_url, _db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     // Announced, but its rows are not visible to process.
     objects
         .put(
@@ -146,7 +146,7 @@ async fn an_event_ahead_of_its_batch_gets_503_within_the_window_and_400_without_
         )
         .await
         .unwrap();
-    let mut env = s3.env(testkit::BUCKET);
+    let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".into(), db_url));
     env.push(("STAGE_PENDING_WINDOW_SECS".into(), "600".into()));
     let process = FunctionProcess::start(
@@ -159,7 +159,7 @@ async fn an_event_ahead_of_its_batch_gets_503_within_the_window_and_400_without_
     .unwrap();
     let client = reqwest::Client::new();
     let post = async |key: &str| {
-        let event = minio_event(testkit::BUCKET, key, "ObjectCreated:Put", 1);
+        let event = minio_event(fixtures::BUCKET, key, "ObjectCreated:Put", 1);
         let response = client
             .post(process.url())
             .json(&event)

@@ -1,13 +1,19 @@
-//! The local harness's building blocks, shared with the tests: a throw-away PostgreSQL
-//! cluster ([`postgres`]), an embedded S3 server with MinIO-style notifications
-//! ([`s3_server`]), and the function binaries run as child processes ([`processes`]).
+//! `appraise-testkit`: the real infrastructure the tests stand on, and the local harness too:
+//! a throw-away PostgreSQL cluster ([`postgres`]), an embedded S3 server with MinIO-style
+//! notifications ([`s3_server`]), the function binaries run as child processes
+//! ([`processes`]), an emulator of the Lambda runtime API ([`lambda_emulator`]), an
+//! independent double of the course's batch API ([`course_api_double`]), and the helpers
+//! tests share ([`fixtures`]: a fresh migrated database, an S3 server with its bucket).
+//!
+//! The function crates use it only as a dev-dependency; the harness (`local/`, `appraise run`)
+//! is its one other user, since running the system on one machine needs the same parts.
 
 pub mod course_api_double;
+pub mod fixtures;
 pub mod lambda_emulator;
 pub mod postgres;
 pub mod processes;
 pub mod s3_server;
-pub mod testkit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -4,11 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use appraise_core::{events, objects::ObjectStore};
-use appraise_local::{
+use appraise_testkit::{
     course_api_double::{CourseApi, Fault, Plan},
+    fixtures,
     postgres::Postgres,
     s3_server::{NotificationRule, S3Server},
-    testkit,
 };
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use tokio::sync::Mutex;
@@ -29,7 +29,8 @@ async fn a_throwaway_cluster_serves_queries_and_leaves_nothing_behind() {
     drop(client);
 
     let port = cluster.port();
-    let dirs_before = pg_dirs();
+    let directory = cluster.directory().to_owned();
+    assert!(directory.exists());
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
         .unwrap();
@@ -37,25 +38,12 @@ async fn a_throwaway_cluster_serves_queries_and_leaves_nothing_behind() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the server stopped"
     );
-    assert!(
-        pg_dirs().len() < dirs_before.len(),
-        "its directory was removed"
-    );
-}
-
-fn pg_dirs() -> Vec<String> {
-    let prefix = format!("appraise-pg-{}-", std::process::id());
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| name.starts_with(&prefix))
-        .collect()
+    assert!(!directory.exists(), "its directory was removed");
 }
 
 #[tokio::test]
 async fn the_s3_server_returns_whole_objects_as_stored_and_rewritten() {
-    let (_server, objects) = testkit::s3_server(Vec::new()).await.unwrap();
+    let (_server, objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     // Larger than any streaming chunk, under a key that needs escaping.
     let big: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
     let key = "models/t 1+é/model.json";
@@ -99,7 +87,7 @@ async fn the_s3_server_announces_matching_objects_like_minio() {
         suffix: ".json".into(),
         target: Some(target.clone()),
     }];
-    let (server, objects): (S3Server, ObjectStore) = testkit::s3_server(rules).await.unwrap();
+    let (server, objects): (S3Server, ObjectStore) = fixtures::s3_server(rules).await.unwrap();
     let mut deliveries = server.deliveries();
 
     objects
@@ -177,7 +165,7 @@ async fn the_s3_server_announces_matching_objects_like_minio() {
 /// its own PostgreSQL and S3 server; returns whether it succeeded, its stdout and its stderr.
 async fn main_job(args: &[&str]) -> (bool, String, String) {
     let work_dir = tempfile::tempdir().unwrap();
-    let binary = appraise_local::processes::binary("appraise").unwrap();
+    let binary = appraise_testkit::processes::binary("appraise").unwrap();
     let output = tokio::process::Command::new(binary)
         .arg("run")
         .args(args)

@@ -16,8 +16,8 @@ use appraise_ingest::{
     Ingest, IngestReport, StoredBatch,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
-use appraise_local::{s3_server::S3Server, testkit};
 use appraise_source::{DataConfig, Dataset, SourceState, plan::Scale, router};
+use appraise_testkit::{fixtures, s3_server::S3Server};
 use axum::{
     Router,
     extract::{RawQuery, State},
@@ -75,8 +75,8 @@ pub fn ingest_config(source_url: &str, first: usize, later: usize) -> IngestConf
 }
 
 pub async fn world(config: IngestConfig) -> World {
-    let (db_url, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (db_url, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     let ingest = Ingest::new(config, db.clone(), objects.clone()).unwrap();
     World {
         db,

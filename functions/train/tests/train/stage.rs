@@ -15,7 +15,7 @@ use appraise_core::{
     objects::ObjectStore,
     runtime::StageError,
 };
-use appraise_local::{s3_server::S3Server, testkit};
+use appraise_testkit::{fixtures, s3_server::S3Server};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 struct World {
@@ -30,8 +30,8 @@ async fn world() -> World {
 }
 
 async fn world_with(config: TrainConfig) -> World {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (_, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     World {
         train: Train::new(config, db.clone(), objects.clone()),
         db,
@@ -41,9 +41,9 @@ async fn world_with(config: TrainConfig) -> World {
 }
 
 impl World {
-    /// Adds a processed batch of `rows` clean listings (see `testkit::insert_clean_batch`).
+    /// Adds a processed batch of `rows` clean listings (see `fixtures::insert_clean_batch`).
     async fn clean_batch(&self, batch: i32, rows: usize, scale: f64) {
-        testkit::insert_clean_batch(&self.db, batch, rows, scale)
+        fixtures::insert_clean_batch(&self.db, batch, rows, scale)
             .await
             .unwrap();
     }
@@ -53,12 +53,12 @@ impl World {
     }
 
     async fn try_event(&self, batch: i32) -> Result<TrainReport, StageError> {
-        let object = testkit::object_created(&format!("clean/batch-{batch:06}/manifest.json"));
+        let object = fixtures::object_created(&format!("clean/batch-{batch:06}/manifest.json"));
         self.train.train_object(&object).await
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        testkit::query_value(&self.db, sql).await
+        fixtures::query_value(&self.db, sql).await
     }
 
     async fn put(&self, key: &str) {
@@ -650,7 +650,7 @@ async fn a_batch_not_visible_yet_is_retried_and_a_missing_or_old_one_refused() {
     // A manifest written longer ago than the window (600 s by default): refused.
     let key = keys::batch_manifest("clean", 7);
     world.put(&key).await;
-    let file = world._s3.root().join(testkit::BUCKET).join(&key);
+    let file = world._s3.root().join(fixtures::BUCKET).join(&key);
     std::fs::File::options()
         .write(true)
         .open(&file)
@@ -679,7 +679,7 @@ async fn a_batch_not_visible_yet_is_retried_and_a_missing_or_old_one_refused() {
         world.objects.clone(),
     );
     let error = impatient
-        .train_object(&testkit::object_created(&keys::batch_manifest("clean", 8)))
+        .train_object(&fixtures::object_created(&keys::batch_manifest("clean", 8)))
         .await
         .unwrap_err();
     assert!(matches!(error, StageError::Rejected(_)), "{error:?}");

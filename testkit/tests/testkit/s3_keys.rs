@@ -8,9 +8,9 @@ use std::{
     time::Duration,
 };
 
-use appraise_local::{
+use appraise_testkit::{
+    fixtures,
     s3_server::{ACCESS_KEY, S3Server, SECRET_KEY},
-    testkit,
 };
 use aws_sdk_s3::{
     Client,
@@ -104,7 +104,7 @@ async fn presigned_put(
 ) -> String {
     let presigned = client
         .put_object()
-        .bucket(testkit::BUCKET)
+        .bucket(fixtures::BUCKET)
         .key(key)
         .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
         .await
@@ -127,10 +127,10 @@ async fn presigned_put(
 
 #[tokio::test]
 async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
-    let (server, _objects) = testkit::s3_server(Vec::new()).await.unwrap();
+    let (server, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     let s3 = client(&server);
     let root = server.root().clone();
-    let outside = format!("evil-outside-{}.txt", appraise_local::unique_suffix());
+    let outside = format!("evil-outside-{}.txt", appraise_testkit::unique_suffix());
 
     s3.create_bucket().bucket(VICTIM).send().await.unwrap();
     s3.put_object()
@@ -147,7 +147,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
         "a.b/.c/d..",
     ] {
         s3.put_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key(key)
             .body(ByteStream::from_static(b"fine"))
             .send()
@@ -155,7 +155,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
             .unwrap_or_else(|e| panic!("{key}: {}", DisplayErrorContext(&e)));
         let got = s3
             .get_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key(key)
             .send()
             .await
@@ -177,7 +177,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     for key in &escaping {
         assert_refused!(
             s3.put_object()
-                .bucket(testkit::BUCKET)
+                .bucket(fixtures::BUCKET)
                 .key(key)
                 .body(ByteStream::from_static(b"evil"))
                 .send()
@@ -191,7 +191,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     let through = "../victim/secret.txt";
     assert_refused!(
         s3.get_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key(through)
             .send()
             .await,
@@ -200,7 +200,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     );
     assert_refused!(
         s3.head_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key(through)
             .send()
             .await,
@@ -209,7 +209,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     );
     assert_refused!(
         s3.delete_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key(through)
             .send()
             .await,
@@ -222,7 +222,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
         .unwrap();
     assert_refused!(
         s3.delete_objects()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .delete(delete)
             .send()
             .await,
@@ -233,9 +233,9 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     // CopyObject: from a source outside the bucket, and to a destination outside it.
     assert_refused!(
         s3.copy_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("stolen-copy.txt")
-            .copy_source(format!("{}/{through}", testkit::BUCKET))
+            .copy_source(format!("{}/{through}", fixtures::BUCKET))
             .send()
             .await,
         Some("InvalidArgument"),
@@ -243,9 +243,9 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     );
     assert_refused!(
         s3.copy_object()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("../victim/evil-copy.txt")
-            .copy_source(format!("{}/docs/readme.txt", testkit::BUCKET))
+            .copy_source(format!("{}/docs/readme.txt", fixtures::BUCKET))
             .send()
             .await,
         Some("InvalidArgument"),
@@ -256,7 +256,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     for source in ["../victim/secret.txt", "appraise..x/victim/secret.txt"] {
         assert_refused!(
             s3.copy_object()
-                .bucket(testkit::BUCKET)
+                .bucket(fixtures::BUCKET)
                 .key("stolen-bucket.txt")
                 .copy_source(source)
                 .send()
@@ -270,7 +270,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     // completing, each under a key that escapes.
     assert_refused!(
         s3.create_multipart_upload()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("../victim/evil-multipart.txt")
             .send()
             .await,
@@ -279,7 +279,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     );
     let upload = s3
         .create_multipart_upload()
-        .bucket(testkit::BUCKET)
+        .bucket(fixtures::BUCKET)
         .key("uploads/ok.bin")
         .send()
         .await
@@ -287,7 +287,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     let upload_id = upload.upload_id().unwrap();
     let part = s3
         .upload_part()
-        .bucket(testkit::BUCKET)
+        .bucket(fixtures::BUCKET)
         .key("uploads/ok.bin")
         .upload_id(upload_id)
         .part_number(1)
@@ -297,7 +297,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
         .unwrap();
     assert_refused!(
         s3.upload_part()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("../victim/evil-multipart.txt")
             .upload_id(upload_id)
             .part_number(2)
@@ -309,11 +309,11 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
     );
     assert_refused!(
         s3.upload_part_copy()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("uploads/ok.bin")
             .upload_id(upload_id)
             .part_number(2)
-            .copy_source(format!("{}/{through}", testkit::BUCKET))
+            .copy_source(format!("{}/{through}", fixtures::BUCKET))
             .send()
             .await,
         Some("InvalidArgument"),
@@ -329,7 +329,7 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
         .build();
     assert_refused!(
         s3.complete_multipart_upload()
-            .bucket(testkit::BUCKET)
+            .bucket(fixtures::BUCKET)
             .key("../victim/evil-multipart.txt")
             .upload_id(upload_id)
             .multipart_upload(parts)
@@ -379,5 +379,5 @@ async fn keys_that_would_leave_the_bucket_are_refused_for_every_operation() {
         );
     }
     assert!(!root.parent().unwrap().join(&outside).exists());
-    assert!(everything.contains(&root.join(testkit::BUCKET).join("docs/presigned.txt")));
+    assert!(everything.contains(&root.join(fixtures::BUCKET).join("docs/presigned.txt")));
 }

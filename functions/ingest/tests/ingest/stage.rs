@@ -1,11 +1,9 @@
 //! The ingest stage against a real PostgreSQL, a real S3 server and the real batch source.
 
-mod support;
-
 use std::io::Read;
 
+use crate::support::{Fault, dataset, faulty_proxy, ingest_config, serve, start_source, world};
 use appraise_ingest::{IngestReport, store};
-use support::{Fault, dataset, faulty_proxy, ingest_config, serve, start_source, world};
 
 const SCALE: f64 = 0.02;
 
@@ -215,7 +213,7 @@ async fn a_source_that_keeps_failing_is_a_clear_error_and_nothing_is_stored() {
     let world = world(ingest_config(&proxy, 100, 100)).await;
     let error = world
         .ingest
-        .ingest_tick(&support::tick("doomed"))
+        .ingest_tick(&crate::support::tick("doomed"))
         .await
         .unwrap_err();
     let text = error.to_string();
@@ -362,7 +360,10 @@ async fn a_database_restart_mid_firing_loses_nothing() {
                 .unwrap()
         })
     };
-    let failed = world.ingest.ingest_tick(&support::tick("second")).await;
+    let failed = world
+        .ingest
+        .ingest_tick(&crate::support::tick("second"))
+        .await;
     assert!(killer.await.unwrap() > 0, "connections were killed");
     assert!(
         failed.is_err(),

@@ -2,7 +2,7 @@
 //! `pg_ctl stop -m immediate` right after a run of small commits, a restart on the same data
 //! directory and port, and every committed row is there (and the uncommitted one is not).
 
-use appraise_local::postgres::Postgres;
+use appraise_testkit::postgres::Postgres;
 use tokio::task::block_in_place;
 
 async fn connect(url: &str) -> tokio_postgres::Client {

@@ -20,10 +20,10 @@ use std::{
 };
 
 use appraise_core::events::{self, Trigger};
-use appraise_local::{
+use appraise_testkit::{
+    fixtures,
     processes::{self, FunctionProcess},
     s3_server::{Delivery, NotificationRule},
-    testkit,
 };
 use axum::{
     Router,
@@ -312,7 +312,7 @@ impl Bridge {
 }
 
 async fn start_bridge(sink: &str) -> Bridge {
-    let port = appraise_local::free_port().unwrap();
+    let port = appraise_testkit::free_port().unwrap();
     let child = tokio::process::Command::new(processes::binary("bridge").unwrap())
         .arg("serve")
         .env("PORT", port.to_string())
@@ -440,8 +440,8 @@ async fn the_bridge_answers_502_when_the_sink_fails_so_minio_retries() {
 
 #[tokio::test]
 async fn the_job_runner_runs_an_event_file_through_a_function() {
-    let (database_url, _pool) = testkit::fresh_database().await.unwrap();
-    let (s3, _objects) = testkit::s3_server(Vec::new()).await.unwrap();
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (s3, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // A structured CloudEvent as a JobSink mounts it: an object process does not act on.
     let event = dir.path().join("event");
@@ -457,7 +457,7 @@ async fn the_job_runner_runs_an_event_file_through_a_function() {
         .to_string(),
     )
     .unwrap();
-    let port = appraise_local::free_port().unwrap().to_string();
+    let port = appraise_testkit::free_port().unwrap().to_string();
     let job = async |event: &Path| {
         tokio::process::Command::new(processes::binary("bridge").unwrap())
             .args(["job", "--port", &port, "--event-file"])
@@ -465,7 +465,7 @@ async fn the_job_runner_runs_an_event_file_through_a_function() {
             .arg(processes::binary("process").unwrap())
             .env("DATABASE_URL", &database_url)
             .env("HOST", "127.0.0.1")
-            .envs(s3.env(testkit::BUCKET))
+            .envs(s3.env(fixtures::BUCKET))
             .output()
             .await
             .unwrap()
@@ -510,10 +510,10 @@ async fn delivered(deliveries: &mut tokio::sync::broadcast::Receiver<Delivery>, 
 async fn every_queried_metric_is_exported_by_a_running_function() {
     // The functions on a real PostgreSQL and S3 server, as the harness runs them; raw/ events go
     // through the bridge (binary-mode CloudEvents) to process, the others straight to the stage.
-    let (database_url, _pool) = testkit::fresh_database().await.unwrap();
-    let (s3, _objects) = testkit::s3_server(Vec::new()).await.unwrap();
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (s3, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let mut env = s3.env(testkit::BUCKET);
+    let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".to_owned(), database_url));
     let source = FunctionProcess::start_logged(
         "source",

@@ -1,5 +1,5 @@
 //! The functions as AWS Lambda runs them: each binary in its Lambda mode, fetching invocations
-//! from the runtime API (the harness's emulator of it, `appraise_local::lambda_emulator`),
+//! from the runtime API (the harness's emulator of it, `appraise_testkit::lambda_emulator`),
 //! against a real PostgreSQL and a real S3-protocol server.
 //!
 //! One test walks the pipeline the way the SAM stack chains it: an EventBridge scheduled
@@ -25,11 +25,11 @@ use std::{
 };
 
 use appraise_core::{db::DbPool, objects::ObjectStore};
-use appraise_local::{
+use appraise_testkit::{
+    fixtures,
     lambda_emulator::{Invocation, LambdaEmulator},
     processes::{self, FunctionProcess},
     s3_server::S3Server,
-    testkit,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -54,7 +54,7 @@ impl LambdaFunction {
         log_dir: &std::path::Path,
     ) -> Self {
         let emulator = LambdaEmulator::start().await.unwrap();
-        let log = log_dir.join(format!("{name}-{}.log", appraise_local::unique_suffix()));
+        let log = log_dir.join(format!("{name}-{}.log", appraise_testkit::unique_suffix()));
         let mut child = tokio::process::Command::new(processes::binary(name).unwrap())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(emulator.env(name))
@@ -152,8 +152,8 @@ fn fixture(name: &str) -> Value {
 fn s3_event(key: &str) -> Value {
     let mut event = fixture("s3-put.json");
     let record = &mut event["Records"][0];
-    record["s3"]["bucket"]["name"] = json!(testkit::BUCKET);
-    record["s3"]["bucket"]["arn"] = json!(format!("arn:aws:s3:::{}", testkit::BUCKET));
+    record["s3"]["bucket"]["name"] = json!(fixtures::BUCKET);
+    record["s3"]["bucket"]["arn"] = json!(format!("arn:aws:s3:::{}", fixtures::BUCKET));
     let encoded: String =
         percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
             .to_string()
@@ -238,7 +238,7 @@ fn emf_metric<'a>(documents: &'a [Value], service: &str, metric: &str) -> &'a Va
 }
 
 async fn count(db: &DbPool, sql: &str) -> i64 {
-    testkit::query_value(db, sql).await
+    fixtures::query_value(db, sql).await
 }
 
 async fn exists(objects: &ObjectStore, key: &str) -> bool {
@@ -248,8 +248,8 @@ async fn exists(objects: &ObjectStore, key: &str) -> bool {
 #[tokio::test]
 async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_function_url() {
     let logs = tempfile::tempdir().unwrap();
-    let (db_url, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects): (S3Server, ObjectStore) = testkit::s3_server(vec![]).await.unwrap();
+    let (db_url, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects): (S3Server, ObjectStore) = fixtures::s3_server(vec![]).await.unwrap();
     let source = FunctionProcess::start(
         "source",
         &processes::binary("source").unwrap(),
@@ -261,7 +261,7 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     )
     .await
     .unwrap();
-    let mut env = s3.env(testkit::BUCKET);
+    let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".into(), db_url));
     let with = |extra: &[(&str, &str)]| {
         let mut env = env.clone();
@@ -378,7 +378,7 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     assert_eq!(decided["outcome"], "decided", "{report}");
     assert_eq!(decided["promoted"], true, "{report}");
     assert!(exists(&objects, "production/current.json").await);
-    let production: String = testkit::query_value(&db, "SELECT version FROM ops.production").await;
+    let production: String = fixtures::query_value(&db, "SELECT version FROM ops.production").await;
 
     // Every invocation left its metrics on stdout as CloudWatch EMF.
     let ingest_emf = ingest.emf();

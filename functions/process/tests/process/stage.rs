@@ -6,11 +6,11 @@ use appraise_ingest::{
     Ingest,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
-use appraise_local::{
-    course_api_double::{CourseApi, Plan},
-    testkit,
-};
 use appraise_process::{Process, ProcessReport, rules::CleaningRules};
+use appraise_testkit::{
+    course_api_double::{CourseApi, Plan},
+    fixtures,
+};
 use serde_json::{Value, json};
 
 fn good() -> Value {
@@ -72,14 +72,14 @@ async fn scripted_source() -> String {
 struct World {
     db: appraise_core::db::DbPool,
     objects: appraise_core::objects::ObjectStore,
-    _s3: appraise_local::s3_server::S3Server,
+    _s3: appraise_testkit::s3_server::S3Server,
     ingest: Ingest,
     process: Process,
 }
 
 async fn world() -> World {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (_, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     let source = scripted_source().await;
     let config = IngestConfig {
         source: SourceConfig {
@@ -117,7 +117,7 @@ impl World {
 
     async fn event(&self, key: &str) -> ProcessReport {
         let object = ObjectCreated {
-            bucket: testkit::BUCKET.into(),
+            bucket: fixtures::BUCKET.into(),
             key: key.into(),
             size: None,
             etag: None,
@@ -127,7 +127,7 @@ impl World {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        testkit::query_value(&self.db, sql).await
+        fixtures::query_value(&self.db, sql).await
     }
 }
 
@@ -221,7 +221,7 @@ async fn other_keys_are_ignored_and_unknown_batches_rejected() {
         ProcessReport::Ignored { .. }
     ));
     let object = ObjectCreated {
-        bucket: testkit::BUCKET.into(),
+        bucket: fixtures::BUCKET.into(),
         key: "raw/batch-000042/manifest.json".into(),
         size: None,
         etag: None,

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
-use appraise_local::testkit;
 use appraise_promote::{Promote, PromoteConfig};
+use appraise_testkit::fixtures;
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 /// Runs train then promote on clean batch `batch` (already in the database); returns the
@@ -16,7 +16,7 @@ async fn train_and_promote(
 ) -> anyhow::Result<Option<i64>> {
     let train = Train::new(TrainConfig::small(), db.clone(), objects.clone());
     let report = train
-        .train_object(&testkit::object_created(&keys::batch_manifest(
+        .train_object(&fixtures::object_created(&keys::batch_manifest(
             "clean", batch,
         )))
         .await?;
@@ -24,7 +24,7 @@ async fn train_and_promote(
         return Ok(None);
     };
     Promote::new(PromoteConfig::default(), db.clone(), objects.clone())
-        .promote_object(&testkit::object_created(&keys::candidates(training_id)))
+        .promote_object(&fixtures::object_created(&keys::candidates(training_id)))
         .await?;
     Ok(Some(training_id))
 }
@@ -33,11 +33,11 @@ async fn train_and_promote(
 /// drifted (prices and sizes doubled), so it gets a drift report, trains again and is judged
 /// against production. Returns the production version.
 pub async fn seed_production_model(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<String> {
-    testkit::insert_clean_batch(db, 1, 12_000, 1.0).await?;
+    fixtures::insert_clean_batch(db, 1, 12_000, 1.0).await?;
     train_and_promote(db, objects, 1)
         .await?
         .context("the first batch did not train")?;
-    testkit::insert_clean_batch(db, 2, 12_000, 2.0).await?;
+    fixtures::insert_clean_batch(db, 2, 12_000, 2.0).await?;
     train_and_promote(db, objects, 2).await?;
     let version: String = db
         .get()

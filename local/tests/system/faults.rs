@@ -30,13 +30,13 @@ use std::{
 };
 
 use appraise_core::{db::DbPool, objects::ObjectStore, rng::SplitMix64};
-use appraise_local::{
+use appraise_source::{DataConfig, Dataset, SourceState, plan::Scale, router};
+use appraise_testkit::{
+    fixtures::BUCKET,
     postgres::Postgres,
     processes::{FunctionProcess, binary},
     s3_server::{S3Server, minio_event},
-    testkit::BUCKET,
 };
-use appraise_source::{DataConfig, Dataset, SourceState, plan::Scale, router};
 use serde_json::{Value, json};
 
 /// How hard the suite pushes.

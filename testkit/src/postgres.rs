@@ -10,7 +10,7 @@
 //! announces rows only after their commit returned, so a lost commit would leave an event
 //! pointing at missing data. The server runs with PostgreSQL's defaults for
 //! `synchronous_commit`, `fsync` and `full_page_writes` (all on); [`Postgres::crash`] and
-//! [`Postgres::restart`] let a test check it (`tests/postgres_durability.rs`). Measured on this
+//! [`Postgres::restart`] let a test check it (`tests/testkit/postgres_durability.rs`). Measured on this
 //! 2-core machine (ext4 on virtio), each setting against the old one:
 //!
 //! - `synchronous_commit=off` let a commit return before its WAL was written: after 300 small
@@ -218,6 +218,11 @@ impl Postgres {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The cluster's directory (data, socket, log), removed when the cluster stops.
+    pub fn directory(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// What the server has logged so far (every start, crash and recovery of this cluster).

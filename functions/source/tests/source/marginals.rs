@@ -1,7 +1,7 @@
 //! Does the generator look like the real data? Computes the same marginals for
 //! `data/realtor-sample.csv` (12,885 real rows) and for the default plan's batch 5 at scale 0.1
 //! (36,146 rows of the whole for-sale market, seed 42), prints them side by side
-//! (`cargo test -p appraise-source --test marginals -- --nocapture`), and checks each generated
+//! (`cargo test -p appraise-source --test source marginals -- --nocapture`), and checks each generated
 //! figure lies in a band around the real one. The bands are wider where the real slice is
 //! narrow: it covers only New England, New York and Puerto Rico.
 

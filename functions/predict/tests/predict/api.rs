@@ -2,8 +2,6 @@
 //! a real PostgreSQL and a real S3 server: the API, its errors, metrics, reloads, the inference
 //! log, the Open Inference Protocol, and a model swap under load that fails no request.
 
-mod support;
-
 use std::{
     process::Stdio,
     sync::{
@@ -14,7 +12,7 @@ use std::{
 };
 
 use appraise_core::{db::DbPool, keys, model::ProductionPointer, objects::ObjectStore};
-use appraise_local::{processes::FunctionProcess, s3_server::S3Server, testkit};
+use appraise_testkit::{fixtures, processes::FunctionProcess, s3_server::S3Server};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -31,10 +29,12 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let (db_url, db) = testkit::fresh_database().await.unwrap();
-        let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
-        let production = support::seed_production_model(&db, &objects).await.unwrap();
-        let mut env = s3.env(testkit::BUCKET);
+        let (db_url, db) = fixtures::fresh_database().await.unwrap();
+        let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
+        let production = crate::support::seed_production_model(&db, &objects)
+            .await
+            .unwrap();
+        let mut env = s3.env(fixtures::BUCKET);
         env.extend([
             ("DATABASE_URL".to_owned(), db_url),
             ("PREDICT_RELOAD_TOKEN".to_owned(), TOKEN.to_owned()),
@@ -288,9 +288,9 @@ async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     world.point_at(&other).await;
     let event = json!({
         "EventName": "s3:ObjectCreated:Put",
-        "Key": format!("{}/{}", testkit::BUCKET, keys::PRODUCTION_POINTER),
+        "Key": format!("{}/{}", fixtures::BUCKET, keys::PRODUCTION_POINTER),
         "Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {
-            "bucket": {"name": testkit::BUCKET},
+            "bucket": {"name": fixtures::BUCKET},
             "object": {"key": "production/current.json", "size": 10}}}]
     });
     let (status, answer) = world.post("/", event.to_string()).await;

@@ -6,8 +6,6 @@
 //! Without a Chromium on PATH the test skips, unless `CI` is set: then it fails and asks for
 //! `scripts/setup.sh`, which installs one.
 
-mod support;
-
 use std::{
     io::{BufRead, BufReader},
     net::TcpStream,
@@ -18,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, bail};
-use appraise_local::{processes::FunctionProcess, testkit};
+use appraise_testkit::{fixtures, processes::FunctionProcess};
 use base64::Engine;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
@@ -80,17 +78,17 @@ struct Expected {
 
 async fn run(browser: PathBuf) -> anyhow::Result<()> {
     // The world: a database, an S3 server, a real production model and a drift report.
-    let (db_url, db) = testkit::fresh_database().await?;
-    let (s3, objects) = testkit::s3_server(vec![]).await?;
+    let (db_url, db) = fixtures::fresh_database().await?;
+    let (s3, objects) = fixtures::s3_server(vec![]).await?;
     let seeding = Instant::now();
-    let production_version = support::seed_production_model(&db, &objects)
+    let production_version = crate::support::seed_production_model(&db, &objects)
         .await
         .context("seeding the production model")?;
     eprintln!("seeded {production_version} in {:.1?}", seeding.elapsed());
 
     let logs = tempfile::tempdir()?;
     let log_path = logs.path().join("predict.log");
-    let mut env = s3.env(testkit::BUCKET);
+    let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".to_owned(), db_url));
     let predict = FunctionProcess::start(
         "predict",

@@ -1,16 +1,14 @@
 //! The ingest binary through its real entry points: HTTP on `$PORT` (Knative, the harness) and
 //! the Lambda runtime API (driven by a local emulator of it).
 
-mod support;
-
 use std::{process::Stdio, time::Duration};
 
-use appraise_local::{
+use crate::support::start_source;
+use appraise_testkit::{
     lambda_emulator::{Invocation, LambdaEmulator},
     processes::FunctionProcess,
 };
 use serde_json::{Value, json};
-use support::start_source;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../local/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -18,11 +16,11 @@ fn fixture(name: &str) -> Value {
 }
 
 /// The settings the binary needs: a fresh database, an S3 server, a small source.
-async fn function_env() -> (Vec<(String, String)>, appraise_local::s3_server::S3Server) {
+async fn function_env() -> (Vec<(String, String)>, appraise_testkit::s3_server::S3Server) {
     let source = start_source(0.02).await;
-    let (db_url, _) = appraise_local::testkit::fresh_database().await.unwrap();
-    let (s3, _) = appraise_local::testkit::s3_server(vec![]).await.unwrap();
-    let mut env = s3.env(appraise_local::testkit::BUCKET);
+    let (db_url, _) = appraise_testkit::fixtures::fresh_database().await.unwrap();
+    let (s3, _) = appraise_testkit::fixtures::s3_server(vec![]).await.unwrap();
+    let mut env = s3.env(appraise_testkit::fixtures::BUCKET);
     env.extend([
         ("DATABASE_URL".to_owned(), db_url),
         ("SOURCE_URL".to_owned(), source),

@@ -1,15 +1,13 @@
 //! Ingest against an independent double of the course's batch API
-//! (`appraise_local::course_api_double`, written from the contract, not from our `source`):
+//! (`appraise_testkit::course_api_double`, written from the contract, not from our `source`):
 //! whatever the sequence's first number, and wherever an answer is lost, every batch the API
 //! serves ends up in `raw.listings` exactly as it was served.
 
-mod support;
-
+use crate::support::{World, ingest_config, tick, world};
 use appraise_core::runtime::StageError;
 use appraise_ingest::IngestReport;
-use appraise_local::course_api_double::{CourseApi, Fault, Plan};
+use appraise_testkit::course_api_double::{CourseApi, Fault, Plan};
 use serde_json::Value;
-use support::{World, ingest_config, tick, world};
 
 /// Five batches of the real sample, of uneven sizes.
 const SIZES: [usize; 5] = [40, 25, 60, 5, 30];

@@ -14,12 +14,12 @@ use appraise_ingest::{
     Ingest,
     config::{IngestConfig, SamplingConfig, SourceConfig},
 };
-use appraise_local::{
-    course_api_double::{CourseApi, Plan, sample_records},
-    s3_server::S3Server,
-    testkit,
-};
 use appraise_process::{Process, ProcessReport, config::ProcessConfig, rules::CleaningRules};
+use appraise_testkit::{
+    course_api_double::{CourseApi, Plan, sample_records},
+    fixtures,
+    s3_server::S3Server,
+};
 use serde_json::Value;
 
 /// Whether the default rules keep this record (so a copy of it in a later batch is dropped as
@@ -79,8 +79,8 @@ struct World {
 }
 
 async fn world() -> World {
-    let (_, db) = testkit::fresh_database().await.unwrap();
-    let (s3, objects) = testkit::s3_server(vec![]).await.unwrap();
+    let (_, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
     let api = CourseApi::start(plan()).await;
     let config = IngestConfig {
         source: SourceConfig {
@@ -166,7 +166,7 @@ impl World {
 }
 
 fn event(key: &str) -> ObjectCreated {
-    testkit::object_created(key)
+    fixtures::object_created(key)
 }
 
 #[tokio::test]

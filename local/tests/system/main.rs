@@ -1,0 +1,6 @@
+//! The whole system's tests, one binary: the main job (`main_job`), the chain in Lambda mode (`lambda`), the deployments' offline checks (`deploy_checks`), and the fault suite (`faults`).
+
+mod deploy_checks;
+mod faults;
+mod lambda;
+mod main_job;
