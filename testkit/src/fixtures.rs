@@ -51,6 +51,23 @@ where
         .get(0)
 }
 
+/// The first column of every row a query returns, in order; panics, as a test should, when
+/// the database fails.
+pub async fn query_column<T>(db: &DbPool, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    db.get()
+        .await
+        .expect("a database connection")
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// An S3 server on a fresh temporary directory, with the bucket created.
 pub async fn s3_server(rules: Vec<NotificationRule>) -> anyhow::Result<(S3Server, ObjectStore)> {
     let server = S3Server::start_in_temp_dir(rules).await?;

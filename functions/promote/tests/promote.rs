@@ -242,20 +242,11 @@ async fn a_lost_event_is_caught_up_by_the_next_one() {
         production.is_some_and(|p| p.version.starts_with("t000001-")),
         "judged against training 1's model"
     );
-    let order: Vec<i64> = lost
-        .db
-        .get()
-        .await
-        .unwrap()
-        .query(
-            "SELECT training_id FROM ops.promotions ORDER BY created_at",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let order: Vec<i64> = fixtures::query_column(
+        &lost.db,
+        "SELECT training_id FROM ops.promotions ORDER BY created_at",
+    )
+    .await;
     assert_eq!(order, [1, 2], "decided in training order");
     assert_eq!(
         state(&lost).await,

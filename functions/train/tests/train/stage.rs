@@ -587,20 +587,11 @@ async fn lost_events_are_caught_up_by_the_next_one() {
     };
     assert_eq!(caught_up, [0, 1]);
     assert!(reason.contains("too few rows"), "{reason}");
-    let order: Vec<i32> = lost
-        .db
-        .get()
-        .await
-        .unwrap()
-        .query(
-            "SELECT batch_number FROM ops.trainings ORDER BY created_at",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let order: Vec<i32> = fixtures::query_column(
+        &lost.db,
+        "SELECT batch_number FROM ops.trainings ORDER BY created_at",
+    )
+    .await;
     assert_eq!(order, [0, 1, 2], "decided in batch order");
     assert_eq!(
         state(&lost).await,
