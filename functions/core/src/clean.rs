@@ -67,6 +67,18 @@ impl CleanRow {
     }
 }
 
+/// Whether process has cleaned batch `batch_number` (it has a report in `ops.clean_batches`).
+pub async fn is_cleaned(client: &impl GenericClient, batch_number: i32) -> anyhow::Result<bool> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM ops.clean_batches WHERE batch_number = $1",
+            &[&batch_number],
+        )
+        .await
+        .context("reading ops.clean_batches")?
+        .is_some())
+}
+
 /// The clean rows of batches `first..=last`, in a stable order.
 pub async fn clean_rows(
     client: &impl GenericClient,

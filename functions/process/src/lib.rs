@@ -269,7 +269,7 @@ impl Process {
                 Some(date) => date,
                 None => return Ok(None),
             };
-            if store::already_processed(&transaction, batch_number).await? {
+            if appraise_core::clean::is_cleaned(&transaction, batch_number).await? {
                 return Ok(Some(Cleaned::Duplicate));
             }
             let raw = store::read_raw(&transaction, batch_number).await?;

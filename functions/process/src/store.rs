@@ -36,19 +36,6 @@ pub async fn batch_date(
     Ok(row.map(|row| row.get(0)))
 }
 
-pub async fn already_processed(
-    transaction: &Transaction<'_>,
-    batch_number: i32,
-) -> anyhow::Result<bool> {
-    Ok(transaction
-        .query_opt(
-            "SELECT 1 FROM ops.clean_batches WHERE batch_number = $1",
-            &[&batch_number],
-        )
-        .await?
-        .is_some())
-}
-
 /// The raw batches numbered below `batch_number` that have no cleaning report yet, oldest
 /// first: the work of events that were lost (or have not arrived yet).
 pub async fn unprocessed_before(

@@ -367,7 +367,7 @@ impl Train {
         let inner = &self.inner;
         let outcome: anyhow::Result<Option<TrainReport>> = async {
             store::lock_train(transaction).await?;
-            if !store::clean_batch_exists(transaction, batch_number).await? {
+            if !appraise_core::clean::is_cleaned(transaction, batch_number).await? {
                 return Ok(None);
             }
             if store::batch_decided(transaction, batch_number).await? {

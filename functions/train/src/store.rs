@@ -62,20 +62,6 @@ pub async fn model_versions_starting_with(
         .collect())
 }
 
-/// Whether the batch is in `ops.clean_batches`.
-pub async fn clean_batch_exists(
-    transaction: &Transaction<'_>,
-    batch_number: i32,
-) -> anyhow::Result<bool> {
-    Ok(transaction
-        .query_opt(
-            "SELECT 1 FROM ops.clean_batches WHERE batch_number = $1",
-            &[&batch_number],
-        )
-        .await?
-        .is_some())
-}
-
 /// Whether the batch has a training decision already.
 pub async fn batch_decided(
     transaction: &Transaction<'_>,
