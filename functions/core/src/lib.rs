@@ -15,6 +15,7 @@
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
+//! - [`reports`]: what each stage answers for one trigger, typed for the stages and the harness;
 //! - [`rng`]: the seeded generator behind every reproducible random choice.
 
 pub mod catch_up;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod objects;
 pub mod outbox;
 pub mod platform;
+pub mod reports;
 pub mod rng;
 pub mod runtime;
 pub mod telemetry;

@@ -30,6 +30,8 @@ pub mod cursor;
 pub mod source_client;
 pub mod store;
 
+pub use appraise_core::reports::{FiringReport, IngestReport, StoredBatch};
+
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -43,7 +45,6 @@ use appraise_core::{
     rng::{SplitMix64, sample_indices},
     runtime::{StageError, StageResult},
 };
-use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
 use crate::{
@@ -52,57 +53,6 @@ use crate::{
     source_client::SourceClient,
     store::{BatchRow, SampledRecord},
 };
-
-/// What one schedule firing did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum IngestReport {
-    /// A batch was stored and announced.
-    Stored(StoredBatch),
-    /// The batch API has nothing left.
-    Exhausted,
-    /// This firing was handled before; nothing was done.
-    Duplicate {
-        trigger_id: String,
-        previous_outcome: String,
-        batch_number: Option<i32>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredBatch {
-    pub batch_number: i32,
-    /// Records in the batch as received.
-    pub rows_received: usize,
-    /// Records kept by sampling (and stored in `raw.listings`).
-    pub rows_sampled: usize,
-    /// Stored records with at least one missing or wrong-typed field.
-    pub rows_flagged: usize,
-    /// Rows COPY wrote.
-    pub rows_stored: u64,
-    /// Size of the compressed response object.
-    pub response_bytes: u64,
-    /// Batches fetched and dropped on the way to this one (already stored, or fetched while
-    /// recovering from an answer lost in flight).
-    pub skipped_batches: Vec<i32>,
-    /// How many times the batch API was rewound to recover a lost answer.
-    pub rewinds: u32,
-    pub manifest_key: String,
-}
-
-/// What one schedule firing did: its own work, then the catch-up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FiringReport {
-    #[serde(flatten)]
-    pub ingest: IngestReport,
-    /// Announcements made again because no stage acted on them (their events were lost);
-    /// left out of the JSON when there were none, so a firing's report reads as before.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reannounced: Vec<String>,
-    /// Why the catch-up failed, if it did (the next firing tries again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catch_up_error: Option<String>,
-}
 
 /// The stage, with its clients built once. Cheap to clone.
 #[derive(Clone)]

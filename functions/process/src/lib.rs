@@ -31,6 +31,8 @@ pub mod config;
 pub mod rules;
 pub mod store;
 
+pub use appraise_core::reports::{ProcessReport, ProcessedBatch};
+
 use std::{
     collections::BTreeMap,
     collections::HashSet,
@@ -44,44 +46,11 @@ use appraise_core::{
     events::{ObjectCreated, Trigger},
     runtime::{self, StageError, StageResult},
 };
-use serde::{Deserialize, Serialize};
 
 use crate::{
     config::ProcessConfig,
     rules::{CleaningRules, Rule},
 };
-
-/// What one object event did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ProcessReport {
-    /// The batch was cleaned and announced.
-    Processed(ProcessedBatch),
-    /// The batch had been processed before; nothing was done (but announcing it, if needed,
-    /// and catching up earlier batches).
-    Duplicate {
-        batch_number: i32,
-        /// Earlier batches a lost event had left uncleaned, cleaned first, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        caught_up: Vec<i32>,
-    },
-    /// The object is not a batch manifest; nothing to do.
-    Ignored { key: String, reason: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessedBatch {
-    pub batch_number: i32,
-    pub rows_in: u64,
-    pub rows_kept: u64,
-    /// Rows dropped per rule (every rule, zeros included).
-    pub dropped: serde_json::Map<String, serde_json::Value>,
-    pub manifest_key: String,
-    /// Earlier batches a lost event had left uncleaned, cleaned first, in order (left out of
-    /// the JSON when there were none).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub caught_up: Vec<i32>,
-}
 
 /// What cleaning one batch did (`None` from [`Process::clean_batch`]: no such batch).
 enum Cleaned {

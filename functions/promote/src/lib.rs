@@ -30,6 +30,8 @@ pub mod config;
 pub mod decision;
 pub mod store;
 
+pub use appraise_core::reports::{ModelScore, PromoteReport};
+
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -46,59 +48,10 @@ use appraise_core::{
     outbox,
     runtime::{self, StageError, StageResult},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_postgres::Transaction;
 
 pub use crate::{config::PromoteConfig, decision::PromotionRule};
-
-/// A model version and its score on the evaluation rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelScore {
-    pub version: String,
-    pub metrics: Metrics,
-}
-
-/// What one object event did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum PromoteReport {
-    /// A decision was taken (promoted or rejected).
-    Decided {
-        training_id: i64,
-        promoted: bool,
-        reason: String,
-        candidate: ModelScore,
-        production: Option<ModelScore>,
-        evaluation_rows: usize,
-        /// Older trainings this invocation decided first, oldest first: their candidates
-        /// events never came.
-        #[serde(default)]
-        caught_up: Vec<i64>,
-    },
-    Duplicate {
-        training_id: i64,
-        #[serde(default)]
-        caught_up: Vec<i64>,
-    },
-    Ignored {
-        key: String,
-        reason: String,
-    },
-}
-
-impl PromoteReport {
-    /// Records the trainings the invocation decided before the event's own.
-    fn after(mut self, trainings: Vec<i64>) -> Self {
-        match &mut self {
-            PromoteReport::Decided { caught_up, .. }
-            | PromoteReport::Duplicate { caught_up, .. } => {
-                *caught_up = trainings;
-            }
-            PromoteReport::Ignored { .. } => {}
-        }
-        self
-    }
-}
 
 /// The stage, with its clients built once. Cheap to clone.
 #[derive(Clone)]

@@ -39,6 +39,8 @@ pub mod drift;
 pub mod fit;
 pub mod store;
 
+pub use appraise_core::reports::{Candidate, DriftSummary, TrainReport};
+
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -46,13 +48,12 @@ use appraise_core::{
     clean::{self, CleanRow},
     db::DbPool,
     events::{ObjectCreated, Trigger},
-    model::{ModelArtifact, metrics::Metrics},
+    model::ModelArtifact,
     objects::ObjectStore,
     outbox,
     runtime::{self, StageError, StageResult},
 };
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
 use crate::{
@@ -61,111 +62,16 @@ use crate::{
     drift::{DriftReport, drift_report},
 };
 
-/// A short account of a drift report, for logs and the harness.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftSummary {
-    pub drifted: bool,
-    pub worst_feature: Option<String>,
-    pub worst_statistic: Option<f64>,
-}
-
-impl DriftSummary {
-    fn of(report: &DriftReport) -> DriftSummary {
-        let worst = report
-            .worst
-            .as_ref()
-            .and_then(|w| report.features.iter().find(|f| &f.feature == w));
-        DriftSummary {
-            drifted: report.drifted,
-            worst_feature: report.worst.clone(),
-            worst_statistic: worst.and_then(|f| f.statistic),
-        }
-    }
-}
-
-/// One trained model, as the report shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub version: String,
-    pub algorithm: String,
-    pub validation: Metrics,
-    pub test: Metrics,
-    pub fit_seconds: f64,
-    pub artifact_key: String,
-}
-
-/// What one object event did: the decision on its batch, and what the invocation repaired
-/// before taking it.
-///
-/// `caught_up` lists the older clean batches this invocation decided first because their own
-/// events never came (oldest first); `orphan_artifacts_removed` counts the objects under
-/// `models/` it deleted because no `ops.model_versions` row claims them (left by a training
-/// that uploaded and then never committed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum TrainReport {
-    Trained {
-        /// The training's id, which is its batch's number.
-        training_id: i64,
-        batch_number: i32,
-        reason: String,
-        drift: Option<DriftSummary>,
-        rows_train: usize,
-        rows_validation: usize,
-        rows_test: usize,
-        candidates: Vec<Candidate>,
-        #[serde(default)]
-        caught_up: Vec<i32>,
-        #[serde(default)]
-        orphan_artifacts_removed: usize,
-    },
-    Skipped {
-        batch_number: i32,
-        reason: String,
-        drift: Option<DriftSummary>,
-        #[serde(default)]
-        caught_up: Vec<i32>,
-        #[serde(default)]
-        orphan_artifacts_removed: usize,
-    },
-    Duplicate {
-        batch_number: i32,
-        #[serde(default)]
-        caught_up: Vec<i32>,
-        #[serde(default)]
-        orphan_artifacts_removed: usize,
-    },
-    Ignored {
-        key: String,
-        reason: String,
-    },
-}
-
-impl TrainReport {
-    /// Records what the invocation did before deciding the event's own batch.
-    fn after(mut self, batches: Vec<i32>, removed: usize) -> Self {
-        match &mut self {
-            TrainReport::Trained {
-                caught_up,
-                orphan_artifacts_removed,
-                ..
-            }
-            | TrainReport::Skipped {
-                caught_up,
-                orphan_artifacts_removed,
-                ..
-            }
-            | TrainReport::Duplicate {
-                caught_up,
-                orphan_artifacts_removed,
-                ..
-            } => {
-                *caught_up = batches;
-                *orphan_artifacts_removed = removed;
-            }
-            TrainReport::Ignored { .. } => {}
-        }
-        self
+/// The short account of a drift report that the train report carries.
+fn drift_summary(report: &DriftReport) -> DriftSummary {
+    let worst = report
+        .worst
+        .as_ref()
+        .and_then(|w| report.features.iter().find(|f| &f.feature == w));
+    DriftSummary {
+        drifted: report.drifted,
+        worst_feature: report.worst.clone(),
+        worst_statistic: worst.and_then(|f| f.statistic),
     }
 }
 
@@ -436,7 +342,7 @@ impl Train {
                 },
             )
             .await?;
-            let drift_summary = drift.as_ref().map(DriftSummary::of);
+            let drift_summary = drift.as_ref().map(drift_summary);
             let Decision::Train { reason } = decision else {
                 return Ok(Some(TrainReport::Skipped {
                     batch_number,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use appraise_core::reports::{DriftSummary, PromoteReport, TrainReport};
 use appraise_testkit::s3_server::Delivery;
 use indicatif::ProgressBar;
 use serde_json::Value;
@@ -97,19 +98,24 @@ pub(crate) async fn training_of(
 }
 
 /// Promote's decision with both scores.
-pub(crate) fn describe_promotion(batch: i64, report: &Value) -> String {
-    match report["outcome"].as_str() {
-        Some("decided") => format!(
-            "promote  batch {batch:>3}  {} {}: {}",
-            if report["promoted"] == true {
-                "promoted"
-            } else {
-                "rejected"
-            },
-            report["candidate"]["version"].as_str().unwrap_or("?"),
-            report["reason"].as_str().unwrap_or_default()
+pub(crate) fn describe_promotion(batch: i64, report: &PromoteReport) -> String {
+    match report {
+        PromoteReport::Decided {
+            promoted,
+            candidate,
+            reason,
+            ..
+        } => format!(
+            "promote  batch {batch:>3}  {} {}: {reason}",
+            if *promoted { "promoted" } else { "rejected" },
+            candidate.version,
         ),
-        _ => format!("promote  batch {batch:>3}  {report}"),
+        PromoteReport::Duplicate { training_id, .. } => {
+            format!("promote  batch {batch:>3}  training {training_id} was decided before")
+        }
+        PromoteReport::Ignored { key, reason } => {
+            format!("promote  batch {batch:>3}  ignored {key}: {reason}")
+        }
     }
 }
 
@@ -156,47 +162,61 @@ pub(crate) async fn show_predictor(client: &reqwest::Client, url: &str) -> anyho
 }
 
 /// The drift verdict, the decision and each model's test metrics, one line each.
-pub(crate) fn describe_training(batch: i64, report: &Value) -> Vec<String> {
-    let mut lines = Vec::new();
-    let drift = &report["drift"];
-    lines.push(if drift.is_null() {
-        format!("drift    batch {batch:>3}  not tested: no production model to compare with")
-    } else if drift["worst_feature"].is_null() {
-        format!("drift    batch {batch:>3}  not tested: no clean rows to compare")
-    } else {
-        format!(
-            "drift    batch {batch:>3}  {}  (largest: {} D={:.3})",
-            if drift["drifted"].as_bool() == Some(true) {
-                "DRIFT"
-            } else {
-                "no drift"
-            },
-            drift["worst_feature"].as_str().unwrap_or("-"),
-            drift["worst_statistic"].as_f64().unwrap_or(0.0)
-        )
-    });
-    let reason = report["reason"].as_str().unwrap_or_default();
-    match report["outcome"].as_str() {
-        Some("trained") => {
+pub(crate) fn describe_training(batch: i64, report: &TrainReport) -> Vec<String> {
+    let drift = match report {
+        TrainReport::Trained { drift, .. } | TrainReport::Skipped { drift, .. } => drift.as_ref(),
+        TrainReport::Duplicate { .. } | TrainReport::Ignored { .. } => None,
+    };
+    let mut lines = vec![match drift {
+        None => {
+            format!("drift    batch {batch:>3}  not tested: no production model to compare with")
+        }
+        Some(DriftSummary {
+            worst_feature: None,
+            ..
+        }) => format!("drift    batch {batch:>3}  not tested: no clean rows to compare"),
+        Some(DriftSummary {
+            drifted,
+            worst_feature: Some(feature),
+            worst_statistic,
+        }) => format!(
+            "drift    batch {batch:>3}  {}  (largest: {feature} D={:.3})",
+            if *drifted { "DRIFT" } else { "no drift" },
+            worst_statistic.unwrap_or(0.0)
+        ),
+    }];
+    match report {
+        TrainReport::Trained {
+            training_id,
+            reason,
+            candidates,
+            ..
+        } => {
             lines.push(format!(
-                "train    batch {batch:>3}  trained (training {}): {reason}",
-                report["training_id"]
+                "train    batch {batch:>3}  trained (training {training_id}): {reason}"
             ));
-            for candidate in report["candidates"].as_array().into_iter().flatten() {
-                let test = &candidate["test"];
+            for candidate in candidates {
+                let test = &candidate.test;
                 lines.push(format!(
                     "model    {:<22} test rmse {:>9}  mae {:>9}  r2 {:.3}  mape {:.3}  fit {:.1} s",
-                    candidate["version"].as_str().unwrap_or("?"),
-                    thousands(test["rmse"].as_f64().unwrap_or(0.0) as i64),
-                    thousands(test["mae"].as_f64().unwrap_or(0.0) as i64),
-                    test["r2"].as_f64().unwrap_or(0.0),
-                    test["mape"].as_f64().unwrap_or(0.0),
-                    candidate["fit_seconds"].as_f64().unwrap_or(0.0),
+                    candidate.version,
+                    thousands(test.rmse as i64),
+                    thousands(test.mae as i64),
+                    test.r2,
+                    test.mape,
+                    candidate.fit_seconds,
                 ));
             }
         }
-        Some("skipped") => lines.push(format!("train    batch {batch:>3}  skipped: {reason}")),
-        _ => lines.push(format!("train    batch {batch:>3}  {report}")),
+        TrainReport::Skipped { reason, .. } => {
+            lines.push(format!("train    batch {batch:>3}  skipped: {reason}"))
+        }
+        TrainReport::Duplicate { .. } => {
+            lines.push(format!("train    batch {batch:>3}  decided before"))
+        }
+        TrainReport::Ignored { key, reason } => lines.push(format!(
+            "train    batch {batch:>3}  ignored {key}: {reason}"
+        )),
     }
     lines
 }

@@ -10,7 +10,11 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use appraise_core::reports::{
+    FiringReport, IngestReport, ProcessReport, PromoteReport, StoredBatch, TrainReport,
+};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use self::{
@@ -111,25 +115,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let report = fire_schedule(&client, &spinner, &stack.ingest.url(), firing)
             .await
             .map_err(|error| anyhow::anyhow!("{error:#}{}", stack.ingest.log_excerpt()))?;
-        let result = &report["results"][0];
-        if let Some(keys) = result["reannounced"].as_array()
-            && !keys.is_empty()
-        {
+        if !report.reannounced.is_empty() {
             say(
                 &spinner,
-                format!("catch-up announced again work whose event was lost: {keys:?}"),
+                format!(
+                    "catch-up announced again work whose event was lost: {:?}",
+                    report.reannounced
+                ),
             );
         }
-        match result["outcome"].as_str() {
-            Some("stored") => {
-                let batch = follow_batch(&client, &spinner, &mut stack, result).await?;
+        match &report.ingest {
+            IngestReport::Stored(stored) => {
+                let batch = follow_batch(&client, &spinner, &mut stack, stored).await?;
                 seconds.insert(batch, tick_started.elapsed().as_secs_f64());
             }
-            Some("exhausted") => {
+            IngestReport::Exhausted => {
                 say(&spinner, "ingest   the source has nothing left");
                 break;
             }
-            _ => say(&spinner, format!("ingest   {result}")),
+            IngestReport::Duplicate {
+                trigger_id,
+                previous_outcome,
+                ..
+            } => say(
+                &spinner,
+                format!("ingest   firing {trigger_id} was handled before ({previous_outcome})"),
+            ),
         }
         if args.interval_secs > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(args.interval_secs)).await;
@@ -167,48 +178,46 @@ async fn follow_batch(
     client: &reqwest::Client,
     spinner: &ProgressBar,
     stack: &mut Stack,
-    result: &Value,
+    stored: &StoredBatch,
 ) -> anyhow::Result<i64> {
-    let batch = result["batch_number"].as_i64().unwrap_or(-1);
+    let batch = i64::from(stored.batch_number);
     say(
         spinner,
         format!(
             "ingest   batch {batch:>3}  received {:>9}  sampled {:>9}  flagged {:>7}  stored {:>9}",
-            thousands(result["rows_received"].as_i64().unwrap_or(0)),
-            thousands(result["rows_sampled"].as_i64().unwrap_or(0)),
-            thousands(result["rows_flagged"].as_i64().unwrap_or(0)),
-            thousands(result["rows_stored"].as_i64().unwrap_or(0)),
+            thousands(stored.rows_received as i64),
+            thousands(stored.rows_sampled as i64),
+            thousands(stored.rows_flagged as i64),
+            thousands(stored.rows_stored as i64),
         ),
     );
-    let rewinds = result["rewinds"].as_i64().unwrap_or(0);
-    if rewinds > 0 {
+    if stored.rewinds > 0 {
         say(
             spinner,
             format!(
-                "         recovered an answer lost in flight: rewound the batch API {rewinds}× (re-fetched and dropped: {})",
-                result["skipped_batches"]
+                "         recovered an answer lost in flight: rewound the batch API {}× (re-fetched and dropped: {:?})",
+                stored.rewinds, stored.skipped_batches
             ),
         );
     }
-    let manifest = result["manifest_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let manifest = stored.manifest_key.clone();
     spinner.set_message(format!("process is cleaning batch {batch}"));
-    await_stage(client, spinner, stack, Stage::Process, &manifest).await?;
+    await_stage::<ProcessReport>(client, spinner, stack, Stage::Process, &manifest).await?;
     // What process did, as recorded (a redelivered event's answer says only
     // "duplicate").
     say(spinner, describe_cleaning(&stack.db, batch).await?);
     let clean_manifest = format!("clean/batch-{batch:06}/manifest.json");
     spinner.set_message(format!("train is deciding on batch {batch}"));
-    let trained = await_stage(client, spinner, stack, Stage::Train, &clean_manifest).await?;
+    let trained: TrainReport =
+        await_stage(client, spinner, stack, Stage::Train, &clean_manifest).await?;
     for report_line in describe_training(batch, &trained) {
         say(spinner, report_line);
     }
     if let Some(training_id) = training_of(&stack.db, batch).await? {
         spinner.set_message(format!("promote is judging training {training_id}"));
         let candidates = appraise_core::keys::candidates(training_id);
-        let promoted = await_stage(client, spinner, stack, Stage::Promote, &candidates).await?;
+        let promoted: PromoteReport =
+            await_stage(client, spinner, stack, Stage::Promote, &candidates).await?;
         say(spinner, describe_promotion(batch, &promoted));
     }
     // Show the clean/ announcement that followed, if it is already out.
@@ -266,13 +275,13 @@ pub(crate) enum Stage {
 /// Waits until a stage has handled the manifest `key` and returns its report. With the
 /// embedded S3 server that is the notification's answer; with another S3 server the harness
 /// delivers the event itself, as a MinIO webhook would.
-pub(crate) async fn await_stage(
+pub(crate) async fn await_stage<Report: DeserializeOwned>(
     client: &reqwest::Client,
     spinner: &ProgressBar,
     stack: &mut Stack,
     stage: Stage,
     key: &str,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Report> {
     let function = match stage {
         Stage::Process => &stack.process,
         Stage::Train => &stack.train,
@@ -308,9 +317,22 @@ pub(crate) async fn await_stage(
             text
         }
     };
-    let report: Value =
-        serde_json::from_str(&answer).with_context(|| format!("reading {name}'s report"))?;
-    Ok(report["results"][0].clone())
+    first_result(&answer).with_context(|| format!("reading {name}'s report"))
+}
+
+/// What a function answers for a delivery: one report per trigger it carried.
+#[derive(serde::Deserialize)]
+struct Results<Report> {
+    results: Vec<Report>,
+}
+
+/// The report of the one trigger a delivery carried.
+fn first_result<Report: DeserializeOwned>(answer: &str) -> anyhow::Result<Report> {
+    let Results { results } = serde_json::from_str::<Results<Report>>(answer)?;
+    results
+        .into_iter()
+        .next()
+        .context("the answer holds no report")
 }
 
 /// Sends one schedule firing to ingest the way a Knative PingSource does (a binary-mode
@@ -322,7 +344,7 @@ pub(crate) async fn fire_schedule(
     spinner: &ProgressBar,
     url: &str,
     firing: u32,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<FiringReport> {
     let id = format!("harness-{}-{firing}", std::process::id());
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -348,11 +370,11 @@ pub(crate) async fn fire_schedule(
             }
             Ok(response) => {
                 let status = response.status();
-                let body: Value = response.json().await.context("reading ingest's report")?;
+                let body = response.text().await.context("reading ingest's answer")?;
                 if !status.is_success() {
-                    bail!("ingest failed (HTTP {status}): {}", body["error"]);
+                    bail!("ingest failed (HTTP {status}): {body}");
                 }
-                return Ok(body);
+                return first_result(&body).context("reading ingest's report");
             }
             Err(error) => format!("calling ingest: {error}"),
         };
