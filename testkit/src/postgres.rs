@@ -10,23 +10,24 @@
 //! announces rows only after their commit returned, so a lost commit would leave an event
 //! pointing at missing data. The server runs with PostgreSQL's defaults for
 //! `synchronous_commit`, `fsync` and `full_page_writes` (all on); [`Postgres::crash`] and
-//! [`Postgres::restart`] let a test check it (`tests/testkit/postgres_durability.rs`). Measured on this
-//! 2-core machine (ext4 on virtio), each setting against the old one:
+//! [`Postgres::restart`] let a test check it (`tests/testkit/postgres_durability.rs`). Each
+//! setting was measured against the old one (the figures, with their date and machine, are in
+//! bench/README.md):
 //!
-//! - `synchronous_commit=off` let a commit return before its WAL was written: after 300 small
-//!   commits, `pg_ctl stop -m immediate` lost the last 4. Removed.
+//! - `synchronous_commit=off` let a commit return before its WAL was written: a server stopped
+//!   with `pg_ctl stop -m immediate` right after a run of small commits lost the last few.
+//!   Removed.
 //! - `fsync=off` only matters when the OS crashes or loses power (a crashed server's writes are
-//!   still in the page cache). On costs 2,000 one-row commits 0.30 s instead of 0.14 s on an
-//!   idle machine (2.8 s while cargo was writing a build) and a 300,000-row COPY with two
-//!   checkpoints 0.96 s instead of 0.85 s; the ingest, process, promote and predict test suites
-//!   took the same time either way (16.1 s against 16.3 s, within their run-to-run noise). It
-//!   does not matter for test speed, so it is on.
+//!   still in the page cache). On makes many one-row commits markedly slower and a large COPY
+//!   slightly slower, but the ingest, process, promote and predict test suites take the same
+//!   time either way (within their run-to-run noise). It does not matter for test speed, so it
+//!   is on.
 //! - `full_page_writes=off` is safe only if an 8 kB page is never half-written, which a server
 //!   killed in the middle of a write (SIGKILL, the OOM killer) cannot promise. On cost nothing
-//!   measurable (that COPY: 0.85 s either way). On.
-//! - `initdb --no-sync` is kept: syncing the new cluster takes 3.3–4.6 s instead of 0.7–1.2 s,
-//!   once per cluster (each test binary starts one), and protects only against an OS crash
-//!   before the kernel writes the new files back, after which nothing would reopen this
+//!   measurable. On.
+//! - `initdb --no-sync` is kept: syncing the new cluster makes creating it several times
+//!   slower, once per cluster (each test binary starts one), and protects only against an OS
+//!   crash before the kernel writes the new files back, after which nothing would reopen this
 //!   directory anyway (a run makes a fresh cluster; an old one is never started again).
 //!
 //! PostgreSQL refuses to run as root, and CI runs as root: then the cluster runs as the

@@ -8,9 +8,9 @@
 //! (MinIO queues and retries too); each delivery's final outcome is published as a
 //! [`Delivery`] so the harness can show what every stage did.
 //!
-//! A plain GET of a whole object is answered from one read of its file: s3s-fs streams files
-//! in 4 KiB reads, each a trip through tokio's blocking pool, which made a 4 MB model artifact
-//! take ~90 ms to fetch (and the predictor's cold start with it).
+//! s3s-fs streams files in 4 KiB reads, each a trip through tokio's blocking pool, which made
+//! fetching a model artifact of a few megabytes slow (and the predictor's cold start with it),
+//! so a plain GET of a whole object is answered from one read of its file.
 //!
 //! s3s-fs stores object `key` of bucket `b` at `<root>/b/key` and only checks that the joined
 //! path stays under `<root>`: a key `../other/x` would land in bucket `other`. [`KeyGuard`]

@@ -37,7 +37,7 @@ pub struct ReceivedBatch {
     pub group_number: Option<f64>,
     pub day: Option<String>,
     /// Byte range of each record of `data` within `body`, found when the body was parsed, so
-    /// the 100 MB of a large batch are parsed once, not again for the records.
+    /// the tens of megabytes of a large batch are parsed once, not again for the records.
     record_ranges: Vec<Range<usize>>,
 }
 

@@ -25,8 +25,7 @@ use serde_json::{Value, json};
 use crate::{
     Predictor,
     error::ApiError,
-    request::{Problem, RequestValue, UncheckedListing},
-    routes::{MAX_BATCH_BODY, today},
+    request::{MAX_BATCH_BODY, Problem, RequestValue, UncheckedListing, today},
 };
 
 const NUMERIC: [&str; 4] = ["bed", "bath", "acre_lot", "house_size"];

@@ -23,6 +23,14 @@ use appraise_core::{
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+/// Largest batch body accepted, for `/predict/batch` and for an inference request.
+pub(crate) const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+
+/// The date listings are priced as of.
+pub(crate) fn today() -> Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// A valid listing to price: the model's input (see [`ListingInput::features`]) and what the
 /// inference log keeps. Not [`appraise_core::listing::Listing`], the batch API's record (with a
 /// price, every field optional and unchecked).

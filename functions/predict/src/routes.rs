@@ -32,8 +32,6 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest single-listing body accepted.
 const MAX_PREDICT_BODY: usize = 64 * 1024;
-/// Largest batch body accepted, also for an inference request ([`oip`]).
-pub(crate) const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
 /// Largest event body accepted on `POST /` (axum's default, stated).
 const MAX_EVENT_BODY: usize = 2 * 1024 * 1024;
 
@@ -67,7 +65,7 @@ pub fn router(predictor: Predictor) -> Router {
         )
         .route(
             "/predict/batch",
-            post(predict_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
+            post(predict_batch).layer(DefaultBodyLimit::max(request::MAX_BATCH_BODY)),
         )
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -119,20 +117,15 @@ async fn json_payload_too_large(response: Response) -> Response {
         "is larger than this endpoint accepts (POST /predict: {} KiB; /predict/batch and \
          /v2/models/{{name}}/infer: {} MiB; events on POST /: {} MiB)",
         MAX_PREDICT_BODY / 1024,
-        MAX_BATCH_BODY / (1024 * 1024),
+        request::MAX_BATCH_BODY / (1024 * 1024),
         MAX_EVENT_BODY / (1024 * 1024),
     ))
     .into_response()
 }
 
-/// The date listings are priced as of.
-pub(crate) fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
 async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let today = today();
+    let today = request::today();
     let listing =
         request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;
@@ -152,7 +145,7 @@ async fn predict_batch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let today = today();
+    let today = request::today();
     let listings = request::parse_batch(&body, today, predictor.config().max_batch)
         .map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;

@@ -1,10 +1,10 @@
 //! The body of a `GET /data` response, produced a chunk at a time.
 //!
-//! A full batch is up to 361,457 rows, about 90 MB of JSON. Building it whole would cost that
-//! much memory per request, so the body is an iterator of [`Bytes`] chunks of
-//! [`CHUNK_ROWS`] rows each (about half a megabyte), each generated only when the connection
-//! asks for more. The first chunk opens the envelope
-//! (`{"group_number":…,"day":…,"batch_number":…,"data":[`), the last one closes it (`]}`).
+//! A full batch is up to 361,457 rows, 79 MB of JSON. Building it whole would cost that much
+//! memory per request, so the body is an iterator of [`Bytes`] chunks of [`CHUNK_ROWS`] rows
+//! each (about half a megabyte), each generated only when the connection asks for more. The
+//! first chunk opens the envelope (`{"group_number":…,"day":…,"batch_number":…,"data":[`), the
+//! last one closes it (`]}`).
 
 use std::sync::Arc;
 

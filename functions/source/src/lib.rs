@@ -34,12 +34,10 @@
 //! # Speed
 //!
 //! Rows are generated and written as JSON a chunk of 2,048 at a time while the response
-//! streams, so memory stays flat whatever the batch size. Measured once on the 2-core
-//! development machine, release build, with other builds running (load average ~2), using
-//! `curl -s -o /dev/null -w '%{time_total}'` against a local server: the default plan's last
-//! batch (5), 361,457 rows and 78.8 MB of JSON, took 0.48–0.76 s end to end and 0.47–0.76 s of
-//! server CPU over four runs, while the server's peak RSS stayed at 8.7 MB. About 0.17 s of
-//! that is generating the rows; most of the rest is `Listing::write_api_json`.
+//! streams, so memory stays flat whatever the batch size, even for the default plan's largest
+//! batch (5), tens of megabytes of JSON. Generating the rows is the smaller part of a batch's
+//! time; most of it is writing them out (`Listing::write_api_json`). The measured figures, with
+//! their date and machine, are in `bench/README.md`.
 
 pub mod api;
 pub mod batch_body;

@@ -1,5 +1,5 @@
 //! Fits this crate's models on the exact rows the peer (../shared/bench/peer/train.py) uses,
-//! and prints fit time and test metrics per model, for the README's comparison.
+//! and prints fit time and test metrics per model, for the comparison in bench/README.md.
 //!
 //! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv [--boosting N]`
 //! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md). With `--boosting N`

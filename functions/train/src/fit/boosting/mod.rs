@@ -3,9 +3,10 @@
 //! loads; the writer is `appraise_core::model::xgboost_json`, beside its reader). Binning the
 //! features and building the per-node histograms is [`histogram`]; this module grows the trees.
 //!
-//! Why not the XGBoost library: xgboost-rs vendors XGBoost 1.6.2, whose rounds cost ~5 ms here
-//! (1.4× the peer's XGBoost 3.x), and its C++ build took minutes of every cold build and would
-//! have to be cross-built for Lambda. The algorithm is small:
+//! Why not the XGBoost library: the boosted trees were first fitted by xgboost-rs, which vendors
+//! XGBoost 1.6.2; its rounds were slower than the peer's XGBoost 3.x (bench/README.md has the
+//! comparison), its C++ build took minutes of every cold build, and it would have had to be
+//! cross-built for Lambda. The algorithm is small:
 //!
 //! - every feature is cut into at most [`MAX_BINS`] bins at quantiles of its training values
 //!   (the cut points are training values themselves, compared as `f32`, so a row's bin decides
