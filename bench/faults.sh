@@ -5,7 +5,7 @@
 # row by row; then fuzzed predictor bodies and model swaps under load. Prints one line per kind:
 #   <kind>  N injected · 0 lost rows · 0 duplicated rows · 0 orphan objects · 0 5xx
 # and exits non-zero on any loss. The short version runs in CI as part of the tests
-# (local/tests/system/faults.rs); what each figure counts is in that file's documentation.
+# (local/tests/system/faults/); what each figure counts is in that file's documentation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
