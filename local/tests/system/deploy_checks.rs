@@ -6,8 +6,8 @@
 //! - the Prometheus configuration and rules pass Debian's `promtool` (and its rule unit tests);
 //! - every metric a Grafana panel or a rule queries is exported, checked against real `/metrics`
 //!   scrapes of the functions after they did some work (`infra/checks/check_metrics.py`);
-//! - the MinIO → CloudEvents bridge emits CloudEvents the functions accept, to a real sink;
-//! - the JobSink runner (`bridge job`) runs an event file through a real function binary.
+//!
+//! The Knative adapters (the bridge and the JobSink runner) are tested in `bridge`.
 //!
 //! The Python tools and promtool come from `bash scripts/setup-tools.sh`; the function binaries
 //! from `cargo build --bins` (scripts/test.sh does both before the tests).
@@ -15,27 +15,20 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Arc,
     time::Duration,
 };
 
-use appraise_core::events::{self, Trigger};
+use appraise_core::events;
 use appraise_testkit::{
     fixtures,
-    processes::{self, FunctionProcess},
+    processes::FunctionProcess,
     s3_server::{Delivery, NotificationRule},
 };
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
-};
-use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use serde_json::json;
 
-fn workspace() -> PathBuf {
+use super::bridge::start_bridge;
+
+pub(super) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -59,7 +52,7 @@ fn run(command: &mut Command) -> Output {
         .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
 }
 
-fn text(output: &Output) -> String {
+pub(super) fn text(output: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
         output.status,
@@ -271,224 +264,6 @@ fn deploy_sh_stops_with_a_clear_message_when_a_prerequisite_is_missing() {
     ] {
         assert!(stderr.contains(missing), "{missing:?}:\n{stderr}");
     }
-}
-
-/// A sink that records every request it gets and answers with `status`.
-async fn recording_sink(status: StatusCode) -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
-    type Seen = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
-    let seen: Seen = Arc::default();
-    let router = Router::new()
-        .route(
-            "/",
-            post(
-                move |State(seen): State<Seen>, headers: HeaderMap, body: Bytes| async move {
-                    seen.lock().await.push((headers, body));
-                    status
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, seen)
-}
-
-/// `bridge serve` on a free port, sending to `sink`; stops when dropped.
-struct Bridge {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl Bridge {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-    }
-}
-
-async fn start_bridge(sink: &str) -> Bridge {
-    let port = appraise_testkit::free_port().unwrap();
-    let child = tokio::process::Command::new(processes::binary("bridge").unwrap())
-        .arg("serve")
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("APPRAISE_EXIT_ON_STDIN_EOF", "1")
-        .env("K_SINK", sink)
-        .env(
-            "K_CE_OVERRIDES",
-            r#"{"extensions": {"cluster": "minikube"}}"#,
-        )
-        .env("BRIDGE_RETRIES", "1")
-        .stdin(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let bridge = Bridge { child, port };
-    for _ in 0..500 {
-        if reqwest::get(format!("{}/healthz", bridge.url()))
-            .await
-            .is_ok_and(|response| response.status().is_success())
-        {
-            return bridge;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the bridge did not answer /healthz");
-}
-
-fn minio_webhook() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(workspace().join("local/events/minio-webhook.json")).unwrap(),
-    )
-    .unwrap()
-}
-
-#[tokio::test]
-async fn the_bridge_sends_cloud_events_the_functions_accept() {
-    let (sink, seen) = recording_sink(StatusCode::ACCEPTED).await;
-    let bridge = start_bridge(&sink).await;
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/", bridge.url()))
-        .json(&minio_webhook())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(
-        answer["delivered"],
-        json!(["raw/batch-000002/manifest.json"])
-    );
-
-    let seen = seen.lock().await.clone();
-    assert_eq!(seen.len(), 1, "one CloudEvent per record");
-    let (headers, body) = &seen[0];
-    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
-    assert_eq!(header("ce-specversion"), "1.0");
-    assert_eq!(header("ce-type"), "com.amazonaws.s3.ObjectCreated:Put");
-    assert_eq!(header("ce-source"), "minio:s3..appraise");
-    assert_eq!(header("ce-subject"), "raw/batch-000002/manifest.json");
-    assert_eq!(header("ce-keyprefix"), "raw");
-    assert_eq!(
-        header("ce-cluster"),
-        "minikube",
-        "K_CE_OVERRIDES extensions"
-    );
-    assert_eq!(header("ce-time"), "2026-11-27T12:05:00.000Z");
-    assert!(header("ce-id").starts_with("1797CF5A5B3C2D10."));
-    assert_eq!(header("content-type"), "application/json");
-    // What a function makes of exactly this request: the object, key decoded.
-    let triggers = events::from_http(headers, body).unwrap();
-    let [Trigger::ObjectCreated(object)] = triggers.as_slice() else {
-        panic!("{triggers:?}")
-    };
-    assert_eq!(object.bucket, "appraise");
-    assert_eq!(object.key, "raw/batch-000002/manifest.json");
-    assert_eq!(object.event_name, "ObjectCreated:Put");
-
-    // Not a webhook body: 400, and nothing is sent.
-    let response = client
-        .post(format!("{}/", bridge.url()))
-        .json(&json!({"hello": "world"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    assert!(response.text().await.unwrap().contains("Records"));
-    let metrics = client
-        .get(format!("{}/metrics", bridge.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("bridge_events_total{service=\"bridge\",outcome=\"delivered\"} 1"),
-        "{metrics}"
-    );
-    bridge.stop().await;
-}
-
-#[tokio::test]
-async fn the_bridge_answers_502_when_the_sink_fails_so_minio_retries() {
-    let (sink, seen) = recording_sink(StatusCode::SERVICE_UNAVAILABLE).await;
-    let bridge = start_bridge(&sink).await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/", bridge.url()))
-        .json(&minio_webhook())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("the sink answered 503")
-    );
-    assert_eq!(seen.lock().await.len(), 2, "one retry (BRIDGE_RETRIES=1)");
-    bridge.stop().await;
-}
-
-#[tokio::test]
-async fn the_job_runner_runs_an_event_file_through_a_function() {
-    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
-    let (s3, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    // A structured CloudEvent as a JobSink mounts it: an object process does not act on.
-    let event = dir.path().join("event");
-    std::fs::write(
-        &event,
-        json!({
-            "specversion": "1.0", "id": "job-1", "source": "minio:s3..appraise",
-            "type": "com.amazonaws.s3.ObjectCreated:Put", "subject": "raw/batch-000001/response.json.gz",
-            "datacontenttype": "application/json", "keyprefix": "raw",
-            "data": {"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "appraise"},
-                     "object": {"key": "raw%2Fbatch-000001%2Fresponse.json.gz"}}}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let port = appraise_testkit::free_port().unwrap().to_string();
-    let job = async |event: &Path| {
-        tokio::process::Command::new(processes::binary("bridge").unwrap())
-            .args(["job", "--port", &port, "--event-file"])
-            .arg(event)
-            .arg(processes::binary("process").unwrap())
-            .env("DATABASE_URL", &database_url)
-            .env("HOST", "127.0.0.1")
-            .envs(s3.env(fixtures::BUCKET))
-            .output()
-            .await
-            .unwrap()
-    };
-    let output = job(&event).await;
-    assert!(output.status.success(), "{}", text(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.starts_with("Done("), "{stdout}");
-    assert!(stdout.contains("response.json.gz"), "{stdout}");
-
-    // An event no function takes is rejected for good: exit 0, no retry.
-    std::fs::write(
-        &event,
-        r#"{"specversion": "1.0", "id": "x", "source": "s", "type": "com.example.other"}"#,
-    )
-    .unwrap();
-    let output = job(&event).await;
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).starts_with("Rejected("),
-        "{}",
-        text(&output)
-    );
 }
 
 /// Waits for the S3 server's notification of a key starting with `prefix` and checks the
