@@ -225,3 +225,55 @@ async fn unanswered(
     };
     Ok(keys)
 }
+
+/// The answer to an event whose work the stage cannot see (no row for the batch or training
+/// it names): while the object that announced it is younger than `window`
+/// (`STAGE_PENDING_WINDOW_SECS`), a retryable [`StageError::Unavailable`] (503), since its rows
+/// may still become visible (a commit seen late, or redone after it was lost); once the object
+/// is older, or when there is no such object, a final [`StageError::Rejected`] (400).
+/// `subject` names the work (`batch 3`); `missing` says what is missing, as a sentence
+/// (`batch 3 is not in ops.batches: nothing to process`). An object whose write time the
+/// bucket does not give, or gives in the future, counts as just written.
+pub async fn not_visible_yet(
+    objects: &ObjectStore,
+    key: &str,
+    window: Duration,
+    subject: &str,
+    missing: &str,
+) -> crate::runtime::StageError {
+    use crate::runtime::StageError;
+    let head = match objects.head(key).await {
+        Ok(head) => head,
+        Err(error) => {
+            return StageError::Unavailable(format!(
+                "{missing}, and whether {key} is recent could not be read: {error:#}"
+            ));
+        }
+    };
+    let Some(head) = head else {
+        return StageError::Rejected(format!(
+            "{missing}, and there is no object {key} (it does not exist)"
+        ));
+    };
+    let age = head.last_modified.map(|written| {
+        std::time::SystemTime::now()
+            .duration_since(written)
+            .unwrap_or_default()
+    });
+    let written = age.map_or_else(
+        || "at a time the bucket does not give".to_owned(),
+        |age| format!("{}s ago", age.as_secs()),
+    );
+    match age {
+        Some(age) if age >= window => StageError::Rejected(format!(
+            "{missing}: {key} was written {written}, longer ago than the {}s \
+             STAGE_PENDING_WINDOW_SECS waits for it",
+            window.as_secs_f64()
+        )),
+        _ => StageError::Unavailable(format!(
+            "{subject} is not visible yet ({missing}); {key} was written {written}: retry (for \
+             up to STAGE_PENDING_WINDOW_SECS = {}s after it was written)",
+            window.as_secs_f64()
+        )),
+    }
+}

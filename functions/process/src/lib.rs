@@ -33,15 +33,11 @@ pub mod store;
 
 pub use appraise_core::reports::{ProcessReport, ProcessedBatch};
 
-use std::{
-    collections::BTreeMap,
-    collections::HashSet,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::BTreeMap, collections::HashSet, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use appraise_core::{
+    catch_up,
     db::{DbPool, locks},
     events::{ObjectCreated, Trigger},
     runtime::{self, StageError, StageResult},
@@ -170,51 +166,25 @@ impl Process {
         Ok(caught_up)
     }
 
-    /// The answer to an event for a batch that is not in `ops.batches`: 503 while its manifest
-    /// is younger than the pending window (its rows may not be visible yet), 400 after that
-    /// or when there is no such object.
+    /// The answer to an event for a batch that is not in `ops.batches`: retryable while its
+    /// manifest is recent (see [`catch_up::not_visible_yet`]).
     async fn not_in_batches(&self, batch_number: i32, key: &str, caught_up: &[i32]) -> StageError {
-        let window = self.inner.pending_window;
         let mut missing = format!("batch {batch_number} is not in ops.batches: nothing to process");
         if !caught_up.is_empty() {
             missing.push_str(&format!(" (earlier batches {caught_up:?} were caught up)"));
         }
-        let head = match self.inner.objects.head(key).await {
-            Ok(head) => head,
-            Err(error) => {
-                return StageError::Unavailable(format!(
-                    "{missing}, and whether {key} is recent could not be read: {error:#}"
-                ));
-            }
-        };
-        let Some(head) = head else {
-            return StageError::Rejected(format!("{missing}; there is no object {key}"));
-        };
-        let Some(written) = head.last_modified else {
-            return StageError::Rejected(format!(
-                "{missing}; the bucket does not say when {key} was written"
-            ));
-        };
-        // A clock behind the bucket's makes the object look younger: still retried.
-        let age = SystemTime::now()
-            .duration_since(written)
-            .unwrap_or(Duration::ZERO);
-        if age < window {
+        let error = catch_up::not_visible_yet(
+            &self.inner.objects,
+            key,
+            self.inner.pending_window,
+            &format!("batch {batch_number}"),
+            &missing,
+        )
+        .await;
+        if matches!(error, StageError::Unavailable(_)) {
             metrics::counter!("process_not_visible_yet_total").increment(1);
-            StageError::Unavailable(format!(
-                "batch {batch_number} is not visible yet: {key} was written {}s ago but the \
-                 batch is not in ops.batches; retry (for up to STAGE_PENDING_WINDOW_SECS = {}s \
-                 after it was written)",
-                age.as_secs(),
-                window.as_secs_f64()
-            ))
-        } else {
-            StageError::Rejected(format!(
-                "{missing}; {key} was written {}s ago, longer than STAGE_PENDING_WINDOW_SECS = {}s",
-                age.as_secs(),
-                window.as_secs_f64()
-            ))
         }
+        error
     }
 
     /// Cleans one batch (idempotent) and announces it; `None` when it is not in

@@ -32,13 +32,11 @@ pub mod store;
 
 pub use appraise_core::reports::{ModelScore, PromoteReport};
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::sync::Arc;
 
 use anyhow::Context;
 use appraise_core::{
+    catch_up,
     clean::{self, CleanRow, Side, split_side},
     db::DbPool,
     events::{ObjectCreated, Trigger},
@@ -159,45 +157,18 @@ impl Promote {
     /// object is young (the training's commit may not be visible yet, or may be redone after it
     /// was lost), reject when it is old or absent.
     async fn not_visible(&self, training_id: i64, key: &str, caught_up: &[i64]) -> StageError {
-        let caught_up = if caught_up.is_empty() {
-            String::new()
-        } else {
-            format!(" (caught up on trainings {caught_up:?} first)")
-        };
-        let head = match self.inner.objects.head(key).await {
-            Ok(head) => head,
-            Err(error) => return StageError::Unavailable(format!("{error:#}{caught_up}")),
-        };
-        let window = self.inner.config.pending_window;
-        // How long ago it was written, by the server's clock; the future (skew) counts as now.
-        let age = |written: Option<SystemTime>| {
-            written.map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
-        };
-        let describe = |age: Option<Duration>| {
-            age.map_or_else(
-                || "at an unknown time".to_owned(),
-                |age| format!("{}s ago", age.as_secs()),
-            )
-        };
-        match head.map(|head| age(head.last_modified)) {
-            Some(age) if age.is_none_or(|age| age < window) => StageError::Unavailable(format!(
-                "training {training_id} is not visible yet: {key} was written {} but it is not \
-                 a recorded training; retry (for up to {}s after the object was \
-                 written){caught_up}",
-                describe(age),
-                window.as_secs()
-            )),
-            Some(age) => StageError::Rejected(format!(
-                "training {training_id} is not a recorded training and {key} was written {} \
-                 (the wait for it ends {}s after){caught_up}",
-                describe(age),
-                window.as_secs()
-            )),
-            None => StageError::Rejected(format!(
-                "training {training_id} is not a recorded training and {key} does not \
-                 exist{caught_up}"
-            )),
+        let mut missing = format!("training {training_id} is not a recorded training");
+        if !caught_up.is_empty() {
+            missing.push_str(&format!(" (caught up on trainings {caught_up:?} first)"));
         }
+        catch_up::not_visible_yet(
+            &self.inner.objects,
+            key,
+            self.inner.config.pending_window,
+            &format!("training {training_id}"),
+            &missing,
+        )
+        .await
     }
 
     /// Decides one training under the promote lock: its best candidate against the production

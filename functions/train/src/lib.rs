@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use appraise_core::{
+    catch_up,
     clean::{self, CleanRow},
     db::DbPool,
     events::{ObjectCreated, Trigger},
@@ -230,39 +231,22 @@ impl Train {
         Ok(report)
     }
 
-    /// The answer for an event whose batch is not in `ops.clean_batches`: retry while the
-    /// manifest is young (the rows that it announces may become visible: a commit seen late,
-    /// or redone after it was lost), reject when it is old or absent.
+    /// The answer for an event whose batch is not in `ops.clean_batches`: retryable while its
+    /// manifest is recent (see [`catch_up::not_visible_yet`]).
     async fn not_visible(&self, batch_number: i32, key: &str, caught_up: &[i32]) -> StageError {
-        let caught_up = if caught_up.is_empty() {
-            String::new()
-        } else {
-            format!(" (caught up on batches {caught_up:?} first)")
-        };
-        let head = match self.inner.objects.head(key).await {
-            Ok(head) => head,
-            Err(error) => return StageError::Unavailable(format!("{error:#}{caught_up}")),
-        };
-        let window = self.inner.config.pending_window;
-        match head.map(|head| object_age(head.last_modified)) {
-            Some(age) if age.is_none_or(|age| age < window) => StageError::Unavailable(format!(
-                "batch {batch_number} is not visible yet: {key} was written {} but the batch \
-                 is not in ops.clean_batches; retry (for up to {}s after the manifest was \
-                 written){caught_up}",
-                describe_age(age),
-                window.as_secs()
-            )),
-            Some(age) => StageError::Rejected(format!(
-                "batch {batch_number} is not in ops.clean_batches and {key} was written {} \
-                 (the wait for it ends {}s after): nothing to train on{caught_up}",
-                describe_age(age),
-                window.as_secs()
-            )),
-            None => StageError::Rejected(format!(
-                "batch {batch_number} is not in ops.clean_batches and {key} does not exist: \
-                 nothing to train on{caught_up}"
-            )),
+        let mut missing =
+            format!("batch {batch_number} is not in ops.clean_batches: nothing to train on");
+        if !caught_up.is_empty() {
+            missing.push_str(&format!(" (caught up on batches {caught_up:?} first)"));
         }
+        catch_up::not_visible_yet(
+            &self.inner.objects,
+            key,
+            self.inner.config.pending_window,
+            &format!("batch {batch_number}"),
+            &missing,
+        )
+        .await
     }
 
     async fn decide_and_train(
@@ -497,20 +481,3 @@ impl Train {
 
 /// Where model artifacts live: `models/<version>/…`.
 const MODELS_PREFIX: &str = "models/";
-
-/// How long ago an object was written, by its `Last-Modified` (the server's clock); `None`
-/// when the server did not say. A time in the future (clock skew) counts as just now.
-fn object_age(last_modified: Option<std::time::SystemTime>) -> Option<std::time::Duration> {
-    last_modified.map(|t| {
-        std::time::SystemTime::now()
-            .duration_since(t)
-            .unwrap_or_default()
-    })
-}
-
-fn describe_age(age: Option<std::time::Duration>) -> String {
-    age.map_or_else(
-        || "at an unknown time".to_owned(),
-        |age| format!("{}s ago", age.as_secs()),
-    )
-}

@@ -338,7 +338,7 @@ async fn past_the_window_an_event_for_an_unknown_batch_is_rejected() {
         Err(StageError::Rejected(reason)) => {
             assert!(reason.contains("batch 4 is not in ops.batches"), "{reason}");
             assert!(
-                reason.contains("longer than STAGE_PENDING_WINDOW_SECS"),
+                reason.contains("longer ago than the 2s STAGE_PENDING_WINDOW_SECS"),
                 "{reason}"
             );
         }
