@@ -7,7 +7,9 @@
 #      multi-tenant channel-based Broker; JobSink is part of eventing-core), $KNATIVE_VERSION,
 #      and configures them for local images and Minikube's IP;
 #   4. builds the seven images (infra/containers/Containerfile) inside Minikube;
-#   5. applies knative/ (one kustomization) and waits: PostgreSQL, MinIO and its bucket setup,
+#   5. writes knative/secrets.env and knative/admin.env (git-ignored; the Secrets' values) from
+#      their committed .example files with random passwords, unless they exist; applies
+#      knative/ (one kustomization) and waits: PostgreSQL, MinIO and its bucket setup,
 #      the bridge, the functions, the Broker, Triggers, JobSink and PingSource, Prometheus and
 #      Grafana;
 #   6. prints the predictor's, Grafana's, Prometheus's and MinIO's URLs.
@@ -144,11 +146,30 @@ if [ "$skip_build" = 0 ]; then
 fi
 
 # 5. The system.
+step "the Secrets' env files (knative/secrets.env, knative/admin.env)"
+# Each CHANGE_ME_<NAME> of the examples becomes one random value, the same in both files (the
+# PostgreSQL password is in admin.env and in secrets.env's DATABASE_URL). Existing files are
+# kept: the running PostgreSQL and MinIO already use their passwords.
+if [ -f knative/secrets.env ] && [ -f knative/admin.env ]; then
+  echo "kept (delete both to generate new passwords, with fresh volumes)"
+elif [ -f knative/secrets.env ] || [ -f knative/admin.env ]; then
+  fail "only one of knative/secrets.env and knative/admin.env exists: delete it or write the other from its .example"
+else
+  umask 077
+  replace=()
+  for token in $(grep -oh 'CHANGE_ME_[A-Z0-9_]*' knative/secrets.env.example knative/admin.env.example | sort -u); do
+    replace+=(-e "s/$token/$(od -An -tx1 -N18 /dev/urandom | tr -d ' \n')/g")
+  done
+  sed "${replace[@]}" knative/secrets.env.example >knative/secrets.env
+  sed "${replace[@]}" knative/admin.env.example >knative/admin.env
+  umask 022
+  echo "written with random passwords"
+fi
 step "applying knative/ (kustomization)"
 manifests="$(mktemp)"
 trap 'rm -f "$manifests"; [ -z "${context:-}" ] || rm -rf "$context"' EXIT
-kubectl kustomize --load-restrictor LoadRestrictionsNone knative >"$manifests" \
-  || fail "kubectl kustomize knative failed"
+# kubectl's default load restrictions, as `kubectl apply -k knative` (every file is in knative/).
+kubectl kustomize knative >"$manifests" || fail "kubectl kustomize knative failed"
 apply -f "$manifests"
 
 wait_for() {
@@ -183,7 +204,7 @@ step "appraise is up"
 cat <<EOF
 predictor          $predict_url:$kourier_port/   (web page; POST /predict, /metrics)
                    or: curl -H 'Host: $predict_host' http://$MINIKUBE_IP:$kourier_port/health
-Grafana            http://$MINIKUBE_IP:$(node_port "$NAMESPACE" grafana web)/   (admin / the GRAFANA_ADMIN_PASSWORD of knative/config.yaml)
+Grafana            http://$MINIKUBE_IP:$(node_port "$NAMESPACE" grafana web)/   (admin / GRAFANA_ADMIN_PASSWORD in knative/admin.env)
 Prometheus         http://$MINIKUBE_IP:$(node_port "$NAMESPACE" prometheus web)/
 MinIO console      kubectl -n $NAMESPACE port-forward service/minio 9001  ->  http://127.0.0.1:9001/
 the schedule       PingSource ingest-schedule fires ingest every 10 minutes; to fire it now:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the offline deployment checks that need no running function: the manifests against the
-# vendored schemas and Knative's rules, and promtool on the Prometheus configuration and rules
-# (with the rules' unit tests). The metrics check needs real /metrics scrapes: it runs in
-# `cargo test -p appraise-local --test system deploy_checks::`, with everything here.
+# vendored schemas and Knative's rules, the load restriction of `kubectl apply -k` and, with
+# kubectl, the built kustomization (check_manifests.py); promtool on the Prometheus configuration
+# and rules (with the rules' unit tests). The metrics check needs real /metrics scrapes: it runs
+# in `cargo test -p appraise-local --test system deploy_checks::`, with everything here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup-tools.sh >/dev/null
 python=target/tools-venv/bin/python
 "$python" infra/checks/check_manifests.py knative
-(cd infra/prometheus && promtool check config prometheus.yml && promtool test rules rules_test.yml)
+(cd knative/monitoring/config/prometheus && promtool check config prometheus.yml \
+  && promtool check rules rules.yml && promtool test rules rules_test.yml)

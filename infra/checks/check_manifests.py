@@ -11,13 +11,23 @@
    function container with CPU and memory requests and limits, a readiness and a liveness probe.
 3. References resolve: Triggers name the bundle's Broker and subscribers, filter on the bridge's
    `keyprefix` attribute; PingSource and SinkBinding sinks and subjects exist; every
-   ConfigMap/Secret an env or volume names exists; configMapGenerator files exist.
-4. When kubectl is on PATH, `kubectl kustomize --load-restrictor LoadRestrictionsNone` builds
-   the kustomization (what infra/deploy.sh applies); without kubectl this step is skipped, said.
+   ConfigMap/Secret an env or volume names exists; generator files exist.
+4. kustomize's default load restriction, which `kubectl apply -k` applies: every file a
+   kustomization reads (resources, configMapGenerator and secretGenerator files and env files)
+   is in or below its folder, symlinks resolved. Checked here whether or not kubectl exists.
+5. When kubectl is on PATH: a copy of the kustomization is built with `kubectl kustomize` and
+   the default load restrictions (as `kubectl apply -k` builds it), with each missing
+   secretGenerator env file taken from its committed `.example`, and every built document goes
+   through checks 1 to 3 again (generated names and rewritten references included). Without
+   kubectl this step is skipped, said.
 
-Usage: check_manifests.py [KUSTOMIZATION_DIR] [--schemas DIR]. Prints one line per problem
-(file, kind/name, where, what) and exits 1 when there is any; prints a summary and exits 0
-otherwise.
+A secretGenerator env file that does not exist (it is git-ignored: infra/deploy.sh writes it)
+is read from `<file>.example` beside it for checks 1 to 3, said in the summary.
+
+Usage: check_manifests.py [KUSTOMIZATION_DIR] [--schemas DIR] [--no-build]
+       check_manifests.py --built FILE [--schemas DIR]   (FILE: `kubectl kustomize` output, - for stdin)
+Prints one line per problem (file, kind/name, where, what) and exits 1 when there is any; prints
+a summary and exits 0 otherwise.
 """
 
 import argparse
@@ -26,6 +36,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 import yaml
@@ -54,9 +65,31 @@ def label(path, doc):
     return f"{path}: {doc.get('kind', '?')}/{name}"
 
 
-def load_kustomization(directory, problems, seen=None):
+def within(directory, path):
+    """Whether path (symlinks resolved) is in or below directory: kustomize's default
+    LoadRestrictionsRootOnly."""
+    try:
+        path.resolve().relative_to(directory.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def read_env_file(path):
+    """KEY=VALUE lines of a kustomize env file (blank lines and # comments skipped)."""
+    data = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        data[key.strip()] = value
+    return data
+
+
+def load_kustomization(directory, problems, notes, seen=None):
     """The (path, document) pairs a kustomization lists, following nested kustomizations,
-    plus the ConfigMaps its configMapGenerator makes (with their data keys)."""
+    plus the ConfigMaps and Secrets its generators make (with their data keys)."""
     seen = seen or set()
     directory = directory.resolve()
     if directory in seen:
@@ -67,11 +100,23 @@ def load_kustomization(directory, problems, seen=None):
         problems.add(str(directory), "no kustomization.yaml")
         return []
     spec = yaml.safe_load(kustomization.read_text()) or {}
+
+    def reachable(what, entry):
+        path = directory / entry
+        if not within(directory, path):
+            problems.add(str(kustomization),
+                         f"{what}: file '{entry}' is not in or below '{directory.name}' "
+                         "(kubectl apply -k refuses it: move the file under the kustomization)")
+            return None
+        return path
+
     documents = []
     for entry in spec.get("resources", []):
-        path = directory / entry
+        path = reachable("resources", entry)
+        if path is None:
+            continue
         if path.is_dir():
-            documents += load_kustomization(path, problems, seen)
+            documents += load_kustomization(path, problems, notes, seen)
         elif not path.exists():
             problems.add(str(kustomization), f"resource {entry} does not exist")
         else:
@@ -85,7 +130,9 @@ def load_kustomization(directory, problems, seen=None):
         data = {}
         for entry in generator.get("files", []):
             source = entry.split("=", 1)[-1]
-            path = directory / source
+            path = reachable(f"configMapGenerator {generator.get('name')}", source)
+            if path is None:
+                continue
             if not path.exists():
                 problems.add(str(kustomization),
                              f"configMapGenerator {generator.get('name')}: file {source} does not exist")
@@ -105,7 +152,82 @@ def load_kustomization(directory, problems, seen=None):
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": generator.get("name")}, "data": data,
         }))
+    for generator in spec.get("secretGenerator", []):
+        name = generator.get("name")
+        data = {}
+        for entry in generator.get("envs", []):
+            path = reachable(f"secretGenerator {name}", entry)
+            if path is None:
+                continue
+            if not path.exists():
+                example = path.with_name(path.name + ".example")
+                if not example.exists():
+                    problems.add(str(kustomization),
+                                 f"secretGenerator {name}: env file {entry} does not exist, nor {entry}.example")
+                    continue
+                notes.append(f"{entry} read from {entry}.example")
+                path = example
+            data.update(read_env_file(path))
+        for entry in generator.get("files", []):
+            source = entry.split("=", 1)[-1]
+            path = reachable(f"secretGenerator {name}", source)
+            if path is not None and not path.exists():
+                problems.add(str(kustomization), f"secretGenerator {name}: file {source} does not exist")
+            data[entry.split("=", 1)[0] if "=" in entry else pathlib.Path(source).name] = ""
+        for literal in generator.get("literals", []):
+            data[literal.split("=", 1)[0]] = ""
+        documents.append((kustomization, {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name}, "stringData": data,
+        }))
     return documents
+
+
+def load_built(text, source, problems):
+    """The (path, document) pairs of a built kustomization (multi-document YAML)."""
+    documents = []
+    try:
+        for doc in yaml.safe_load_all(text):
+            if doc is not None:
+                documents.append((pathlib.Path(source), doc))
+    except yaml.YAMLError as error:
+        problems.add(source, f"not YAML: {error}")
+    return documents
+
+
+def kustomize_version():
+    """kubectl's built-in kustomize major version, or None when kubectl is missing or does not
+    say (Debian bookworm's kubernetes-client 1.20 embeds kustomize v2, which knows no `labels:`
+    and cannot build this kustomization)."""
+    if not shutil.which("kubectl"):
+        return None
+    out = subprocess.run(["kubectl", "version", "--client"], capture_output=True, text=True,
+                         timeout=60).stdout
+    for line in out.splitlines():
+        if line.startswith("Kustomize Version: v"):
+            try:
+                return int(line.split("v", 1)[1].split(".")[0])
+            except ValueError:
+                return None
+    return None
+
+
+def build_with_kubectl(directory, problems, notes):
+    """`kubectl kustomize` (default load restrictions) on a copy of the kustomization with the
+    missing secretGenerator env files taken from their examples: the built documents, or None."""
+    with tempfile.TemporaryDirectory() as temp:
+        copy = pathlib.Path(temp) / directory.resolve().name
+        shutil.copytree(directory, copy, symlinks=True)
+        for example in copy.rglob("*.env.example"):
+            target = example.with_name(example.name[:-len(".example")])
+            if not target.exists():
+                shutil.copy(example, target)
+        build = subprocess.run(["kubectl", "kustomize", str(copy)],
+                               capture_output=True, text=True, timeout=120)
+    if build.returncode != 0:
+        problems.add(str(directory), f"kubectl kustomize fails: {build.stderr.strip()}")
+        return None
+    return load_built(build.stdout, f"{directory} (built by kubectl kustomize)", problems)
 
 
 def load_schemas(folder):
@@ -253,25 +375,18 @@ def check_references(documents, problems):
             need(where, subject.get("kind"), subject.get("name"), "spec.subject")
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Offline checks of the Knative manifests.")
-    parser.add_argument("kustomization", nargs="?", default=str(ROOT / "knative"))
-    parser.add_argument("--schemas", default=str(ROOT / "infra" / "schemas"))
-    args = parser.parse_args()
-
-    problems = Problems()
-    schemas = load_schemas(pathlib.Path(args.schemas))
-    documents = load_kustomization(pathlib.Path(args.kustomization), problems)
+def check_documents(documents, schemas, problems):
+    """Checks 1 to 3 on (path, document) pairs."""
     config_keys = {}
     for _, doc in documents:
         if doc.get("kind") in ("ConfigMap", "Secret"):
             keys = set((doc.get("data") or {}).keys()) | set((doc.get("stringData") or {}).keys())
             config_keys[(doc.get("metadata") or {}).get("name")] = keys
     for path, doc in documents:
-        where = label(path, doc)
         if not isinstance(doc, dict) or "apiVersion" not in doc or "kind" not in doc:
             problems.add(str(path), "a document without apiVersion and kind")
             continue
+        where = label(path, doc)
         if path.name != "kustomization.yaml":
             validate(where, doc, kind_key(doc), schemas, problems)
         if kind_key(doc) == "sinks.knative.dev/v1alpha1/JobSink":
@@ -281,26 +396,58 @@ def main():
             validate(f"{where} (spec.job as batch/v1 Job)", job, "batch/v1/Job", schemas, problems)
         check_knative_rules(where, doc, config_keys, problems)
     check_references(documents, problems)
-    rendered = "kubectl not on PATH: `kubectl kustomize` not tried"
-    if shutil.which("kubectl"):
-        build = subprocess.run(
-            ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", args.kustomization],
-            capture_output=True, text=True, timeout=120)
-        if build.returncode != 0:
-            problems.add(args.kustomization, f"kubectl kustomize fails: {build.stderr.strip()}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Offline checks of the Knative manifests.")
+    parser.add_argument("kustomization", nargs="?", default=str(ROOT / "knative"))
+    parser.add_argument("--schemas", default=str(ROOT / "infra" / "schemas"))
+    parser.add_argument("--built", metavar="FILE",
+                        help="check `kubectl kustomize` output (multi-document YAML; - for stdin) instead")
+    parser.add_argument("--no-build", action="store_true", help="do not run `kubectl kustomize`")
+    args = parser.parse_args()
+
+    problems = Problems()
+    notes = []
+    schemas = load_schemas(pathlib.Path(args.schemas))
+    if args.built:
+        target = args.built
+        text = sys.stdin.read() if args.built == "-" else pathlib.Path(args.built).read_text()
+        documents = load_built(text, args.built, problems)
+        check_documents(documents, schemas, problems)
+        rendered = "built output"
+    else:
+        target = args.kustomization
+        documents = load_kustomization(pathlib.Path(args.kustomization), problems, notes)
+        check_documents(documents, schemas, problems)
+        if args.no_build:
+            rendered = "`kubectl kustomize` not asked for (--no-build)"
+        elif not shutil.which("kubectl"):
+            rendered = "kubectl not on PATH: `kubectl kustomize` not tried"
+        elif (kustomize_version() or 0) < 4:
+            rendered = ("kubectl's kustomize is older than v4 (or unknown) and cannot build this "
+                        "kustomization: `kubectl kustomize` not tried")
         else:
-            rendered = f"kubectl kustomize builds {build.stdout.count(chr(10) + 'kind: ') + build.stdout.startswith('kind: ')} objects"
+            built = build_with_kubectl(pathlib.Path(args.kustomization), problems, notes)
+            if built is None:
+                rendered = "kubectl kustomize fails"
+            else:
+                check_documents(built, schemas, problems)
+                rendered = (f"kubectl kustomize (default load restrictions) builds {len(built)} "
+                            "objects, which pass the same checks")
 
     if problems.lines:
         for line in problems.lines:
             print(line, file=sys.stderr)
-        print(f"FAILED: {len(problems.lines)} problem(s) in {args.kustomization}", file=sys.stderr)
+        print(f"FAILED: {len(problems.lines)} problem(s) in {target}", file=sys.stderr)
         return 1
     files = {path for path, _ in documents}
     used = sorted({kind_key(doc) for _, doc in documents})
     print(f"ok: {len(documents)} documents in {len(files)} files validate against "
           f"{', '.join(sorted({schemas[k][0] for k in used if k in schemas}))}; "
-          f"Knative rules and references hold ({', '.join(used)}); {rendered}")
+          f"Knative rules and references hold ({', '.join(used)}); every file is in or below "
+          f"the kustomization; {rendered}"
+          + (f"; {'; '.join(notes)}" if notes else ""))
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks that every metric a Grafana panel or a Prometheus rule queries is exported.
 
-Metric names are taken from every `expr` of the dashboards (infra/grafana/dashboards/*.json)
-and of the rule files (infra/prometheus/rules.yml); names with a colon must be recording rules
+Metric names are taken from every `expr` of the dashboards (knative/monitoring/config/grafana/dashboards/*.json)
+and of the rule files (knative/monitoring/config/prometheus/rules.yml); names with a colon must be recording rules
 those files define. The exported names come from real /metrics scrapes, given as files
 (Prometheus text exposition; local/tests/system/deploy_checks.rs scrapes the running functions and
 passes them here). A histogram's `_bucket`, `_sum` and `_count` series count as exported when
@@ -99,11 +99,11 @@ def exported_names(paths):
 def main():
     parser = argparse.ArgumentParser(description="Queried metrics must be exported.")
     parser.add_argument("--scrape", action="append", default=[], help="a /metrics scrape (text file)")
-    parser.add_argument("--dashboards", default=str(ROOT / "infra" / "grafana" / "dashboards"))
+    parser.add_argument("--dashboards", default=str(ROOT / "knative" / "monitoring" / "config" / "grafana" / "dashboards"))
     parser.add_argument("--rules", action="append", default=None)
     parser.add_argument("--list", action="store_true", help="print the queried names and exit")
     args = parser.parse_args()
-    rule_files = args.rules or [str(ROOT / "infra" / "prometheus" / "rules.yml")]
+    rule_files = args.rules or [str(ROOT / "knative" / "monitoring" / "config" / "prometheus" / "rules.yml")]
 
     queries = list(dashboard_queries(args.dashboards))
     rules, recorded = rule_queries(rule_files)

@@ -219,6 +219,9 @@ pub fn router(config: BridgeConfig) -> Router {
 pub async fn serve() -> anyhow::Result<()> {
     let config = BridgeConfig::from_env()?;
     tracing::info!(sink = %config.sink, "bridging MinIO webhooks to CloudEvents");
+    // Exported at 0 from the start, so the alert's increase() sees the first failed delivery.
+    appraise_core::telemetry::init("bridge");
+    metrics::counter!("bridge_events_total", "outcome" => "failed").increment(0);
     runtime::serve_http("bridge", router(config)).await
 }
 

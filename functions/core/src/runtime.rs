@@ -88,10 +88,21 @@ where
         // raised recursion limit to hold it.
         return Box::pin(serve_lambda(handler)).await;
     }
+    register_stage_counters();
     let router = Router::new()
         .route("/", post(http_event::<H, F>))
         .with_state(handler);
     Box::pin(serve_http(service, router)).await
+}
+
+/// Exports `stage_invocations_total{outcome="unavailable"}` at 0 from the start: the alert
+/// AppraiseStageUnavailable is an `increase()`, which misses the first failure of a series that
+/// only appears at 1.
+fn register_stage_counters() {
+    for trigger in ["schedule", "object_created"] {
+        metrics::counter!("stage_invocations_total", "trigger" => trigger, "outcome" => "unavailable")
+            .increment(0);
+    }
 }
 
 /// `POST /` taking every event shape, for an HTTP API that also reacts to events (the
@@ -102,6 +113,7 @@ where
     F: Future<Output = StageResult> + Send + 'static,
     S: Clone + Send + Sync + 'static,
 {
+    register_stage_counters();
     post(http_event::<H, F>).with_state(handler)
 }
 
