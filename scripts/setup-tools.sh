@@ -3,7 +3,8 @@
 #   - a Python virtual environment at target/tools-venv with the pinned packages of PIP_TOOLS
 #     (jsonschema and PyYAML for infra/checks/check_manifests.py and check_metrics.py; the
 #     CPU-only build of xgboost, with which a test loads the trained models' xgboost.json;
-#     cfn-lint for the SAM template; cargo-lambda, whose wheel carries the binary and, through
+#     cfn-lint for the SAM template; aws-sam-translator, which transforms it the way a deploy
+#     does, for infra/checks/check_sam_transform.py; cargo-lambda, whose wheel carries the binary and, through
 #     `ziglang`, zig, so building the Lambda zips fetches nothing from GitHub);
 #   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package).
 # Add a tool by adding a line to a list. Prints the venv's python at the end.
@@ -16,6 +17,7 @@ PIP_TOOLS=(
   "PyYAML==6.0.3"
   "xgboost-cpu==3.2.0"
   "cfn-lint==1.58.0"
+  "aws-sam-translator==1.115.0"
   "cargo-lambda==1.9.2"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.

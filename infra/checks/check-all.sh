@@ -2,7 +2,8 @@
 # Runs the offline deployment checks that need no running function: the manifests against the
 # vendored schemas and Knative's rules, the load restriction of `kubectl apply -k` and, with
 # kubectl, the built kustomization (check_manifests.py); promtool on the Prometheus configuration
-# and rules (with the rules' unit tests). The metrics check needs real /metrics scrapes: it runs
+# and rules (with the rules' unit tests); the SAM template transformed as a deploy transforms it
+# (check_sam_transform.py). The metrics check needs real /metrics scrapes: it runs
 # in `cargo test -p appraise-local --test system deploy_checks::`, with everything here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,3 +12,4 @@ python=target/tools-venv/bin/python
 "$python" infra/checks/check_manifests.py knative
 (cd knative/monitoring/config/prometheus && promtool check config prometheus.yml \
   && promtool check rules rules.yml && promtool test rules rules_test.yml)
+"$python" infra/checks/check_sam_transform.py

@@ -5,3 +5,4 @@ mod deploy_checks;
 mod faults;
 mod lambda;
 mod main_job;
+mod sam_template;

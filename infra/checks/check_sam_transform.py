@@ -1,0 +1,648 @@
+#!/usr/bin/env python3
+"""Transforms the SAM template with aws-sam-translator, offline, and checks the CloudFormation
+SAM makes of it: what a first deployment needs and what cfn-lint cannot see in the SAM source.
+
+    target/tools-venv/bin/python infra/checks/check_sam_transform.py [infra/sam/template.yaml]
+
+Asserts, printing one `ok:` line per assertion (or `FAIL:` lines, and exits 1):
+
+- the predictor's function URL is public with PredictUrlAuthType=NONE: the URL's auth type is
+  NONE and the predictor has every public permission SAM gives the stand-in source's URL
+  (`AuthType: NONE` literally): lambda:InvokeFunctionUrl with FunctionUrlAuthType NONE and
+  lambda:InvokeFunction with InvokedViaFunctionUrl; with AWS_IAM it has neither;
+- least privilege on the bucket: each function's role grants only the S3 actions on the keys
+  its code uses (EXPECTED_S3 below), every one it needs, and no S3 managed policy;
+- reserved concurrency: 1 for train and promote, the PredictReservedConcurrency parameter for
+  the predictor;
+- ingest runs on an EventBridge Scheduler schedule (AWS::Scheduler::Schedule, no rule) with a
+  retry policy, a dead-letter queue and an input ingest recognises redeliveries by;
+- every dead-letter queue (Lambda's on-failure destinations, the schedule's) has a CloudWatch
+  alarm on ApproximateNumberOfMessagesVisible > 0;
+- every function has an AWS::Logs::LogGroup /aws/lambda/<function> with a retention;
+- every bucket has DeletionPolicy and UpdateReplacePolicy Retain.
+
+No AWS account is needed: the transform gets a stub managed-policy map and a fixed region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+# The translator asks boto3 for the region (partition, ARNs); nothing is called.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from samtranslator.model.exceptions import InvalidDocumentException  # noqa: E402
+from samtranslator.translator.transform import transform  # noqa: E402
+from samtranslator.yaml_helper import yaml_parse  # noqa: E402
+
+# The translator records usage metrics it never publishes offline, and warns about it at exit.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "appraise-check-bucket"
+# Required parameters without a default, and the pseudo parameters CloudFormation would give.
+REQUIRED_PARAMETERS = {"BucketName": BUCKET, "DatabaseUrl": "postgres://u:p@db:5432/appraise"}
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "appraise",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+# The announcements every stage that commits work may have to (re)write when it flushes the
+# outbox (functions/core/src/outbox.rs flushes every unwritten key, not only its own), and the
+# catch-up in ingest re-announces (functions/core/src/catch_up.rs).
+ANNOUNCEMENTS = [
+    "raw/batch-*/manifest.json",
+    "clean/batch-*/manifest.json",
+    "candidates/training-*.json",
+    "production/current.json",
+]
+ANNOUNCED = [
+    "raw/batch-000001/manifest.json",
+    "clean/batch-000001/manifest.json",
+    "candidates/training-000001.json",
+    "production/current.json",
+]
+# The bucket itself (s3:ListBucket): without it S3 answers a missing key with 403, not 404.
+BUCKET_ITSELF = ""
+
+# Per function and S3 action: `allowed`, the key patterns it may be granted (a grant must fall
+# within one), and `needed`, keys its code touches (each must be granted). From the code:
+#   ingest   functions/ingest/src/store.rs   put raw/batch-N/response.json.gz, flush
+#   process  functions/process/src/lib.rs    head raw/…/manifest.json, flush (clean/ manifest)
+#   train    functions/train/src/lib.rs      put models/<v>/{model,xgboost}.json, list and
+#            delete models/ (orphan sweep), head clean/…/manifest.json, flush (candidates/)
+#   promote  functions/promote/src/lib.rs    get models/<v>/model.json, head candidates/…,
+#            flush (production/current.json)
+#   predict  functions/predict/src/model_slot.rs  get production/current.json, models/<v>/…
+EXPECTED_S3: dict[str, dict[str, dict[str, list[str]]]] = {
+    "IngestFunction": {
+        "s3:PutObject": {
+            "allowed": ["raw/*", *ANNOUNCEMENTS],
+            "needed": ["raw/batch-000001/response.json.gz", *ANNOUNCED],
+        },
+    },
+    "ProcessFunction": {
+        "s3:GetObject": {"allowed": ["raw/*"], "needed": ["raw/batch-000001/manifest.json"]},
+        "s3:PutObject": {"allowed": ["clean/*", *ANNOUNCEMENTS], "needed": ANNOUNCED},
+        "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
+    },
+    "TrainFunction": {
+        "s3:GetObject": {
+            "allowed": ["clean/*", "models/*"],
+            "needed": ["clean/batch-000001/manifest.json"],
+        },
+        "s3:PutObject": {
+            "allowed": ["models/*", "candidates/*", *ANNOUNCEMENTS],
+            "needed": [
+                "models/t000001-xgboost/model.json",
+                "models/t000001-xgboost/xgboost.json",
+                *ANNOUNCED,
+            ],
+        },
+        "s3:DeleteObject": {
+            "allowed": ["models/*"],
+            "needed": ["models/t000000-orphan/model.json"],
+        },
+        "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
+    },
+    "PromoteFunction": {
+        "s3:GetObject": {
+            "allowed": ["candidates/*", "models/*"],
+            "needed": ["candidates/training-000001.json", "models/t000001-xgboost/model.json"],
+        },
+        "s3:PutObject": {"allowed": ["production/*", *ANNOUNCEMENTS], "needed": ANNOUNCED},
+        "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
+    },
+    "PredictFunction": {
+        "s3:GetObject": {
+            "allowed": ["models/*", "production/*"],
+            "needed": ["production/current.json", "models/t000001-xgboost/model.json"],
+        },
+        "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
+    },
+    "SourceFunction": {},
+}
+# Managed policies a function role may carry: logs, and the VPC's network interfaces.
+ALLOWED_MANAGED = {"AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"}
+RESERVED = {"TrainFunction": 1, "PromoteFunction": 1}
+PREDICT_CAP_PARAMETER = "PredictReservedConcurrency"
+
+
+class StubManagedPolicyLoader:
+    """What samtranslator's ManagedPolicyLoader gives, without calling IAM: the map of
+    managed-policy names to ARNs, for the few names a template may use."""
+
+    def load(self) -> dict[str, str]:
+        return {
+            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+            "AWSLambdaVPCAccessExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+            "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+            "AmazonS3FullAccess": "arn:aws:iam::aws:policy/AmazonS3FullAccess",
+            "AmazonS3ReadOnlyAccess": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+        }
+
+
+class Stack:
+    """A transformed template under parameter values: intrinsics resolved to strings as far as
+    they can be offline (a resource's Ref is `<Ref X>`, a GetAtt `<X.Attr>`), conditions
+    evaluated."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, Any]):
+        self.template = template
+        self.parameters = parameters
+        self.resources: dict[str, dict[str, Any]] = template.get("Resources", {})
+        self._conditions: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            self._conditions[name] = bool(self.resolve(self.template["Conditions"][name]))
+        return self._conditions[name]
+
+    def active(self, logical_id: str) -> bool:
+        condition = self.resources[logical_id].get("Condition")
+        return condition is None or self.condition(condition)
+
+    def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.resources.items()
+            if resource.get("Type") == kind and self.active(logical_id)
+        }
+
+    def ref(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in PSEUDO:
+            return PSEUDO[name]
+        return f"<Ref {name}>"
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                parts = arg.split(".", 1) if isinstance(arg, str) else arg
+                return f"<{parts[0]}.{parts[1]}>"
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                variables = {k: self.resolve(v) for k, v in variables.items()}
+
+                def substitute(match: re.Match[str]) -> str:
+                    name = match.group(1)
+                    if name in variables:
+                        return str(variables[name])
+                    if "." in name:
+                        return "<%s>" % name
+                    return str(self.ref(name))
+
+                return re.sub(r"\$\{([^!}][^}]*)\}", substitute, text)
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(v) for v in self.resolve(items))
+            if key == "Fn::If":
+                name, then, otherwise = arg
+                return self.resolve(then if self.condition(name) else otherwise)
+            if key == "Fn::Equals":
+                a, b = self.resolve(arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(arg))
+            if key == "Fn::Or":
+                return any(self.resolve(arg))
+            if key == "Condition":
+                return self.condition(arg)
+        return {k: self.resolve(v) for k, v in value.items()}
+
+
+def logical_target(value: str) -> str | None:
+    """`PredictFunction` from `<Ref PredictFunction>` or `<PredictFunction.Arn>`."""
+    match = re.fullmatch(r"<(?:Ref )?([A-Za-z0-9]+)(?:\.[A-Za-z]+)?>", str(value))
+    return match.group(1) if match else None
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def check(self, ok: bool, what: str, problem: str) -> None:
+        if ok:
+            print(f"ok: {what}")
+        else:
+            print(f"FAIL: {what}: {problem}")
+            self.failures.append(f"{what}: {problem}")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The template as `sam package` would hand it to CloudFormation: local code locations
+    (CodeUri: ../.., which `sam build` compiles) replaced by S3 locations."""
+    template = yaml_parse(path.read_text())
+    packaged = "s3://appraise-artifacts/bootstrap.zip"
+    function_globals = template.get("Globals", {}).get("Function", {})
+    if isinstance(function_globals.get("CodeUri"), str):
+        function_globals["CodeUri"] = packaged
+    for resource in template.get("Resources", {}).values():
+        properties = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(
+            properties.get("CodeUri"), str
+        ):
+            properties["CodeUri"] = packaged
+    return template
+
+
+def parameters_for(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        name: spec["Default"]
+        for name, spec in template.get("Parameters", {}).items()
+        if "Default" in spec
+    }
+    values.update(REQUIRED_PARAMETERS)
+    values.update(overrides)
+    return values
+
+
+def translate(template: dict[str, Any], parameters: dict[str, Any], report: Report) -> Stack | None:
+    try:
+        # transform() mutates its input: give it a copy.
+        output = transform(json.loads(json.dumps(template)), dict(parameters), StubManagedPolicyLoader())
+    except InvalidDocumentException as error:
+        causes = "; ".join(str(cause) for cause in error.causes)
+        report.check(False, "SAM transforms the template", causes)
+        return None
+    return Stack(output, parameters)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def public_permissions(stack: Stack, function: str) -> list[dict[str, Any]]:
+    """The active permissions letting anyone (`*`) invoke `function`, without FunctionName."""
+    found = []
+    for _, permission in stack.of_type("AWS::Lambda::Permission").items():
+        properties = stack.resolve(permission.get("Properties", {}))
+        if properties.get("Principal") != "*":
+            continue
+        if logical_target(properties.get("FunctionName")) != function:
+            continue
+        found.append({k: v for k, v in properties.items() if k != "FunctionName"})
+    return found
+
+
+def function_url(stack: Stack, function: str) -> dict[str, Any] | None:
+    for _, url in stack.of_type("AWS::Lambda::Url").items():
+        properties = stack.resolve(url.get("Properties", {}))
+        if logical_target(properties.get("TargetFunctionArn")) == function:
+            return properties
+    return None
+
+
+def check_public_url(public: Stack, private: Stack, report: Report) -> None:
+    what = "with PredictUrlAuthType=NONE the predictor's function URL is publicly invokable"
+    url = function_url(public, "PredictFunction")
+    if url is None:
+        report.check(False, what, "PredictFunction has no AWS::Lambda::Url")
+        return
+    if url.get("AuthType") != "NONE":
+        report.check(False, what, f"its URL's AuthType resolves to {url.get('AuthType')!r}, not NONE")
+        return
+    # What SAM gives a function URL with the literal `AuthType: NONE` today (SourceFunction).
+    reference = public_permissions(public, "SourceFunction")
+    report.check(
+        any(p.get("Action") == "lambda:InvokeFunctionUrl" for p in reference),
+        "SAM gives SourceFunction's URL (AuthType NONE) its public lambda:InvokeFunctionUrl permission",
+        f"SourceFunction's public permissions are {reference}: has SAM changed?",
+    )
+    required = reference + [
+        {"Action": "lambda:InvokeFunctionUrl", "Principal": "*", "FunctionUrlAuthType": "NONE"}
+    ]
+    predictor = public_permissions(public, "PredictFunction")
+    missing = []
+    for wanted in required:
+        if not any(all(p.get(k) == v for k, v in wanted.items()) for p in predictor):
+            missing.append(wanted)
+    unique_missing = [json.loads(s) for s in dict.fromkeys(json.dumps(m, sort_keys=True) for m in missing)]
+    report.check(
+        not unique_missing,
+        what + " (the same public permissions SAM gives SourceFunction)",
+        "the predictor's function URL would answer 403 to everyone: PredictFunction lacks the "
+        f"public AWS::Lambda::Permission {unique_missing}. SAM adds them only for a literal "
+        "`FunctionUrlConfig: {AuthType: NONE}`, not for an intrinsic such as "
+        "`AuthType: !Ref PredictUrlAuthType`: write them out under a condition",
+    )
+    url = function_url(private, "PredictFunction")
+    leaked = public_permissions(private, "PredictFunction")
+    report.check(
+        url is not None and url.get("AuthType") == "AWS_IAM" and not leaked,
+        "with PredictUrlAuthType=AWS_IAM the URL takes signed requests only",
+        f"URL {url}, public permissions {leaked}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def role_of(stack: Stack, function: str) -> tuple[str | None, dict[str, Any]]:
+    role = stack.resolve(stack.resources[function]["Properties"].get("Role"))
+    logical = logical_target(role) if role else None
+    if logical is None or logical not in stack.resources:
+        return None, {}
+    return logical, stack.resources[logical]
+
+
+def s3_grants(stack: Stack, role: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(action, key pattern relative to the bucket, "" for the bucket itself) pairs the role's
+    inline policies allow, and problems (grants on other buckets, wildcards, managed S3
+    policies)."""
+    grants: list[tuple[str, str]] = []
+    problems: list[str] = []
+    properties = role.get("Properties", {})
+    for arn in stack.resolve(properties.get("ManagedPolicyArns", [])):
+        name = str(arn).rsplit("/", 1)[-1]
+        if name not in ALLOWED_MANAGED:
+            problems.append(f"managed policy {arn} (grants more than the function's keys)")
+    bucket_arn = f"arn:aws:s3:::{BUCKET}"
+    for policy in properties.get("Policies", []):
+        document = stack.resolve(policy.get("PolicyDocument", {}))
+        statements = document.get("Statement", [])
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action", [])
+            actions = actions if isinstance(actions, list) else [actions]
+            s3_actions = [a for a in actions if a == "*" or str(a).lower().startswith("s3:")]
+            if not s3_actions:
+                continue
+            resources = statement.get("Resource", [])
+            resources = resources if isinstance(resources, list) else [resources]
+            for action in s3_actions:
+                if "*" in action:
+                    problems.append(f"{action} on {resources} (a wildcard action)")
+                    continue
+                for resource in resources:
+                    resource = str(resource)
+                    if resource == bucket_arn:
+                        grants.append((action, BUCKET_ITSELF))
+                    elif resource.startswith(bucket_arn + "/"):
+                        grants.append((action, resource[len(bucket_arn) + 1 :]))
+                    else:
+                        problems.append(f"{action} on {resource} (not this stack's bucket)")
+    return grants, problems
+
+
+def within(granted: str, allowed: str) -> bool:
+    if allowed == BUCKET_ITSELF or granted == BUCKET_ITSELF:
+        return granted == allowed
+    return fnmatch.fnmatchcase(granted, allowed)
+
+
+def covers(granted: str, key: str) -> bool:
+    if granted == BUCKET_ITSELF or key == BUCKET_ITSELF:
+        return granted == key
+    return fnmatch.fnmatchcase(key, granted)
+
+
+def check_least_privilege(stack: Stack, report: Report) -> None:
+    for function, expected in EXPECTED_S3.items():
+        what = f"{function} may touch only its own keys in the bucket"
+        if function not in stack.resources or not stack.active(function):
+            report.check(False, what, f"{function} is not in the transformed template")
+            continue
+        role_id, role = role_of(stack, function)
+        if role_id is None:
+            report.check(False, what, "its role is not in the template, so it cannot be checked")
+            continue
+        grants, problems = s3_grants(stack, role)
+        for action, key in grants:
+            allowed = expected.get(action, {}).get("allowed", [])
+            if not any(within(key, pattern) for pattern in allowed):
+                on = "the bucket itself" if key == BUCKET_ITSELF else f"{key!r}"
+                problems.append(
+                    f"{action} on {on} is more than it needs (allowed: {allowed or 'none'})"
+                )
+        for action, spec in expected.items():
+            for key in spec["needed"]:
+                if not any(a == action and covers(g, key) for a, g in grants):
+                    on = "the bucket itself" if key == BUCKET_ITSELF else f"{key!r}"
+                    problems.append(f"lacks {action} on {on}, which its code uses")
+        report.check(not problems, what, f"role {role_id}: " + "; ".join(problems))
+
+
+def check_reserved_concurrency(stack: Stack, report: Report) -> None:
+    for function, wanted in RESERVED.items():
+        value = stack.resolve(stack.resources[function]["Properties"].get("ReservedConcurrentExecutions"))
+        report.check(
+            value is not None and int(value) == wanted,
+            f"{function} has reserved concurrency {wanted}",
+            f"ReservedConcurrentExecutions is {value!r}: concurrent invocations would wait on "
+            "its advisory lock, billed",
+        )
+    cap = stack.resources["PredictFunction"]["Properties"].get("ReservedConcurrentExecutions")
+    report.check(
+        cap == {"Ref": PREDICT_CAP_PARAMETER}
+        and PREDICT_CAP_PARAMETER in stack.template.get("Parameters", {}),
+        f"PredictFunction's reserved concurrency is the {PREDICT_CAP_PARAMETER} parameter "
+        f"({stack.parameters.get(PREDICT_CAP_PARAMETER)} by default)",
+        f"ReservedConcurrentExecutions is {cap!r}: the public predictor could scale to the "
+        "account's limit",
+    )
+
+
+def check_schedule(stack: Stack, report: Report) -> None:
+    rules = [
+        logical_id
+        for logical_id, rule in stack.of_type("AWS::Events::Rule").items()
+        if any(
+            logical_target(stack.resolve(t.get("Arn"))) == "IngestFunction"
+            for t in rule.get("Properties", {}).get("Targets", [])
+        )
+    ]
+    schedules = {
+        logical_id: stack.resolve(schedule["Properties"])
+        for logical_id, schedule in stack.of_type("AWS::Scheduler::Schedule").items()
+        if logical_target(stack.resolve(schedule["Properties"]["Target"]["Arn"])) == "IngestFunction"
+    }
+    report.check(
+        bool(schedules) and not rules,
+        "ingest runs on an EventBridge Scheduler schedule (AWS::Scheduler::Schedule, ScheduleV2)",
+        f"schedules {sorted(schedules)}, EventBridge rules {rules}: use a ScheduleV2 event",
+    )
+    for logical_id, schedule in schedules.items():
+        target = schedule["Target"]
+        retry = target.get("RetryPolicy") or {}
+        report.check(
+            int(retry.get("MaximumRetryAttempts", 0)) > 0,
+            f"{logical_id} has a retry policy ({retry})",
+            "no Target.RetryPolicy with MaximumRetryAttempts > 0",
+        )
+        dlq = logical_target((target.get("DeadLetterConfig") or {}).get("Arn", ""))
+        report.check(
+            dlq is not None
+            and stack.resources.get(dlq, {}).get("Type") == "AWS::SQS::Queue",
+            f"{logical_id} has a dead-letter queue ({dlq})",
+            f"Target.DeadLetterConfig is {target.get('DeadLetterConfig')!r}, not a queue of the stack",
+        )
+        raw_input = target.get("Input")
+        try:
+            event = json.loads(raw_input) if raw_input is not None else None
+        except json.JSONDecodeError as error:
+            event = None
+            raw_input = f"{raw_input!r} ({error})"
+        report.check(
+            isinstance(event, dict) and event.get("id") == "<aws.scheduler.scheduled-time>",
+            f"{logical_id} hands ingest a JSON input whose id is the scheduled time (the same "
+            "for every attempt of one firing, so a retry is recognised as a redelivery)",
+            f"Input is {raw_input!r}",
+        )
+        if isinstance(event, dict):
+            print(f"schedule input: {json.dumps(event, sort_keys=True)}")
+
+
+def dead_letter_queues(stack: Stack) -> dict[str, str]:
+    """Queue logical id -> what sends to it."""
+    queues: dict[str, str] = {}
+    for logical_id, config in stack.of_type("AWS::Lambda::EventInvokeConfig").items():
+        destinations = stack.resolve(config["Properties"].get("DestinationConfig", {}))
+        for kind in ("OnFailure",):
+            target = logical_target((destinations.get(kind) or {}).get("Destination", ""))
+            if target and stack.resources.get(target, {}).get("Type") == "AWS::SQS::Queue":
+                queues.setdefault(target, f"{logical_id} {kind}")
+    for logical_id, function in stack.of_type("AWS::Lambda::Function").items():
+        target = logical_target(
+            stack.resolve((function["Properties"].get("DeadLetterConfig") or {}).get("TargetArn", ""))
+        )
+        if target:
+            queues.setdefault(target, f"{logical_id} DeadLetterConfig")
+    for logical_id, schedule in stack.of_type("AWS::Scheduler::Schedule").items():
+        dlq = stack.resolve(schedule["Properties"]["Target"].get("DeadLetterConfig") or {})
+        target = logical_target(dlq.get("Arn", ""))
+        if target:
+            queues.setdefault(target, f"{logical_id} DeadLetterConfig")
+    for logical_id, queue in stack.of_type("AWS::SQS::Queue").items():
+        redrive = stack.resolve((queue.get("Properties") or {}).get("RedrivePolicy") or {})
+        target = logical_target(redrive.get("deadLetterTargetArn", ""))
+        if target:
+            queues.setdefault(target, f"{logical_id} RedrivePolicy")
+    return queues
+
+
+def check_alarms(stack: Stack, report: Report) -> None:
+    queues = dead_letter_queues(stack)
+    report.check(bool(queues), "the stack has dead-letter queues", "found none")
+    alarms = [stack.resolve(a["Properties"]) for a in stack.of_type("AWS::CloudWatch::Alarm").values()]
+    for queue, source in sorted(queues.items()):
+        watching = [
+            alarm
+            for alarm in alarms
+            if alarm.get("Namespace") == "AWS/SQS"
+            and alarm.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and any(
+                d.get("Name") == "QueueName" and d.get("Value") == f"<{queue}.QueueName>"
+                for d in alarm.get("Dimensions", [])
+            )
+            and (
+                (alarm.get("ComparisonOperator") == "GreaterThanThreshold" and float(alarm.get("Threshold", -1)) == 0)
+                or (
+                    alarm.get("ComparisonOperator") == "GreaterThanOrEqualToThreshold"
+                    and float(alarm.get("Threshold", -1)) == 1
+                )
+            )
+        ]
+        report.check(
+            bool(watching),
+            f"dead-letter queue {queue} ({source}) has an alarm on ApproximateNumberOfMessagesVisible > 0",
+            "no AWS::CloudWatch::Alarm watches it: failed events would pile up unseen",
+        )
+
+
+def check_log_groups(stack: Stack, report: Report) -> None:
+    groups = {
+        stack.resolve(g["Properties"].get("LogGroupName")): stack.resolve(g["Properties"].get("RetentionInDays"))
+        for g in stack.of_type("AWS::Logs::LogGroup").values()
+    }
+    for function in sorted(stack.of_type("AWS::Lambda::Function")):
+        name = f"/aws/lambda/<Ref {function}>"
+        retention = groups.get(name)
+        report.check(
+            retention is not None and int(retention) > 0,
+            f"{function} logs to a log group /aws/lambda/{function} with a retention "
+            f"({retention} days)",
+            f"no AWS::Logs::LogGroup named !Sub /aws/lambda/${{{function}}} with RetentionInDays "
+            "(Lambda's own group keeps logs forever)",
+        )
+
+
+def check_buckets(stack: Stack, report: Report) -> None:
+    buckets = stack.of_type("AWS::S3::Bucket")
+    report.check(bool(buckets), "the stack has its data bucket", "no AWS::S3::Bucket")
+    for logical_id, bucket in buckets.items():
+        report.check(
+            bucket.get("DeletionPolicy") == "Retain" and bucket.get("UpdateReplacePolicy") == "Retain",
+            f"{logical_id} has DeletionPolicy and UpdateReplacePolicy Retain",
+            f"DeletionPolicy {bucket.get('DeletionPolicy')!r}, UpdateReplacePolicy "
+            f"{bucket.get('UpdateReplacePolicy')!r}: deleting or replacing the stack would "
+            "delete every batch and model",
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("template", nargs="?", default=str(ROOT / "infra/sam/template.yaml"))
+    arguments = parser.parse_args()
+    template = load(Path(arguments.template))
+    report = Report()
+
+    public = translate(template, parameters_for(template, {"PredictUrlAuthType": "NONE"}), report)
+    private = public and translate(
+        template, parameters_for(template, {"PredictUrlAuthType": "AWS_IAM"}), report
+    )
+    if public is None or private is None:
+        print(f"{len(report.failures)} problem(s) in {arguments.template}", file=sys.stderr)
+        for failure in report.failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    kinds: dict[str, int] = {}
+    for resource in public.resources.values():
+        kinds[resource["Type"]] = kinds.get(resource["Type"], 0) + 1
+    report.check(
+        True,
+        f"SAM transforms the template ({len(public.resources)} resources: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + ")",
+        "",
+    )
+    check_public_url(public, private, report)
+    check_least_privilege(public, report)
+    check_reserved_concurrency(public, report)
+    check_schedule(public, report)
+    check_alarms(public, report)
+    check_log_groups(public, report)
+    check_buckets(public, report)
+
+    if report.failures:
+        print(f"{len(report.failures)} problem(s) in {arguments.template}:", file=sys.stderr)
+        for failure in report.failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print(f"all checks passed: {arguments.template}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+//! The SAM template as CloudFormation sees it: `infra/checks/check_sam_transform.py` transforms
+//! it with aws-sam-translator (offline, pinned in the tools venv by scripts/setup-tools.sh) and
+//! checks what a first deployment needs: a public predictor URL that answers, least privilege
+//! on the bucket, reserved concurrency, an EventBridge Scheduler schedule with retries and a
+//! dead-letter queue, alarms on the dead-letter queues, log retention, a retained bucket.
+//! Deliberately broken copies must fail with a message naming the problem. The schedule's
+//! input, once Scheduler fills it in, must be an event ingest accepts as a firing.
+//!
+//! Without the tools venv the tests are skipped with a note, except in CI (`CI=true`), where
+//! that is a failure, as for cfn-lint in `lambda`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use appraise_core::events::{self, Trigger};
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn template() -> PathBuf {
+    workspace().join("infra/sam/template.yaml")
+}
+
+/// The tools venv's Python (a relative APPRAISE_TOOLS_VENV is from the root), or `None`, with a
+/// note, when it is missing outside CI.
+fn python() -> Option<PathBuf> {
+    let python = workspace()
+        .join(std::env::var_os("APPRAISE_TOOLS_VENV").unwrap_or_else(|| "target/tools-venv".into()))
+        .join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !in_ci,
+        "{} is missing (CI=true): run `bash scripts/setup-tools.sh`",
+        python.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is missing; `bash scripts/setup-tools.sh` installs aws-sam-translator there",
+        python.display()
+    );
+    None
+}
+
+fn check(python: &Path, template: &Path) -> Output {
+    let mut command = Command::new(python);
+    command
+        .arg(workspace().join("infra/checks/check_sam_transform.py"))
+        .arg(template);
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
+}
+
+/// A copy of the template with `edit` applied, in `dir`; `edit` must change it.
+fn broken_copy(dir: &Path, name: &str, edit: impl FnOnce(&str) -> String) -> PathBuf {
+    let original = std::fs::read_to_string(template()).unwrap();
+    let broken = edit(&original);
+    assert_ne!(broken, original, "{name}: the edit changed nothing");
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, broken).unwrap();
+    path
+}
+
+/// `text` with the one occurrence of `from` replaced; panics naming `from` when the template no
+/// longer has it (update the test with the template).
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "the template should contain this exactly once:\n{from}"
+    );
+    text.replacen(from, to, 1)
+}
+
+#[test]
+fn the_sam_template_transforms_into_what_a_first_deployment_needs() {
+    let Some(python) = python() else { return };
+    let output = check(&python, &template());
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for assertion in [
+        "ok: SAM transforms the template",
+        "ok: with PredictUrlAuthType=NONE the predictor's function URL is publicly invokable",
+        "ok: with PredictUrlAuthType=AWS_IAM the URL takes signed requests only",
+        "ok: IngestFunction may touch only its own keys in the bucket",
+        "ok: ProcessFunction may touch only its own keys in the bucket",
+        "ok: TrainFunction may touch only its own keys in the bucket",
+        "ok: PromoteFunction may touch only its own keys in the bucket",
+        "ok: PredictFunction may touch only its own keys in the bucket",
+        "ok: TrainFunction has reserved concurrency 1",
+        "ok: PromoteFunction has reserved concurrency 1",
+        "ok: PredictFunction's reserved concurrency is the PredictReservedConcurrency parameter",
+        "ok: ingest runs on an EventBridge Scheduler schedule",
+        "has a retry policy",
+        "has a dead-letter queue (ScheduleFailures)",
+        "ok: dead-letter queue FailedEvents",
+        "ok: dead-letter queue ScheduleFailures",
+        "ok: IngestFunction logs to a log group /aws/lambda/IngestFunction with a retention",
+        "ok: PredictFunction logs to a log group /aws/lambda/PredictFunction with a retention",
+        "ok: DataBucket has DeletionPolicy and UpdateReplacePolicy Retain",
+        "all checks passed",
+    ] {
+        assert!(
+            stdout.contains(assertion),
+            "missing {assertion:?}:\n{stdout}"
+        );
+    }
+
+    // The input Scheduler hands ingest, its context attributes filled in as Scheduler does: a
+    // schedule firing whose id is the scheduled time, the same for every attempt.
+    let input = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("schedule input: "))
+        .unwrap_or_else(|| panic!("the check printed no schedule input:\n{stdout}"));
+    let filled = input
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-27T12:00:00Z")
+        .replace(
+            "<aws.scheduler.schedule-arn>",
+            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/IngestFunctionSchedule",
+        )
+        .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
+        .replace("<aws.scheduler.attempt-number>", "2");
+    let event: Value = serde_json::from_str(&filled).unwrap();
+    let triggers = events::from_json(event).unwrap();
+    match triggers.as_slice() {
+        [Trigger::Schedule(tick)] => {
+            assert_eq!(tick.id.as_deref(), Some("2026-11-27T12:00:00Z"), "{tick:?}");
+            assert_eq!(
+                tick.time.as_deref(),
+                Some("2026-11-27T12:00:00Z"),
+                "{tick:?}"
+            );
+        }
+        other => panic!("ingest does not take the schedule's input as a firing: {other:?}"),
+    }
+}
+
+#[test]
+fn broken_copies_of_the_sam_template_fail_the_transform_check_naming_the_problem() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        // The bug this check exists for: the URL configured through SAM with the auth type a
+        // parameter, so SAM adds no public permission and the URL answers 403 to everyone.
+        (
+            broken_copy(dir.path(), "auth-type-ref", |template| {
+                let start = template
+                    .find("  # The predictor's function URL, written out")
+                    .expect("the predictor URL's comment");
+                let end = template
+                    .find("  # The stand-in batch API")
+                    .expect("the source's comment");
+                format!(
+                    "{}      FunctionUrlConfig:\n        AuthType: !Ref PredictUrlAuthType\n        \
+                     InvokeMode: BUFFERED\n\n{}",
+                    &template[..start],
+                    &template[end..]
+                )
+            }),
+            "the predictor's function URL would answer 403 to everyone: PredictFunction lacks \
+             the public AWS::Lambda::Permission",
+        ),
+        // S3CrudPolicy back on process: the whole bucket, deletes included.
+        (
+            broken_copy(dir.path(), "crud-policy", |template| {
+                replace_once(
+                    template,
+                    "      Policies:\n        - Statement:\n            - Sid: ReadRaw\n",
+                    "      Policies:\n        - S3CrudPolicy:\n            BucketName: !Ref BucketName\n        \
+                     - Statement:\n            - Sid: ReadRaw\n",
+                )
+            }),
+            "ProcessFunction may touch only its own keys in the bucket: role ProcessFunctionRole: \
+             s3:GetObject on the bucket itself is more than it needs",
+        ),
+        // The predictor without its cap.
+        (
+            broken_copy(dir.path(), "no-predict-cap", |template| {
+                replace_once(
+                    template,
+                    "      ReservedConcurrentExecutions: !Ref PredictReservedConcurrency\n",
+                    "",
+                )
+            }),
+            "the public predictor could scale to the account's limit",
+        ),
+        // Back to an EventBridge rule.
+        (
+            broken_copy(dir.path(), "schedule-rule", |template| {
+                let start = template
+                    .find("          Type: ScheduleV2\n")
+                    .expect("the ScheduleV2 event");
+                let end = template
+                    .find("  ProcessFunction:\n")
+                    .expect("the process function");
+                format!(
+                    "{}          Type: Schedule\n          Properties:\n            \
+                     Schedule: !Ref IngestSchedule\n            State: !Ref IngestScheduleState\n\n{}",
+                    &template[..start],
+                    &template[end..]
+                )
+            }),
+            "ingest runs on an EventBridge Scheduler schedule (AWS::Scheduler::Schedule, \
+             ScheduleV2): schedules [], EventBridge rules ['IngestFunctionSchedule']",
+        ),
+        // A dead-letter queue nobody watches.
+        (
+            broken_copy(dir.path(), "no-alarm", |template| {
+                replace_once(
+                    template,
+                    "          Value: !GetAtt ScheduleFailures.QueueName\n",
+                    "          Value: !GetAtt FailedEvents.QueueName\n",
+                )
+            }),
+            "dead-letter queue ScheduleFailures (IngestFunctionSchedule DeadLetterConfig) has an \
+             alarm on ApproximateNumberOfMessagesVisible > 0: no AWS::CloudWatch::Alarm watches it",
+        ),
+        // Logs kept forever.
+        (
+            broken_copy(dir.path(), "no-retention", |template| {
+                replace_once(
+                    template,
+                    "      LogGroupName: !Sub /aws/lambda/${TrainFunction}\n      \
+                     RetentionInDays: !Ref LogRetentionDays\n",
+                    "      LogGroupName: !Sub /aws/lambda/${TrainFunction}\n",
+                )
+            }),
+            "no AWS::Logs::LogGroup named !Sub /aws/lambda/${TrainFunction} with RetentionInDays",
+        ),
+        // A bucket `sam delete` would take with it.
+        (
+            broken_copy(dir.path(), "bucket-deleted", |template| {
+                replace_once(template, "    DeletionPolicy: Retain\n", "")
+            }),
+            "DataBucket has DeletionPolicy and UpdateReplacePolicy Retain: DeletionPolicy None",
+        ),
+    ];
+    for (copy, problem) in cases {
+        let output = check(&python, &copy);
+        let shown = text(&output);
+        assert!(
+            !output.status.success(),
+            "{} passed the check:\n{shown}",
+            copy.display()
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(problem),
+            "{}: the failure does not name {problem:?}:\n{shown}",
+            copy.display()
+        );
+    }
+}
