@@ -1,8 +1,12 @@
-//! The whole system's tests, one binary: the main job (`main_job`), the chain in Lambda mode (`lambda`), the deployments' offline checks (`deploy_checks`), Knative's adapters (`bridge`), and the fault suite (`faults`).
+//! The whole system's tests, one binary: the main job (`main_job`), the chain in Lambda mode
+//! (`lambda`), the deployments' offline checks (`deploy_checks`, the kustomization as kubectl
+//! builds it in `kustomize`, the SAM template as a deploy transforms it in `sam_template`),
+//! Knative's adapters (`bridge`), and the fault suite (`faults`).
 
 mod bridge;
 mod deploy_checks;
 mod faults;
+mod kustomize;
 mod lambda;
 mod main_job;
 mod sam_template;
