@@ -17,21 +17,7 @@ use std::{
 use appraise_core::events::{self, Trigger};
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use super::deploy_checks::{text, workspace};
 
 fn template() -> PathBuf {
     workspace().join("infra/sam/template.yaml")
@@ -39,7 +25,7 @@ fn template() -> PathBuf {
 
 /// The tools venv's Python (a relative APPRAISE_TOOLS_VENV is from the root), or `None`, with a
 /// note, when it is missing outside CI.
-fn python() -> Option<PathBuf> {
+fn python_or_skip() -> Option<PathBuf> {
     let python = workspace()
         .join(std::env::var_os("APPRAISE_TOOLS_VENV").unwrap_or_else(|| "target/tools-venv".into()))
         .join("bin/python");
@@ -92,7 +78,9 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn the_sam_template_transforms_into_what_a_first_deployment_needs() {
-    let Some(python) = python() else { return };
+    let Some(python) = python_or_skip() else {
+        return;
+    };
     let output = check(&python, &template());
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -155,7 +143,9 @@ fn the_sam_template_transforms_into_what_a_first_deployment_needs() {
 
 #[test]
 fn broken_copies_of_the_sam_template_fail_the_transform_check_naming_the_problem() {
-    let Some(python) = python() else { return };
+    let Some(python) = python_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(PathBuf, &str)> = vec![
         // The bug this check exists for: the URL configured through SAM with the auth type a
