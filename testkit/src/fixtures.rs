@@ -68,6 +68,23 @@ where
         .collect()
 }
 
+/// The tools virtualenv `scripts/setup-tools.sh` fills: `$APPRAISE_TOOLS_VENV` (a relative path
+/// is from the workspace root) or `target/tools-venv`.
+pub fn tools_venv() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the testkit crate sits in the workspace");
+    root.join(std::env::var_os("APPRAISE_TOOLS_VENV").unwrap_or_else(|| "target/tools-venv".into()))
+}
+
+/// What a test does when a tool it needs is missing: under CI (`CI` set) that is a failure,
+/// and the panic says `message`; elsewhere the test is skipped, with `message` on stderr (the
+/// caller returns).
+pub fn skip_without_tool(message: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("SKIPPED: {message}");
+}
+
 /// An S3 server on a fresh temporary directory, with the bucket created.
 pub async fn s3_server(rules: Vec<NotificationRule>) -> anyhow::Result<(S3Server, ObjectStore)> {
     let server = S3Server::start_in_temp_dir(rules).await?;

@@ -44,7 +44,7 @@ pub(super) fn workspace() -> PathBuf {
 
 /// The tools venv's Python (scripts/setup-tools.sh makes it).
 pub(super) fn python() -> PathBuf {
-    let python = workspace().join("target/tools-venv/bin/python");
+    let python = fixtures::tools_venv().join("bin/python");
     assert!(
         python.exists(),
         "{} is missing: run `bash scripts/setup-tools.sh` first",

@@ -26,8 +26,7 @@ fn usable_kubectl() -> bool {
     if !usable {
         let message = "kubectl with kustomize v4 or later is not on PATH (the rust machine \
                        image's `kubectl` package has it)";
-        assert!(std::env::var_os("CI").is_none(), "{message}");
-        eprintln!("skipped: {message}");
+        appraise_testkit::fixtures::skip_without_tool(message);
     }
     usable
 }

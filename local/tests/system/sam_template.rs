@@ -17,31 +17,24 @@ use std::{
 use appraise_core::events::{self, Trigger};
 use serde_json::Value;
 
+use appraise_testkit::fixtures;
+
 use super::deploy_checks::{text, workspace};
 
 fn template() -> PathBuf {
     workspace().join("infra/sam/template.yaml")
 }
 
-/// The tools venv's Python (a relative APPRAISE_TOOLS_VENV is from the root), or `None`, with a
-/// note, when it is missing outside CI.
+/// The tools venv's Python, or `None` (the test is skipped) when it is missing outside CI.
 fn python_or_skip() -> Option<PathBuf> {
-    let python = workspace()
-        .join(std::env::var_os("APPRAISE_TOOLS_VENV").unwrap_or_else(|| "target/tools-venv".into()))
-        .join("bin/python");
+    let python = fixtures::tools_venv().join("bin/python");
     if python.exists() {
         return Some(python);
     }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !in_ci,
-        "{} is missing (CI=true): run `bash scripts/setup-tools.sh`",
+    fixtures::skip_without_tool(&format!(
+        "{} is missing: `bash scripts/setup-tools.sh` installs aws-sam-translator there",
         python.display()
-    );
-    eprintln!(
-        "SKIPPED: {} is missing; `bash scripts/setup-tools.sh` installs aws-sam-translator there",
-        python.display()
-    );
+    ));
     None
 }
 

@@ -40,15 +40,9 @@ const FAILURE_SCREENSHOT: &str = concat!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_predicts_and_shows_history_chart_and_drift() {
     let Some(browser) = find_browser() else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "no Chromium found on PATH (looked for chromium, chromium-browser, google-chrome) \
-                 and CI is set: run scripts/setup.sh to install it"
-            );
-        }
-        eprintln!(
-            "SKIPPED the browser test: no Chromium on PATH (looked for chromium, \
-             chromium-browser, google-chrome); run scripts/setup.sh to install it"
+        fixtures::skip_without_tool(
+            "no Chromium found on PATH (looked for chromium, chromium-browser, google-chrome): \
+             run scripts/setup.sh to install it",
         );
         return;
     };

@@ -15,12 +15,7 @@ use appraise_train::fit::boosting::fit_boosting;
 
 /// The tools virtualenv's Python, if it has `xgboost`.
 fn python_with_xgboost() -> Option<PathBuf> {
-    let venv = std::env::var_os("APPRAISE_TOOLS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools-venv")
-        });
-    let python = venv.join("bin/python");
+    let python = appraise_testkit::fixtures::tools_venv().join("bin/python");
     let has_xgboost = Command::new(&python)
         .args(["-c", "import xgboost"])
         .output()
@@ -42,9 +37,9 @@ print(json.dumps({"version": xgb.__version__, "predictions": [float(p) for p in 
 #[test]
 fn python_xgboost_loads_the_model_and_predicts_the_same() {
     let Some(python) = python_with_xgboost() else {
-        let message = "no Python with xgboost in target/tools-venv: run scripts/setup-tools.sh";
-        assert!(std::env::var("CI").is_err(), "{message}");
-        eprintln!("skipped: {message}");
+        appraise_testkit::fixtures::skip_without_tool(
+            "no Python with xgboost in target/tools-venv: run scripts/setup-tools.sh",
+        );
         return;
     };
     let mut rng = SplitMix64::new(17);
