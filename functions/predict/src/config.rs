@@ -17,6 +17,9 @@ pub struct PredictConfig {
     pub max_batch: usize,
     /// The model's name in the Open Inference Protocol (`/v2/models/{name}`).
     pub model_name: String,
+    /// How often the pipeline gauges are read from PostgreSQL ([`crate::pipeline_gauges`]);
+    /// zero turns them off (they stay at 0).
+    pub pipeline_gauges_interval: Duration,
 }
 
 impl Default for PredictConfig {
@@ -27,6 +30,7 @@ impl Default for PredictConfig {
             log_buffer: 100_000,
             max_batch: 10_000,
             model_name: "appraise".to_owned(),
+            pipeline_gauges_interval: Duration::from_secs(30),
         }
     }
 }
@@ -41,6 +45,10 @@ impl PredictConfig {
             log_buffer: config::optional("PREDICT_LOG_BUFFER", defaults.log_buffer)?,
             max_batch: config::optional("PREDICT_MAX_BATCH", defaults.max_batch)?,
             model_name: config::optional("PREDICT_MODEL_NAME", defaults.model_name)?,
+            pipeline_gauges_interval: config::seconds(
+                "PREDICT_PIPELINE_GAUGES_SECONDS",
+                defaults.pipeline_gauges_interval,
+            )?,
         })
     }
 }

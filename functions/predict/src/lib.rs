@@ -8,7 +8,8 @@
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
 //! - `GET /metrics`: `predictions_total{model_version}`, `prediction_latency_seconds`,
 //!   `prediction_errors_total{reason}`, `model_rmse`, the inference log's counters, and the
-//!   process's own (memory, CPU).
+//!   process's own (memory, CPU); and the pipeline's progress read from PostgreSQL
+//!   ([`pipeline_gauges`]), for the alerts the stages that scale to zero cannot feed.
 //! - The Open Inference Protocol v2 subset KServe clients use ([`oip`]).
 //! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form, model
 //!   history, RMSE chart, drift reports), fed by `GET /api/models` and `GET /api/drift`.
@@ -44,6 +45,7 @@ pub mod history;
 pub mod inference_log;
 pub mod model_slot;
 pub mod oip;
+pub mod pipeline_gauges;
 pub mod request;
 pub mod routes;
 pub mod state;
