@@ -6,7 +6,9 @@
 #     cfn-lint for the SAM template; aws-sam-translator, which transforms it the way a deploy
 #     does, for infra/checks/check_sam_transform.py; cargo-lambda, whose wheel carries the binary and, through
 #     `ziglang`, zig, so building the Lambda zips fetches nothing from GitHub);
-#   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package).
+#   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package;
+#     amtool and the alertmanager binary, from `prometheus-alertmanager`; shellcheck, which
+#     checks infra/deploy.sh).
 # Add a tool by adding a line to a list. Prints the venv's python at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,8 @@ PIP_TOOLS=(
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(
   "promtool:prometheus"
+  "amtool:prometheus-alertmanager"
+  "shellcheck:shellcheck"
 )
 
 VENV="${APPRAISE_TOOLS_VENV:-target/tools-venv}"

@@ -11,6 +11,8 @@
 //!   env files;
 //! - the Prometheus configuration and rules pass Debian's `promtool` (and its rule unit tests,
 //!   whose series begin as real scrapes begin);
+//! - the Alertmanager configuration passes Debian's `amtool check-config`, and a real
+//!   Alertmanager running it delivers an alert to the alert log, its default webhook receiver;
 //! - every metric a Grafana panel or a rule queries is exported, checked against real `/metrics`
 //!   scrapes of the functions after they did some work (`infra/checks/check_metrics.py`);
 //!
@@ -275,9 +277,254 @@ fn deploy_sh_stops_with_a_clear_message_when_a_prerequisite_is_missing() {
         "missing prerequisites",
         "minikube (",
         "kubectl (",
-        "docker, or minikube",
+        "docker, podman, or minikube's own 'minikube image build'",
     ] {
         assert!(stderr.contains(missing), "{missing:?}:\n{stderr}");
+    }
+}
+
+const ALERTMANAGER_CONFIG: &str = "knative/monitoring/config/alertmanager";
+
+/// `amtool` with `args`, or `None` (after skipping, outside CI) when it is not installed.
+fn amtool(args: &[&str]) -> Option<Output> {
+    match Command::new("amtool").args(args).output() {
+        Ok(output) => Some(output),
+        Err(error) => {
+            fixtures::skip_without_tool(&format!(
+                "amtool: {error}: run `bash scripts/setup-tools.sh` (Debian's prometheus-alertmanager package)"
+            ));
+            None
+        }
+    }
+}
+
+#[test]
+fn the_alertmanager_configuration_passes_amtool() {
+    let config = workspace().join(ALERTMANAGER_CONFIG).join("alertmanager.yml");
+    let Some(output) = amtool(&["check-config", config.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A route to a receiver that does not exist is refused, by name.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("alertmanager.yml");
+    std::fs::copy(&config, &broken).unwrap();
+    edit(&broken, "  receiver: webhook
+", "  receiver: pager
+");
+    let output = amtool(&["check-config", broken.to_str().unwrap()]).unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("\"pager\""),
+        "{}",
+        text(&output)
+    );
+}
+
+/// A child process killed when dropped.
+fn spawn(command: &mut tokio::process::Command) -> tokio::process::Child {
+    command
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"))
+}
+
+#[tokio::test]
+async fn a_real_alertmanager_delivers_an_alert_to_the_alert_log() {
+    use tokio::io::AsyncBufReadExt;
+    if Command::new("prometheus-alertmanager")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        fixtures::skip_without_tool(
+            "prometheus-alertmanager: run `bash scripts/setup-tools.sh` (Debian's prometheus-alertmanager package)",
+        );
+        return;
+    }
+    let config_dir = workspace().join(ALERTMANAGER_CONFIG);
+    let client = reqwest::Client::new();
+
+    // The alert log, as its Deployment runs it.
+    let log_port = appraise_testkit::free_port().unwrap();
+    let mut alert_log = spawn(
+        tokio::process::Command::new(python())
+            .arg("-u")
+            .arg(config_dir.join("alert_log.py"))
+            .env("PORT", log_port.to_string())
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut alert_lines = tokio::io::BufReader::new(alert_log.stdout.take().unwrap()).lines();
+    let log_url = format!("http://127.0.0.1:{log_port}/");
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(&log_url).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the alert log did not start");
+    // What is not a notification is refused, naming the field.
+    let response = client.post(&log_url).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("alerts: missing"));
+
+    // Alertmanager with the committed configuration, its webhook pointed at this alert log and
+    // no wait before the first notification.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::copy(config_dir.join("alertmanager.yml"), &config).unwrap();
+    edit(
+        &config,
+        "http://alert-log.appraise.svc.cluster.local:8080/",
+        &log_url,
+    );
+    edit(&config, "group_wait: 30s", "group_wait: 0s");
+    let port = appraise_testkit::free_port().unwrap();
+    let _alertmanager = spawn(
+        tokio::process::Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stderr(std::process::Stdio::null()),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..600 {
+        if let Ok(response) = client.get(format!("{base}/-/ready")).send().await
+            && response.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "Alertmanager did not become ready");
+
+    // An alert as Prometheus sends it.
+    let response = client
+        .post(format!("{base}/api/v2/alerts"))
+        .json(&json!([{
+            "labels": {"alertname": "AppraiseDeadLetters", "severity": "critical",
+                       "destination": "train"},
+            "annotations": {"summary": "Events for train were dead-lettered"},
+        }]))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let line = tokio::time::timeout(Duration::from_secs(120), alert_lines.next_line())
+        .await
+        .expect("no notification reached the alert log within 2 minutes")
+        .unwrap()
+        .expect("the alert log's output ended");
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(logged["status"], "firing", "{line}");
+    assert_eq!(logged["alertname"], "AppraiseDeadLetters", "{line}");
+    assert_eq!(logged["severity"], "critical", "{line}");
+    assert_eq!(logged["labels"]["destination"], "train", "{line}");
+    assert_eq!(
+        logged["summary"], "Events for train were dead-lettered",
+        "{line}"
+    );
+}
+
+/// `infra/deploy.sh` with `args` and extra environment, run by bash on this process's PATH.
+fn deploy_sh(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(Command::new("bash")
+        .arg(workspace().join("infra/deploy.sh"))
+        .args(args)
+        .env_remove("REGISTRY")
+        .env_remove("BUILDER")
+        .envs(env.iter().copied()))
+}
+
+#[test]
+fn deploy_sh_dry_run_pushes_to_a_registry_and_rewrites_the_images() {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        fixtures::skip_without_tool("kubectl (its kustomize builds the manifests)");
+        return;
+    }
+    // podman need not be installed: a dry run only reports what a real run lacks.
+    let output = deploy_sh(
+        &["--dry-run", "--skip-knative"],
+        &[("REGISTRY", "registry.example/team/"), ("BUILDER", "podman")],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for function in ["source", "ingest", "process", "train", "promote", "predict", "bridge"] {
+        let image = format!("registry.example/team/appraise-{function}:0.1.0");
+        assert!(
+            stdout.contains(&format!("+ podman push {image}\n")),
+            "push {image}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\n  {image}\n")),
+            "{image} in the manifests:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("dev.local/"), "{stdout}");
+    assert!(!stdout.contains("+ minikube -p appraise image"), "{stdout}");
+    for step in [
+        "+ kubectl apply -f ",
+        "+ kubectl -n appraise rollout status deployment/alertmanager",
+        "dry run done: nothing was changed",
+    ] {
+        assert!(stdout.contains(step), "{step}:\n{stdout}");
+    }
+
+    // Without a registry, podman's images are loaded into Minikube under the manifests' names.
+    let output = deploy_sh(&["--dry-run", "--skip-knative"], &[("BUILDER", "podman")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("-t dev.local/appraise/predict:0.1.0 ")
+            && stdout.contains("+ minikube -p appraise image load ")
+            && stdout.contains("\n  dev.local/appraise/predict:0.1.0\n")
+            && !stdout.contains(" push "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn deploy_sh_refuses_a_builder_or_registry_it_cannot_use() {
+    for (env, message) in [
+        (
+            [("BUILDER", "buildah"), ("REGISTRY", "")],
+            "BUILDER=buildah: use docker, podman or minikube",
+        ),
+        (
+            [("BUILDER", "minikube"), ("REGISTRY", "ghcr.io/you")],
+            "BUILDER=minikube cannot push to REGISTRY=ghcr.io/you",
+        ),
+        (
+            [("BUILDER", "docker"), ("REGISTRY", "ghcr.io/you; rm -rf")],
+            "is not a registry path",
+        ),
+    ] {
+        let output = deploy_sh(&["--dry-run"], &env);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{message}: {}",
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn deploy_sh_passes_shellcheck() {
+    match Command::new("shellcheck")
+        .arg(workspace().join("infra/deploy.sh"))
+        .output()
+    {
+        Ok(output) => assert!(output.status.success(), "{}", text(&output)),
+        Err(error) => fixtures::skip_without_tool(&format!(
+            "shellcheck: {error}: run `bash scripts/setup-tools.sh`"
+        )),
     }
 }
 
@@ -435,7 +682,9 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let output = check(&args);
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("drift_statistic"), "{stdout}");
+    for name in ["drift_statistic", "last_batch_stored_timestamp_seconds", "drift_detected"] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
 
     // Without the predictor's scrape, its metrics are reported missing by name.
     let without_predict: Vec<String> = args
@@ -447,10 +696,15 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let output = check(&without_predict);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(
-        stderr.contains("prediction_latency_seconds_bucket: not exported by any scraped function"),
-        "{stderr}"
-    );
+    for name in [
+        "prediction_latency_seconds_bucket",
+        "production_model_trained_timestamp_seconds",
+    ] {
+        assert!(
+            stderr.contains(&format!("{name}: not exported by any scraped function")),
+            "{stderr}"
+        );
+    }
 
     bridge.stop().await;
     for function in [predict, promote, train, process, ingest, source] {
