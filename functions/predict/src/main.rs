@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, platform, runtime, telemetry};
-use appraise_predict::{
-    Predictor, config::PredictConfig, lambda_router, pipeline_gauges, router,
-};
+use appraise_predict::{Predictor, config::PredictConfig, lambda_router, pipeline_gauges, router};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

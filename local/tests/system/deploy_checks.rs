@@ -300,7 +300,9 @@ fn amtool(args: &[&str]) -> Option<Output> {
 
 #[test]
 fn the_alertmanager_configuration_passes_amtool() {
-    let config = workspace().join(ALERTMANAGER_CONFIG).join("alertmanager.yml");
+    let config = workspace()
+        .join(ALERTMANAGER_CONFIG)
+        .join("alertmanager.yml");
     let Some(output) = amtool(&["check-config", config.to_str().unwrap()]) else {
         return;
     };
@@ -310,9 +312,13 @@ fn the_alertmanager_configuration_passes_amtool() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("alertmanager.yml");
     std::fs::copy(&config, &broken).unwrap();
-    edit(&broken, "  receiver: webhook
-", "  receiver: pager
-");
+    edit(
+        &broken,
+        "  receiver: webhook
+",
+        "  receiver: pager
+",
+    );
     let output = amtool(&["check-config", broken.to_str().unwrap()]).unwrap();
     assert!(!output.status.success(), "{}", text(&output));
     assert!(
@@ -386,7 +392,10 @@ async fn a_real_alertmanager_delivers_an_alert_to_the_alert_log() {
     let _alertmanager = spawn(
         tokio::process::Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stderr(std::process::Stdio::null()),
@@ -444,18 +453,28 @@ fn deploy_sh(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn deploy_sh_dry_run_pushes_to_a_registry_and_rewrites_the_images() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
         fixtures::skip_without_tool("kubectl (its kustomize builds the manifests)");
         return;
     }
     // podman need not be installed: a dry run only reports what a real run lacks.
     let output = deploy_sh(
         &["--dry-run", "--skip-knative"],
-        &[("REGISTRY", "registry.example/team/"), ("BUILDER", "podman")],
+        &[
+            ("REGISTRY", "registry.example/team/"),
+            ("BUILDER", "podman"),
+        ],
     );
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for function in ["source", "ingest", "process", "train", "promote", "predict", "bridge"] {
+    for function in [
+        "source", "ingest", "process", "train", "promote", "predict", "bridge",
+    ] {
         let image = format!("registry.example/team/appraise-{function}:0.1.0");
         assert!(
             stdout.contains(&format!("+ podman push {image}\n")),
@@ -486,6 +505,140 @@ fn deploy_sh_dry_run_pushes_to_a_registry_and_rewrites_the_images() {
             && stdout.contains("\n  dev.local/appraise/predict:0.1.0\n")
             && !stdout.contains(" push "),
         "{stdout}"
+    );
+}
+
+/// Writes an executable script.
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/usr/bin/env bash\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `KEY=value` lines of an env file.
+fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[test]
+fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
+    // A real run against stand-ins for the cluster: `minikube` answers and `kubectl` records
+    // what it is asked to apply, except `kubectl kustomize`, which is the real one.
+    let Some(real_kubectl) = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("kubectl"))
+        .find(|path| path.exists())
+    else {
+        fixtures::skip_without_tool("kubectl (its kustomize builds the manifests)");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("infra")).unwrap();
+    std::fs::copy(
+        workspace().join("infra/deploy.sh"),
+        root.path().join("infra/deploy.sh"),
+    )
+    .unwrap();
+    let knative = root.path().join("knative");
+    copy_tree(&workspace().join("knative"), &knative);
+    for name in ["secrets.env", "admin.env"] {
+        let _ = std::fs::remove_file(knative.join(name));
+    }
+    let stubs = root.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let applied = root.path().join("applied.yaml");
+    write_script(
+        &stubs.join("minikube"),
+        "[ \"${3:-}\" = ip ] && echo 192.0.2.10\nexit 0\n",
+    );
+    write_script(
+        &stubs.join("kubectl"),
+        &format!(
+            "case \"$1\" in\n  kustomize) exec {} \"$@\" ;;\n  apply) cp \"$3\" {} ;;\n  -n) [ \"$3\" = get ] && echo 30080 ;;\nesac\nexit 0\n",
+            real_kubectl.display(),
+            applied.display()
+        ),
+    );
+    let path = std::env::join_paths(
+        std::iter::once(stubs.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let deploy = || {
+        run(Command::new("bash")
+            .arg(root.path().join("infra/deploy.sh"))
+            .args(["--skip-knative", "--skip-build"])
+            .env("PATH", &path)
+            .env("REGISTRY", "registry.example/team")
+            .env_remove("BUILDER"))
+    };
+
+    let output = deploy();
+    assert!(output.status.success(), "{}", text(&output));
+    let secrets = env_file(&knative.join("secrets.env"));
+    let admin = env_file(&knative.join("admin.env"));
+    for (key, value) in secrets.iter().chain(admin.iter()) {
+        assert!(!value.contains("CHANGE_ME"), "{key}={value}");
+    }
+    let token = &secrets["BRIDGE_WEBHOOK_TOKEN"];
+    assert!(
+        token.len() == 36 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    assert!(
+        secrets["DATABASE_URL"].contains(&format!(":{}@", admin["POSTGRES_PASSWORD"])),
+        "{secrets:?} {admin:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(knative.join("secrets.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "secrets.env is private: {mode:o}");
+    let manifests = std::fs::read_to_string(&applied).unwrap();
+    assert!(
+        manifests.contains("image: registry.example/team/appraise-train:0.1.0")
+            && manifests.contains("image: registry.example/team/appraise-predict:0.1.0")
+            && !manifests.contains("dev.local/"),
+        "{manifests}"
+    );
+    assert!(
+        manifests.contains("BRIDGE_WEBHOOK_TOKEN: "),
+        "the Secret carries the token"
+    );
+
+    // Run again: the files are kept as they are.
+    let before = std::fs::read_to_string(knative.join("secrets.env")).unwrap();
+    let output = deploy();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(knative.join("secrets.env")).unwrap(),
+        before
+    );
+
+    // A secrets.env from before the token: the token is added, the rest is kept.
+    let without: String = before
+        .lines()
+        .filter(|line| !line.starts_with("BRIDGE_WEBHOOK_TOKEN="))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(knative.join("secrets.env"), &without).unwrap();
+    let output = deploy();
+    assert!(output.status.success(), "{}", text(&output));
+    let after = std::fs::read_to_string(knative.join("secrets.env")).unwrap();
+    assert!(after.starts_with(&without), "{after}");
+    let added = env_file(&knative.join("secrets.env"))["BRIDGE_WEBHOOK_TOKEN"].clone();
+    assert!(added.len() == 36 && &added != token, "{added}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("added BRIDGE_WEBHOOK_TOKEN to knative/secrets.env"),
+        "{}",
+        text(&output)
     );
 }
 
@@ -682,7 +835,11 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let output = check(&args);
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for name in ["drift_statistic", "last_batch_stored_timestamp_seconds", "drift_detected"] {
+    for name in [
+        "drift_statistic",
+        "last_batch_stored_timestamp_seconds",
+        "drift_detected",
+    ] {
         assert!(stdout.contains(name), "{name}: {stdout}");
     }
 

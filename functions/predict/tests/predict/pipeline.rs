@@ -32,15 +32,25 @@ async fn the_gauges_follow_the_pipeline_from_an_empty_database_to_a_production_m
     );
 
     // A batch stored and cleaned, not trained on yet: train's Job is running, failed or never ran.
-    fixtures::insert_clean_batch(&db, 1, 200, 1.0).await.unwrap();
+    fixtures::insert_clean_batch(&db, 1, 200, 1.0)
+        .await
+        .unwrap();
     let state = pipeline_gauges::read(&db).await.unwrap();
     assert_eq!(
         state.last_batch_stored,
-        epoch(&db, "SELECT ingested_at FROM ops.batches WHERE batch_number = 1").await
+        epoch(
+            &db,
+            "SELECT ingested_at FROM ops.batches WHERE batch_number = 1"
+        )
+        .await
     );
     assert_eq!(
         state.oldest_untrained_batch,
-        epoch(&db, "SELECT processed_at FROM ops.clean_batches WHERE batch_number = 1").await
+        epoch(
+            &db,
+            "SELECT processed_at FROM ops.clean_batches WHERE batch_number = 1"
+        )
+        .await
     );
     assert_eq!(state.production_model_trained, 0.0);
 
@@ -58,7 +68,10 @@ async fn the_gauges_follow_the_pipeline_from_an_empty_database_to_a_production_m
         )
         .await
     );
-    assert_eq!(state.oldest_untrained_batch, 0.0, "both batches have a decision");
+    assert_eq!(
+        state.oldest_untrained_batch, 0.0,
+        "both batches have a decision"
+    );
     let drifted: bool = fixtures::query_value(
         &db,
         "SELECT drifted FROM ops.drift_reports ORDER BY id DESC LIMIT 1",
@@ -80,8 +93,14 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 async fn the_predictor_registers_the_gauges_at_zero_and_exports_what_it_reads() {
     let (db_url, db) = fixtures::fresh_database().await.unwrap();
     let (s3, _objects) = fixtures::s3_server(vec![]).await.unwrap();
-    fixtures::insert_clean_batch(&db, 1, 200, 1.0).await.unwrap();
-    let stored = epoch(&db, "SELECT ingested_at FROM ops.batches WHERE batch_number = 1").await;
+    fixtures::insert_clean_batch(&db, 1, 200, 1.0)
+        .await
+        .unwrap();
+    let stored = epoch(
+        &db,
+        "SELECT ingested_at FROM ops.batches WHERE batch_number = 1",
+    )
+    .await;
     let names = [
         "last_batch_stored_timestamp_seconds",
         "production_model_trained_timestamp_seconds",
