@@ -64,6 +64,11 @@ pub mod dead_letters;
 /// The CloudEvent type prefix of the CloudEvents AWS S3 adapter.
 pub const TYPE_PREFIX: &str = events::S3_CLOUD_EVENT_PREFIX;
 
+/// What the CloudEvents HTTP binding percent-encodes in a `ce-` header value (besides every
+/// byte that is not ASCII, which percent-encoding always escapes).
+const HEADER_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'%');
+
 /// One S3 record as a CloudEvent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct S3CloudEvent {
@@ -79,7 +84,9 @@ pub struct S3CloudEvent {
 
 impl S3CloudEvent {
     /// The HTTP headers of the event in binary mode, `extensions` (e.g. from `K_CE_OVERRIDES`)
-    /// included; the body is [`S3CloudEvent::data`] as JSON.
+    /// included; the body is [`S3CloudEvent::data`] as JSON. Attribute values are
+    /// percent-encoded where the CloudEvents HTTP binding says so (space, `"`, `%`, controls,
+    /// anything not ASCII), so a key such as `raw/a b%` arrives as itself.
     pub fn binary_headers(&self, extensions: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut headers = vec![
             ("ce-specversion".to_owned(), "1.0".to_owned()),
@@ -94,6 +101,11 @@ impl S3CloudEvent {
         }
         for (name, value) in extensions {
             headers.push((format!("ce-{name}"), value.clone()));
+        }
+        for (name, value) in &mut headers {
+            if name.starts_with("ce-") {
+                *value = percent_encoding::utf8_percent_encode(value, HEADER_ESCAPES).to_string();
+            }
         }
         headers
     }

@@ -33,7 +33,7 @@ use appraise_testkit::{
 };
 use serde_json::json;
 
-use super::bridge::start_bridge;
+use super::bridge::{WEBHOOK_TOKEN, start_bridge};
 
 pub(super) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -304,7 +304,7 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let (s3, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let mut env = s3.env(fixtures::BUCKET);
-    env.push(("DATABASE_URL".to_owned(), database_url));
+    env.push(("DATABASE_URL".to_owned(), database_url.clone()));
     let source = FunctionProcess::start_logged(
         "source",
         &[("SOURCE_SCALE".to_owned(), "0.01".to_owned())],
@@ -339,7 +339,9 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let predict = FunctionProcess::start_logged("predict", &env, logs.path())
         .await
         .unwrap();
-    let bridge = start_bridge(&format!("{}/", process.url())).await;
+    let bridge = start_bridge(&format!("{}/", process.url()), &database_url).await;
+    // As MinIO with MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE set.
+    s3.set_webhook_token(Some(WEBHOOK_TOKEN));
     let rule = |prefix: &str, suffix: &str, target: String| NotificationRule {
         prefix: prefix.into(),
         suffix: suffix.into(),

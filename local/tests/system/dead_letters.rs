@@ -1,0 +1,301 @@
+//! The bridge's dead-letter sink (`POST /dead-letters`), for real: dead letters as Knative's
+//! dispatcher sends them, in binary and in structured mode with its error extensions, made by
+//! the CloudEvents Python SDK (not our code), are stored in a real PostgreSQL once each and
+//! counted in `dead_letters_total`; what is not a CloudEvent is refused with 400; and while the
+//! row cannot be written the answer is 503, so Knative sends it again.
+
+use std::process::Command;
+
+use appraise_testkit::fixtures;
+use serde_json::{Value, json};
+
+use super::bridge::{scrape, start_bridge};
+use super::deploy_checks::text;
+
+/// Makes each event's HTTP request with the CloudEvents Python SDK, in `mode` (`binary` or
+/// `structured`): `(headers, body)`. `None` (the test is skipped) when the SDK is missing
+/// outside CI.
+fn sdk_requests(events: &Value) -> Option<Vec<(Vec<(String, String)>, String)>> {
+    const SCRIPT: &str = r#"
+import json, sys
+from datetime import datetime
+from cloudevents.core.bindings import http
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+out = []
+for spec in json.loads(sys.argv[1]):
+    attributes = dict(spec["attributes"])
+    if "time" in attributes:
+        attributes["time"] = datetime.fromisoformat(attributes["time"])
+    event = CloudEvent(attributes, spec.get("data"))
+    make = http.to_binary if spec["mode"] == "binary" else http.to_structured
+    message = make(event, JSONFormat())
+    out.append({"headers": message.headers, "body": message.body.decode()})
+print(json.dumps(out))
+"#;
+    let python = fixtures::tools_venv().join("bin/python");
+    let output = Command::new(&python)
+        .args(["-c", SCRIPT, &events.to_string()])
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        other => {
+            fixtures::skip_without_tool(&format!(
+                "the CloudEvents SDK (`cloudevents` in {}; `bash scripts/setup-tools.sh` installs it) did not run: {}",
+                python.display(),
+                other.map_or_else(|error| error.to_string(), |output| text(&output))
+            ));
+            return None;
+        }
+    };
+    let requests: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    Some(
+        requests
+            .into_iter()
+            .map(|request| {
+                let headers = request["headers"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_owned()))
+                    .collect();
+                (headers, request["body"].as_str().unwrap().to_owned())
+            })
+            .collect(),
+    )
+}
+
+async fn post(url: &str, (headers, body): &(Vec<(String, String)>, String)) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(url).body(body.clone());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn counter(metrics: &str, destination: &str) -> Option<f64> {
+    let series = format!("dead_letters_total{{service=\"bridge\",destination=\"{destination}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+const STAGES: [&str; 6] = ["ingest", "process", "train", "promote", "predict", "other"];
+
+/// The S3 record the bridge sent (what the functions got), the event's data.
+fn record(key: &str) -> Value {
+    json!({"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "appraise"},
+        "object": {"key": key}}})
+}
+
+#[tokio::test]
+async fn dead_letters_are_stored_once_each_and_counted_by_stage() {
+    let (database_url, pool) = fixtures::fresh_database().await.unwrap();
+    // Where the webhook's events would go; these tests send none.
+    let bridge = start_bridge("http://127.0.0.1:9/", &database_url).await;
+    let metrics = scrape(&bridge).await;
+    for stage in STAGES {
+        assert_eq!(
+            counter(&metrics, stage),
+            Some(0.0),
+            "{stage} registered at 0 before any dead letter: {metrics}"
+        );
+    }
+
+    // As Knative's dispatcher sends them: process answered 503 (binary mode, the default), and
+    // the JobSink refused train's event (a Trigger with `delivery.format: json`).
+    let process_error = "eyJlcnJvciI6ICJ1bmF2YWlsYWJsZTogZGF0YWJhc2UifQ=="; // {"error": "unavailable: database"}
+    let Some(requests) = sdk_requests(&json!([
+        {"mode": "binary", "attributes": {
+            "specversion": "1.0", "id": "req-1.host-1", "source": "minio:s3..appraise",
+            "type": "com.amazonaws.s3.ObjectCreated:Put",
+            "subject": "raw/batch 000002/manifest.json", "time": "2026-11-27T12:05:00+00:00",
+            "datacontenttype": "application/json",
+            "knativeerrordest": "http://process.appraise.svc.cluster.local",
+            "knativeerrorcode": 503, "knativeerrordata": process_error,
+            "knativearrivaltime": "2026-11-27T12:05:01Z"},
+         "data": record("raw%2Fbatch+000002%2Fmanifest.json")},
+        {"mode": "structured", "attributes": {
+            "specversion": "1.0", "id": "req-2.host-2", "source": "minio:s3..appraise",
+            "type": "com.amazonaws.s3.ObjectCreated:Put",
+            "subject": "clean/batch-000002/manifest.json", "datacontenttype": "application/json",
+            "knativeerrordest": "http://job-sink.knative-eventing.svc.cluster.local/appraise/train",
+            "knativeerrorcode": 500, "knativeerrordata": ""},
+         "data": record("clean%2Fbatch-000002%2Fmanifest.json")},
+    ])) else {
+        bridge.stop().await;
+        return;
+    };
+    let url = format!("{}/dead-letters", bridge.url());
+    let (status, answer) = post(&url, &requests[0]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"stored": true, "destination": "process"}));
+    let (status, answer) = post(&url, &requests[1]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"stored": true, "destination": "train"}));
+    // Knative sends a dead letter again when it did not see our answer: stored once.
+    let (status, answer) = post(&url, &requests[0]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stored"], json!(false));
+
+    let count: i64 = fixtures::query_value(&pool, "SELECT count(*) FROM ops.dead_letters").await;
+    assert_eq!(count, 2);
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT subject, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), destination,
+                    knativeerrordest, knativeerrorcode, knativeerrordata, data,
+                    extensions->>'knativearrivaltime', datacontenttype
+             FROM ops.dead_letters WHERE source = 'minio:s3..appraise' AND id = 'req-1.host-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "raw/batch 000002/manifest.json",
+        "the percent-encoded ce-subject decoded"
+    );
+    assert_eq!(row.get::<_, String>(1), "2026-11-27 12:05:00");
+    assert_eq!(row.get::<_, String>(2), "process");
+    assert_eq!(
+        row.get::<_, String>(3),
+        "http://process.appraise.svc.cluster.local"
+    );
+    assert_eq!(row.get::<_, i32>(4), 503);
+    assert_eq!(row.get::<_, String>(5), process_error);
+    assert_eq!(
+        row.get::<_, Value>(6),
+        record("raw%2Fbatch+000002%2Fmanifest.json")
+    );
+    assert_eq!(row.get::<_, String>(7), "2026-11-27T12:05:01Z");
+    assert_eq!(row.get::<_, String>(8), "application/json");
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT destination, knativeerrorcode, data
+             FROM ops.dead_letters WHERE id = 'req-2.host-2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "train");
+    assert_eq!(row.get::<_, i32>(1), 500);
+    assert_eq!(
+        row.get::<_, Value>(2),
+        record("clean%2Fbatch-000002%2Fmanifest.json")
+    );
+
+    let metrics = scrape(&bridge).await;
+    for (stage, expected) in [
+        ("process", 1.0),
+        ("train", 1.0),
+        ("predict", 0.0),
+        ("other", 0.0),
+    ] {
+        assert_eq!(
+            counter(&metrics, stage),
+            Some(expected),
+            "{stage}: {metrics}"
+        );
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn what_is_not_a_cloud_event_is_refused_with_the_reason() {
+    let (database_url, pool) = fixtures::fresh_database().await.unwrap();
+    let bridge = start_bridge("http://127.0.0.1:9/", &database_url).await;
+    let url = format!("{}/dead-letters", bridge.url());
+    let json_body = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let structured = vec![(
+        "content-type".to_owned(),
+        "application/cloudevents+json".to_owned(),
+    )];
+    let cases = [
+        (
+            json_body.clone(),
+            r#"{"hello": "world"}"#.to_owned(),
+            "ce-specversion",
+        ),
+        (
+            structured.clone(),
+            json!({"specversion": "1.0", "source": "s", "type": "t"}).to_string(),
+            "id: missing",
+        ),
+        (structured.clone(), "not json".to_owned(), "body"),
+        (
+            structured,
+            json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t",
+                   "knativeerrorcode": "teapot"})
+            .to_string(),
+            "knativeerrorcode",
+        ),
+    ];
+    for (headers, body, reason) in cases {
+        let (status, answer) = post(&url, &(headers, body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{body}: {error}");
+    }
+    let count: i64 = fixtures::query_value(&pool, "SELECT count(*) FROM ops.dead_letters").await;
+    assert_eq!(count, 0);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_stored_is_answered_503_so_knative_sends_it_again() {
+    let (database_url, pool) = fixtures::fresh_database().await.unwrap();
+    let bridge = start_bridge("http://127.0.0.1:9/", &database_url).await;
+    let url = format!("{}/dead-letters", bridge.url());
+    let letter = (
+        vec![
+            ("ce-specversion".to_owned(), "1.0".to_owned()),
+            ("ce-id".to_owned(), "lost-1".to_owned()),
+            ("ce-source".to_owned(), "minio:s3..appraise".to_owned()),
+            (
+                "ce-type".to_owned(),
+                "com.amazonaws.s3.ObjectCreated:Put".to_owned(),
+            ),
+            (
+                "ce-knativeerrordest".to_owned(),
+                "http://promote.appraise.svc.cluster.local".to_owned(),
+            ),
+            ("ce-knativeerrorcode".to_owned(), "502".to_owned()),
+        ],
+        String::new(),
+    );
+    let client = pool.get().await.unwrap();
+    // The table out of reach stands in for a database that cannot take the row.
+    client
+        .batch_execute("ALTER TABLE ops.dead_letters RENAME TO dead_letters_away")
+        .await
+        .unwrap();
+    let (status, answer) = post(&url, &letter).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        scrape(&bridge)
+            .await
+            .contains("dead_letters_total{service=\"bridge\",destination=\"promote\"} 0")
+    );
+    client
+        .batch_execute("ALTER TABLE ops.dead_letters_away RENAME TO dead_letters")
+        .await
+        .unwrap();
+    let (status, answer) = post(&url, &letter).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"stored": true, "destination": "promote"}));
+    assert!(
+        scrape(&bridge)
+            .await
+            .contains("dead_letters_total{service=\"bridge\",destination=\"promote\"} 1")
+    );
+    bridge.stop().await;
+}
