@@ -2,7 +2,9 @@
 //! dispatcher sends them, in binary and in structured mode with its error extensions, made by
 //! the CloudEvents Python SDK (not our code), are stored in a real PostgreSQL once each and
 //! counted in `dead_letters_total`; what is not a CloudEvent is refused with 400; and while the
-//! row cannot be written the answer is 503, so Knative sends it again.
+//! row cannot be written the answer is 503, so Knative sends it again. The manifests' check
+//! (infra/checks/check_manifests.py) refuses a Broker or Trigger without a dead-letter sink, a
+//! Trigger that does not filter on the subject's prefix, and a Secret key nobody wrote.
 
 use std::process::Command;
 
@@ -10,7 +12,7 @@ use appraise_testkit::fixtures;
 use serde_json::{Value, json};
 
 use super::bridge::{scrape, start_bridge};
-use super::deploy_checks::text;
+use super::deploy_checks::{check_manifests, copy_of_the_manifests, edit, text, workspace};
 
 /// Makes each event's HTTP request with the CloudEvents Python SDK, in `mode` (`binary` or
 /// `structured`): `(headers, body)`. `None` (the test is skipped) when the SDK is missing
@@ -298,4 +300,74 @@ async fn a_dead_letter_that_cannot_be_stored_is_answered_503_so_knative_sends_it
             .contains("dead_letters_total{service=\"bridge\",destination=\"promote\"} 1")
     );
     bridge.stop().await;
+}
+
+#[test]
+fn the_manifest_check_refuses_events_that_could_be_dropped_unseen() {
+    let copy = copy_of_the_manifests();
+    let knative = copy.path().join("knative");
+    let eventing = knative.join("eventing.yaml");
+    // The Broker without a dead-letter sink (its first delivery block).
+    edit(
+        &eventing,
+        "    deadLetterSink:\n      ref:\n        apiVersion: v1\n        kind: Service\n        name: s3-bridge\n      uri: /dead-letters\n",
+        "",
+    );
+    // A Trigger back on the old exact-match attribute, and one with a typo in its policy.
+    edit(
+        &eventing,
+        "  filters:\n    - prefix:\n        subject: raw/\n",
+        "  filter:\n    attributes:\n      keyprefix: raw\n",
+    );
+    let text_now = std::fs::read_to_string(&eventing).unwrap();
+    let train = text_now.find("name: train-on-clean").unwrap();
+    let broken = format!(
+        "{}{}",
+        &text_now[..train],
+        text_now[train..].replacen("retry: 10", "retries: 10", 1)
+    );
+    std::fs::write(&eventing, broken).unwrap();
+    // The bridge's token taken from a key the Secret's env file does not have.
+    edit(
+        &knative.join("admin.env"),
+        "BRIDGE_WEBHOOK_TOKEN=",
+        "WEBHOOK_TOKEN=",
+    );
+    let output = check_manifests(&knative, &workspace().join("infra/schemas"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", text(&output));
+    for (object, message) in [
+        ("Broker/default", "spec.delivery.deadLetterSink: missing"),
+        (
+            "Trigger/process-on-raw",
+            "spec.filters: no `prefix` on `subject`",
+        ),
+        (
+            "Trigger/process-on-raw",
+            "spec.filter: the legacy exact-match filter",
+        ),
+        (
+            "Trigger/train-on-clean",
+            "spec.delivery.retries: not a Knative delivery field",
+        ),
+        (
+            "Trigger/train-on-clean",
+            "spec.delivery.retry: None, expected a positive integer",
+        ),
+        (
+            "Deployment/s3-bridge",
+            "takes key BRIDGE_WEBHOOK_TOKEN of Secret/appraise-admin, which has no such key",
+        ),
+        (
+            "Deployment/minio",
+            "takes key BRIDGE_WEBHOOK_TOKEN of Secret/appraise-admin, which has no such key",
+        ),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|line| line.contains(object) && line.contains(message)),
+            "expected {message:?} for {object}:\n{stderr}"
+        );
+    }
 }
