@@ -8,6 +8,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use appraise_core::events::{self, Trigger};
 use appraise_testkit::{fixtures, processes};
+
+use super::cloud_events_sdk;
 use axum::{
     Router,
     body::Bytes,
@@ -176,6 +178,42 @@ async fn the_bridge_sends_cloud_events_the_functions_accept() {
         "{metrics}"
     );
     bridge.stop().await;
+}
+
+#[tokio::test]
+async fn the_cloud_events_sdk_reads_the_object_key_as_the_subject_triggers_filter_on() {
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (sink, seen) = recording_sink(StatusCode::ACCEPTED).await;
+    let bridge = start_bridge(&sink, &database_url).await;
+    // A key with a space (`+` in MinIO's encoding) and `%41`: the binary-mode header must be
+    // percent-encoded for a CloudEvents reader (Knative's broker filter) to see the key.
+    let mut webhook = minio_webhook();
+    webhook["Records"][0]["s3"]["object"]["key"] = json!("raw%2Fbatch+000002%2Fa%2541.json");
+    let response = reqwest::Client::new()
+        .post(format!("{}/", bridge.url()))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&webhook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let (headers, body) = seen.lock().await[0].clone();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    bridge.stop().await;
+    let Some(event) = cloud_events_sdk::parse(&headers, &body) else {
+        return;
+    };
+    assert_eq!(event["subject"], "raw/batch 000002/a%41.json", "{event}");
+    assert_eq!(event["type"], "com.amazonaws.s3.ObjectCreated:Put");
+    assert_eq!(event["source"], "minio:s3..appraise");
+    assert_eq!(event["cluster"], "minikube", "K_CE_OVERRIDES extensions");
+    assert_eq!(
+        event["data"]["s3"]["object"]["key"], "raw%2Fbatch+000002%2Fa%2541.json",
+        "the record as MinIO sent it"
+    );
 }
 
 #[tokio::test]

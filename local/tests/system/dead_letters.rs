@@ -6,66 +6,12 @@
 //! (infra/checks/check_manifests.py) refuses a Broker or Trigger without a dead-letter sink, a
 //! Trigger that does not filter on the subject's prefix, and a Secret key nobody wrote.
 
-use std::process::Command;
-
 use appraise_testkit::fixtures;
 use serde_json::{Value, json};
 
 use super::bridge::{scrape, start_bridge};
+use super::cloud_events_sdk;
 use super::deploy_checks::{check_manifests, copy_of_the_manifests, edit, text, workspace};
-
-/// Makes each event's HTTP request with the CloudEvents Python SDK, in `mode` (`binary` or
-/// `structured`): `(headers, body)`. `None` (the test is skipped) when the SDK is missing
-/// outside CI.
-fn sdk_requests(events: &Value) -> Option<Vec<(Vec<(String, String)>, String)>> {
-    const SCRIPT: &str = r#"
-import json, sys
-from datetime import datetime
-from cloudevents.core.bindings import http
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-out = []
-for spec in json.loads(sys.argv[1]):
-    attributes = dict(spec["attributes"])
-    if "time" in attributes:
-        attributes["time"] = datetime.fromisoformat(attributes["time"])
-    event = CloudEvent(attributes, spec.get("data"))
-    make = http.to_binary if spec["mode"] == "binary" else http.to_structured
-    message = make(event, JSONFormat())
-    out.append({"headers": message.headers, "body": message.body.decode()})
-print(json.dumps(out))
-"#;
-    let python = fixtures::tools_venv().join("bin/python");
-    let output = Command::new(&python)
-        .args(["-c", SCRIPT, &events.to_string()])
-        .output();
-    let output = match output {
-        Ok(output) if output.status.success() => output,
-        other => {
-            fixtures::skip_without_tool(&format!(
-                "the CloudEvents SDK (`cloudevents` in {}; `bash scripts/setup-tools.sh` installs it) did not run: {}",
-                python.display(),
-                other.map_or_else(|error| error.to_string(), |output| text(&output))
-            ));
-            return None;
-        }
-    };
-    let requests: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
-    Some(
-        requests
-            .into_iter()
-            .map(|request| {
-                let headers = request["headers"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_owned()))
-                    .collect();
-                (headers, request["body"].as_str().unwrap().to_owned())
-            })
-            .collect(),
-    )
-}
 
 async fn post(url: &str, (headers, body): &(Vec<(String, String)>, String)) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(url).body(body.clone());
@@ -110,7 +56,7 @@ async fn dead_letters_are_stored_once_each_and_counted_by_stage() {
     // As Knative's dispatcher sends them: process answered 503 (binary mode, the default), and
     // the JobSink refused train's event (a Trigger with `delivery.format: json`).
     let process_error = "eyJlcnJvciI6ICJ1bmF2YWlsYWJsZTogZGF0YWJhc2UifQ=="; // {"error": "unavailable: database"}
-    let Some(requests) = sdk_requests(&json!([
+    let Some(requests) = cloud_events_sdk::requests(&json!([
         {"mode": "binary", "attributes": {
             "specversion": "1.0", "id": "req-1.host-1", "source": "minio:s3..appraise",
             "type": "com.amazonaws.s3.ObjectCreated:Put",
