@@ -13,8 +13,8 @@
 #      podman), as $REGISTRY/appraise-<function>:<tag>, and the applied manifests name them so;
 #   5. writes knative/secrets.env and knative/admin.env (git-ignored; the Secrets' values) from
 #      their committed .example files with random passwords, unless they exist, then adds any
-#      key they lack (a key the examples gained since, and BRIDGE_WEBHOOK_TOKEN, the bridge's
-#      dead-letter webhook token) with a new random value; builds knative/ (one kustomization)
+#      key they lack (a key the examples gained since, such as admin.env's BRIDGE_WEBHOOK_TOKEN,
+#      the token MinIO's webhook calls to the bridge carry) with a new random value; builds knative/ (one kustomization)
 #      with `kubectl kustomize`, rewrites its image names for $REGISTRY, applies it and waits:
 #      PostgreSQL, MinIO and its bucket setup, the bridge, the functions, the Broker, Triggers,
 #      JobSink and PingSource, Prometheus, Alertmanager and its alert log, and Grafana;
@@ -258,9 +258,9 @@ else
   umask 022
   echo "written with random passwords"
 fi
-# Keys the files lack (the examples gained them since the files were written) are added, each
-# CHANGE_ME_* in their example value replaced by a new random value; and secrets.env always gets
-# BRIDGE_WEBHOOK_TOKEN, the token the bridge's dead-letter webhook requires.
+# Keys the files lack (the examples gained them since the files were written, e.g. admin.env's
+# BRIDGE_WEBHOOK_TOKEN) are added, each CHANGE_ME_* in their example value replaced by a new
+# random value.
 add_missing_keys() {
   local example="$1" file="$2" line key value
   [ -f "$file" ] || return 0
@@ -279,9 +279,6 @@ add_missing_keys() {
 }
 add_missing_keys knative/secrets.env.example knative/secrets.env
 add_missing_keys knative/admin.env.example knative/admin.env
-if [ -f knative/secrets.env ] && ! grep -q '^BRIDGE_WEBHOOK_TOKEN=' knative/secrets.env; then
-  add_missing_keys <(echo "BRIDGE_WEBHOOK_TOKEN=CHANGE_ME_BRIDGE_WEBHOOK") knative/secrets.env
-fi
 step "applying knative/ (kustomization)"
 manifests="$(mktemp)"
 trap 'rm -f "$manifests"; [ -z "${context:-}" ] || rm -rf "$context"; [ -z "${sources:-}" ] || rm -rf "$sources"' EXIT

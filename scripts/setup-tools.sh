@@ -21,6 +21,7 @@ PIP_TOOLS=(
   "cfn-lint==1.58.0"
   "aws-sam-translator==1.115.0"
   "cargo-lambda==1.9.2"
+  "cloudevents==2.2.0"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(

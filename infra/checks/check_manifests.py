@@ -9,9 +9,12 @@
    K_CONFIGURATION, K_REVISION), directly or through an envFrom ConfigMap/Secret of the bundle;
    no reserved port (8012, 8013, 8022, 9090, 9091, 8008); timeoutSeconds at most 600; every
    function container with CPU and memory requests and limits, a readiness and a liveness probe.
-3. References resolve: Triggers name the bundle's Broker and subscribers, filter on the bridge's
-   `keyprefix` attribute; PingSource and SinkBinding sinks and subjects exist; every
-   ConfigMap/Secret an env or volume names exists; generator files exist.
+3. References resolve: Triggers name the bundle's Broker and subscribers and pick their objects
+   with a `filters` `prefix` on `subject` (the object key the bridge sets); the Broker and
+   every Trigger have a delivery policy (retry, backoffPolicy, backoffDelay, no unknown field)
+   whose deadLetterSink exists; PingSource and SinkBinding sinks and subjects exist; every
+   ConfigMap/Secret an env or volume names exists, and so does every key an env takes from one;
+   generator files exist.
 4. kustomize's default load restriction, which `kubectl apply -k` applies: every file a
    kustomization reads (resources, configMapGenerator and secretGenerator files and env files)
    is in or below its folder, symlinks resolved. Checked here whether or not kubectl exists.
@@ -45,7 +48,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESERVED_ENV = {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"}
 RESERVED_PORTS = {8012, 8013, 8022, 9090, 9091, 8008}
 MAX_TIMEOUT_SECONDS = 600
-KEY_PREFIX_ATTRIBUTE = "keyprefix"
+# Knative 1.23's DeliverySpec fields; its vendored schema lets any other key through.
+DELIVERY_FIELDS = {"deadLetterSink", "retry", "backoffPolicy", "backoffDelay", "timeout",
+                   "retryAfterMax", "format"}
 
 
 class Problems:
@@ -347,8 +352,51 @@ def referenced_config(doc):
                 yield "PersistentVolumeClaim", volume["persistentVolumeClaim"].get("claimName")
 
 
+def referenced_keys(doc):
+    """(kind, name, key) of every single key a document's containers take from a ConfigMap or
+    Secret (`valueFrom.configMapKeyRef` / `secretKeyRef`), optional ones left out."""
+    for _, pod, _ in pod_specs(doc):
+        for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+            for env in container.get("env") or []:
+                value_from = env.get("valueFrom") or {}
+                for ref_kind, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                    ref = value_from.get(ref_kind) or {}
+                    if ref and not ref.get("optional"):
+                        yield kind, ref.get("name"), ref.get("key")
+
+
+def check_delivery(where, spec, need, problems):
+    """A Broker's or Trigger's spec.delivery: a dead-letter sink that exists, and a retry
+    policy."""
+    delivery = spec.get("delivery")
+    if not isinstance(delivery, dict):
+        problems.add(where, "spec.delivery: missing (retry, backoff and a deadLetterSink, or a failed delivery is dropped unseen)")
+        return
+    for field in sorted(set(delivery) - DELIVERY_FIELDS):
+        problems.add(where, f"spec.delivery.{field}: not a Knative delivery field ({', '.join(sorted(DELIVERY_FIELDS))})")
+    sink = delivery.get("deadLetterSink") or {}
+    ref = sink.get("ref") or {}
+    if ref:
+        need(where, ref.get("kind"), ref.get("name"), "spec.delivery.deadLetterSink.ref")
+    elif not sink.get("uri"):
+        problems.add(where, "spec.delivery.deadLetterSink: missing (a ref or a uri)")
+    retry = delivery.get("retry")
+    if not isinstance(retry, int) or retry < 1:
+        problems.add(where, f"spec.delivery.retry: {retry!r}, expected a positive integer")
+    if delivery.get("backoffPolicy") not in ("linear", "exponential"):
+        problems.add(where, f"spec.delivery.backoffPolicy: {delivery.get('backoffPolicy')!r}, expected linear or exponential")
+    delay = delivery.get("backoffDelay")
+    if not (isinstance(delay, str) and delay.startswith("P")):
+        problems.add(where, f"spec.delivery.backoffDelay: {delay!r}, expected an ISO 8601 duration such as PT1S")
+
+
 def check_references(documents, problems):
     defined = {(doc.get("kind"), (doc.get("metadata") or {}).get("name")) for _, doc in documents}
+    keys = {}
+    for _, doc in documents:
+        if doc.get("kind") in ("ConfigMap", "Secret"):
+            keys[(doc.get("kind"), (doc.get("metadata") or {}).get("name"))] = (
+                set((doc.get("data") or {}).keys()) | set((doc.get("stringData") or {}).keys()))
 
     def need(where, kind, name, what):
         if (kind, name) not in defined:
@@ -360,13 +408,22 @@ def check_references(documents, problems):
         spec = doc.get("spec") or {}
         for ref_kind, name in referenced_config(doc):
             need(where, ref_kind, name, "uses")
+        for ref_kind, name, key in referenced_keys(doc):
+            if (ref_kind, name) in keys and key not in keys[(ref_kind, name)]:
+                problems.add(where, f"takes key {key} of {ref_kind}/{name}, which has no such key")
+        if kind == "eventing.knative.dev/v1/Broker":
+            check_delivery(where, spec, need, problems)
         if kind == "eventing.knative.dev/v1/Trigger":
             need(where, "Broker", spec.get("broker"), "spec.broker")
             ref = (spec.get("subscriber") or {}).get("ref") or {}
             need(where, ref.get("kind"), ref.get("name"), "spec.subscriber.ref")
-            attributes = (spec.get("filter") or {}).get("attributes") or {}
-            if KEY_PREFIX_ATTRIBUTE not in attributes:
-                problems.add(where, f"spec.filter.attributes: no {KEY_PREFIX_ATTRIBUTE} (the bridge's key-prefix attribute)")
+            check_delivery(where, spec, need, problems)
+            prefixes = [(item.get("prefix") or {}).get("subject")
+                        for item in spec.get("filters") or [] if isinstance(item, dict)]
+            if not any(isinstance(prefix, str) and prefix for prefix in prefixes):
+                problems.add(where, "spec.filters: no `prefix` on `subject` (the object key the bridge sets)")
+            if spec.get("filter"):
+                problems.add(where, "spec.filter: the legacy exact-match filter; the Triggers pick objects with spec.filters (prefix on subject), which takes precedence: drop it")
         if kind in ("sources.knative.dev/v1/PingSource", "sources.knative.dev/v1/SinkBinding"):
             ref = (spec.get("sink") or {}).get("ref") or {}
             need(where, ref.get("kind"), ref.get("name"), "spec.sink.ref")

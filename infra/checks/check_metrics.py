@@ -8,10 +8,6 @@ those files define. The exported names come from real /metrics scrapes, given as
 passes them here). A histogram's `_bucket`, `_sum` and `_count` series count as exported when
 they appear in a scrape.
 
-A metric another branch is adding may be queried before any function here exports it: it is
-listed in NOT_YET_EXPORTED with who will export it, accepted (and named in the summary) while
-no scrape has it, and reported once a scrape does, so the entry is deleted rather than forgotten.
-
 Usage: check_metrics.py --scrape FILE [--scrape FILE ...] [--dashboards DIR] [--rules FILE ...]
 Prints each missing metric with the panels or rules that query it and exits 1, or a summary and
 exits 0. `--list` prints the queried names and exits.
@@ -35,12 +31,6 @@ KEYWORDS = {
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 # Queried metrics whose exporter is being written elsewhere: name -> who will export it.
-NOT_YET_EXPORTED = {
-    "dead_letters_total": "the bridge's dead-letter route (issue 16, another branch): "
-                          "dead_letters_total{destination}, registered at 0 at start",
-}
-
-
 def metric_names(expr):
     """The metric (and recording-rule) names a PromQL expression reads."""
     text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', expr)  # strings
@@ -130,11 +120,9 @@ def main():
         parser.error("give at least one --scrape file")
     exported = exported_names(args.scrape)
 
-    problems, pending, arrived = [], [], []
+    problems = []
     for name, places in sorted(wanted.items()):
-        if name in NOT_YET_EXPORTED:
-            (arrived if name in exported else pending).append(name)
-        elif ":" in name:
+        if ":" in name:
             if name not in recorded:
                 problems.append(f"{name}: looks like a recording rule, but no rule records it (used by {'; '.join(places)})")
         elif name not in exported:
@@ -144,13 +132,9 @@ def main():
             print(line, file=sys.stderr)
         print(f"FAILED: {len(problems)} queried metric(s) missing from {len(args.scrape)} scrape(s)", file=sys.stderr)
         return 1
-    plain = sorted(name for name in wanted if ":" not in name and name not in pending)
+    plain = sorted(name for name in wanted if ":" not in name)
     print(f"ok: the {len(plain)} metrics queried by {len(queries)} panel targets and rules are all "
-          f"exported ({', '.join(plain)}); {len(wanted) - len(plain) - len(pending)} recording rules are defined")
-    for name in pending:
-        print(f"not exported yet, accepted: {name}, to be exported by {NOT_YET_EXPORTED[name]}")
-    for name in arrived:
-        print(f"note: {name} is exported now: delete its NOT_YET_EXPORTED entry in {pathlib.Path(__file__).name}")
+          f"exported ({', '.join(plain)}); {len(wanted) - len(plain)} recording rules are defined")
     return 0
 
 

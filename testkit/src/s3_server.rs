@@ -6,7 +6,9 @@
 //! whose prefix and suffix match the key. A delivery answered 5xx or 429, or that cannot reach
 //! its target, is retried with backoff (0.2 s doubling to 10 s) for [`DELIVERY_PATIENCE`]
 //! (MinIO queues and retries too); each delivery's final outcome is published as a
-//! [`Delivery`] so the harness can show what every stage did.
+//! [`Delivery`] so the harness can show what every stage did. Like a MinIO target with an auth
+//! token, it can send `Authorization: Bearer <token>` with each delivery
+//! ([`S3Server::set_webhook_token`]).
 //!
 //! s3s-fs streams files in 4 KiB reads, each a trip through tokio's blocking pool, which made
 //! fetching a model artifact of a few megabytes slow (and the predictor's cold start with it),
@@ -63,6 +65,7 @@ pub struct Delivery {
 }
 
 type Rules = Arc<std::sync::RwLock<Vec<NotificationRule>>>;
+type WebhookToken = Arc<std::sync::RwLock<Option<String>>>;
 
 /// The server's credentials (any values work; they are checked like real S3 signatures).
 pub const ACCESS_KEY: &str = "appraise";
@@ -73,6 +76,7 @@ pub struct S3Server {
     address: SocketAddr,
     deliveries: broadcast::Sender<Delivery>,
     rules: Rules,
+    webhook_token: WebhookToken,
     root: PathBuf,
     task: tokio::task::JoinHandle<()>,
     /// Set when the server made its own directory, which then goes when the server does.
@@ -102,7 +106,13 @@ impl S3Server {
         let (deliveries, _) = broadcast::channel(1024);
         let (created_tx, created_rx) = mpsc::unbounded_channel::<Created>();
         let rules: Rules = Arc::new(std::sync::RwLock::new(rules));
-        tokio::spawn(dispatch(created_rx, rules.clone(), deliveries.clone()));
+        let webhook_token = WebhookToken::default();
+        tokio::spawn(dispatch(
+            created_rx,
+            rules.clone(),
+            webhook_token.clone(),
+            deliveries.clone(),
+        ));
 
         let object_root = Arc::new(root.clone());
         let task = tokio::spawn(async move {
@@ -154,6 +164,7 @@ impl S3Server {
             address,
             deliveries,
             rules,
+            webhook_token,
             root,
             task,
             _temp_dir: None,
@@ -171,6 +182,15 @@ impl S3Server {
     /// Replaces the notification rules (e.g. once the functions they target are listening).
     pub fn set_rules(&self, rules: Vec<NotificationRule>) {
         *self.rules.write().expect("rules lock is never poisoned") = rules;
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every later delivery (`None`: no header), as
+    /// MinIO does for a target with `MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_<ID>`.
+    pub fn set_webhook_token(&self, token: Option<&str>) {
+        *self
+            .webhook_token
+            .write()
+            .expect("token lock is never poisoned") = token.map(str::to_owned);
     }
 
     /// `http://127.0.0.1:<port>`, for `S3_ENDPOINT`.
@@ -457,6 +477,7 @@ pub fn minio_event(bucket: &str, key: &str, event_name: &str, sequence: u64) -> 
 async fn dispatch(
     mut created: mpsc::UnboundedReceiver<Created>,
     rules: Rules,
+    webhook_token: WebhookToken,
     deliveries: broadcast::Sender<Delivery>,
 ) {
     let client = reqwest::Client::builder()
@@ -473,9 +494,13 @@ async fn dispatch(
             .filter(|rule| rule.matches(&object.key))
             .cloned()
             .collect();
+        let token = webhook_token
+            .read()
+            .expect("token lock is never poisoned")
+            .clone();
         for rule in &matching {
             let body = minio_event(&object.bucket, &object.key, object.event_name, sequence);
-            let delivery = deliver(&client, rule, &object.key, &body).await;
+            let delivery = deliver(&client, rule, token.as_deref(), &object.key, &body).await;
             let _ = deliveries.send(delivery);
         }
     }
@@ -484,6 +509,7 @@ async fn dispatch(
 async fn deliver(
     client: &reqwest::Client,
     rule: &NotificationRule,
+    token: Option<&str>,
     key: &str,
     body: &Value,
 ) -> Delivery {
@@ -504,7 +530,11 @@ async fn deliver(
     };
     let started = std::time::Instant::now();
     loop {
-        match client.post(target).json(body).send().await {
+        let mut request = client.post(target).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
             Ok(response) => {
                 let status = response.status();
                 last.status = Some(status.as_u16());

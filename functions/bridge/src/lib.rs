@@ -1,12 +1,12 @@
-//! `appraise-bridge`: the two small adapters the Knative deployment needs between the platform
+//! `appraise-bridge`: the small adapters the Knative deployment needs between the platform
 //! and the functions. They run only on Knative, so they live apart from the local harness; the
 //! `bridge` binary serves either (`bridge serve`, `bridge job`).
 //!
-//! **The MinIO → CloudEvents bridge** (`bridge serve`). MinIO's webhook posts plain JSON
-//! bodies (`EventName`, `Key`, `Records[]`) without CloudEvents headers, which a Knative Broker
-//! refuses. The bridge takes those bodies on `POST /` and sends one CloudEvent per record, in
-//! binary mode, to `$K_SINK` (the Broker, injected by a SinkBinding), mapped as the CloudEvents
-//! AWS S3 adapter says:
+//! **The MinIO → CloudEvents bridge** (`bridge serve`, `POST /`). MinIO's webhook posts plain
+//! JSON bodies (`EventName`, `Key`, `Records[]`) without CloudEvents headers, which a Knative
+//! Broker refuses. The bridge takes those bodies on `POST /` and sends one CloudEvent per
+//! record, in binary mode, to `$K_SINK` (the Broker, injected by a SinkBinding), mapped as the
+//! CloudEvents AWS S3 adapter says:
 //!
 //! | attribute | value |
 //! |---|---|
@@ -18,12 +18,20 @@
 //! | `datacontenttype` | `application/json` |
 //! | data | the S3 record, untouched (its key still encoded, as the functions expect) |
 //!
-//! plus one extension attribute, `keyprefix`, the key's first path segment (`raw`, `clean`,
-//! `candidates`, `production`): Knative Trigger filters match attributes exactly, so this is
-//! what lets a Trigger pick `raw/` objects for `process`. Extensions from `$K_CE_OVERRIDES`
-//! (a SinkBinding's `ceOverrides`) are added too. A delivery the sink does not accept with a
-//! 2xx is retried a few times; if it still fails the bridge answers MinIO with 502, so MinIO
-//! keeps the event in its queue and sends it again.
+//! The Triggers pick a stage's objects with the `filters` dialect on `subject`
+//! (`prefix: {subject: raw/}`), so no extension attribute of our own is needed. Extensions
+//! from `$K_CE_OVERRIDES` (a SinkBinding's `ceOverrides`) are added. A delivery the sink does
+//! not accept with a 2xx is retried a few times; if it still fails the bridge answers MinIO with
+//! 502, so MinIO keeps the event in its queue and sends it again.
+//!
+//! Only MinIO may post there: MinIO sends `Authorization: Bearer <token>` when its target has an
+//! auth token (`MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE`), and the bridge answers 401, sending
+//! nothing, unless the token is `$BRIDGE_WEBHOOK_TOKEN` (compared in constant time). The token
+//! is required: `bridge serve` does not start without it.
+//!
+//! **The dead-letter sink** (`bridge serve`, `POST /dead-letters`, module [`dead_letters`]).
+//! Every event Knative gives up delivering is stored in `ops.dead_letters` (PostgreSQL,
+//! `$DATABASE_URL`) and counted in `dead_letters_total{destination}`.
 //!
 //! **The JobSink runner** (`bridge job`). Training may outlast a request, so on Knative it
 //! runs as a Kubernetes Job made by a JobSink, which mounts the event as a JSON file. The runner
@@ -40,21 +48,26 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use appraise_core::{config, events, runtime};
+use appraise_core::{auth, config, db, events, runtime};
 use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde_json::{Value, json};
 
+pub mod dead_letters;
+
 /// The CloudEvent type prefix of the CloudEvents AWS S3 adapter.
 pub const TYPE_PREFIX: &str = events::S3_CLOUD_EVENT_PREFIX;
-/// The extension attribute carrying the key's first path segment, for exact Trigger filters.
-pub const KEY_PREFIX_ATTRIBUTE: &str = "keyprefix";
+
+/// What the CloudEvents HTTP binding percent-encodes in a `ce-` header value (besides every
+/// byte that is not ASCII, which percent-encoding always escapes).
+const HEADER_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'%');
 
 /// One S3 record as a CloudEvent.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,16 +78,15 @@ pub struct S3CloudEvent {
     /// The decoded object key.
     pub subject: String,
     pub time: Option<String>,
-    /// The key's first path segment (`raw` for `raw/batch-000001/manifest.json`); the whole key
-    /// when it has no `/`.
-    pub key_prefix: String,
     /// The S3 record.
     pub data: Value,
 }
 
 impl S3CloudEvent {
     /// The HTTP headers of the event in binary mode, `extensions` (e.g. from `K_CE_OVERRIDES`)
-    /// included; the body is [`S3CloudEvent::data`] as JSON.
+    /// included; the body is [`S3CloudEvent::data`] as JSON. Attribute values are
+    /// percent-encoded where the CloudEvents HTTP binding says so (space, `"`, `%`, controls,
+    /// anything not ASCII), so a key such as `raw/a b%` arrives as itself.
     pub fn binary_headers(&self, extensions: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut headers = vec![
             ("ce-specversion".to_owned(), "1.0".to_owned()),
@@ -82,10 +94,6 @@ impl S3CloudEvent {
             ("ce-source".to_owned(), self.source.clone()),
             ("ce-type".to_owned(), self.event_type.clone()),
             ("ce-subject".to_owned(), self.subject.clone()),
-            (
-                format!("ce-{KEY_PREFIX_ATTRIBUTE}"),
-                self.key_prefix.clone(),
-            ),
             ("content-type".to_owned(), "application/json".to_owned()),
         ];
         if let Some(time) = &self.time {
@@ -93,6 +101,11 @@ impl S3CloudEvent {
         }
         for (name, value) in extensions {
             headers.push((format!("ce-{name}"), value.clone()));
+        }
+        for (name, value) in &mut headers {
+            if name.starts_with("ce-") {
+                *value = percent_encoding::utf8_percent_encode(value, HEADER_ESCAPES).to_string();
+            }
         }
         headers
     }
@@ -142,13 +155,45 @@ pub fn cloud_events(body: &Value) -> Result<Vec<S3CloudEvent>, String> {
             id,
             source,
             event_type: format!("{TYPE_PREFIX}{event_name}"),
-            key_prefix: key.split('/').next().unwrap_or(&key).to_owned(),
             subject: key,
             time: text(&["eventTime"]).map(str::to_owned),
             data: record.clone(),
         });
     }
     Ok(out)
+}
+
+/// The token MinIO must send (`Authorization: Bearer <token>`): not empty, no whitespace (MinIO
+/// sends a token with a space in it as the whole header value, without `Bearer `).
+#[derive(Clone)]
+pub struct WebhookToken(String);
+
+impl WebhookToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookToken(..)")
+    }
+}
+
+impl std::str::FromStr for WebhookToken {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.is_empty() {
+            return Err("empty".to_owned());
+        }
+        if value.chars().any(char::is_whitespace) {
+            return Err(
+                "contains whitespace (MinIO would not send it as a bearer token)".to_owned(),
+            );
+        }
+        Ok(WebhookToken(value.to_owned()))
+    }
 }
 
 /// Where the bridge sends events and what it adds to them.
@@ -160,11 +205,14 @@ pub struct BridgeConfig {
     pub extensions: BTreeMap<String, String>,
     /// Further attempts after a failed delivery.
     pub retries: u32,
+    /// The bearer token MinIO's webhook must carry (`BRIDGE_WEBHOOK_TOKEN`).
+    pub webhook_token: WebhookToken,
 }
 
 impl BridgeConfig {
     /// From `K_SINK` (required: a SinkBinding or ContainerSource sets it), `K_CE_OVERRIDES`
-    /// (optional JSON `{"extensions": {...}}`) and `BRIDGE_RETRIES` (default 3).
+    /// (optional JSON `{"extensions": {...}}`), `BRIDGE_RETRIES` (default 3) and
+    /// `BRIDGE_WEBHOOK_TOKEN` (required).
     pub fn from_env() -> anyhow::Result<BridgeConfig> {
         let sink: String = config::required(
             "K_SINK",
@@ -194,6 +242,10 @@ impl BridgeConfig {
             sink,
             extensions,
             retries: config::optional("BRIDGE_RETRIES", 3)?,
+            webhook_token: config::required(
+                "BRIDGE_WEBHOOK_TOKEN",
+                "the bearer token MinIO's webhook sends (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE)",
+            )?,
         })
     }
 }
@@ -204,28 +256,43 @@ struct Bridge {
     client: reqwest::Client,
 }
 
-/// The bridge's HTTP routes: `POST /` takes a MinIO webhook body.
-pub fn router(config: BridgeConfig) -> Router {
+/// The bridge's HTTP routes: `POST /` takes a MinIO webhook body, `POST /dead-letters` a
+/// dead letter from Knative.
+pub fn router(config: BridgeConfig, db: db::DbPool) -> Router {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client without TLS builds");
     Router::new()
-        .route("/", post(receive))
-        .with_state(Bridge { config, client })
+        .route("/", post(receive).with_state(Bridge { config, client }))
+        .route("/dead-letters", post(dead_letters::receive).with_state(db))
 }
 
-/// Runs the bridge on `$PORT` until SIGTERM (with `/healthz` and `/metrics`).
+/// Runs the bridge on `$PORT` until SIGTERM (with `/healthz` and `/metrics`), once PostgreSQL
+/// answers and the migrations are applied.
 pub async fn serve() -> anyhow::Result<()> {
-    let config = BridgeConfig::from_env()?;
-    tracing::info!(sink = %config.sink, "bridging MinIO webhooks to CloudEvents");
-    // Exported at 0 from the start, so the alert's increase() sees the first failed delivery.
     appraise_core::telemetry::init("bridge");
-    metrics::counter!("bridge_events_total", "outcome" => "failed").increment(0);
-    runtime::serve_http("bridge", router(config)).await
+    let config = BridgeConfig::from_env()?;
+    let pool = db::pool_from_env()?;
+    db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
+    tracing::info!(sink = %config.sink, "bridging MinIO webhooks to CloudEvents");
+    // Exported at 0 from the start, so the alerts' increase() sees the first of each.
+    for outcome in ["failed", "unauthorized"] {
+        metrics::counter!("bridge_events_total", "outcome" => outcome).increment(0);
+    }
+    dead_letters::register_metrics();
+    runtime::serve_http("bridge", router(config, pool)).await
 }
 
-async fn receive(State(bridge): State<Bridge>, body: Bytes) -> Response {
+async fn receive(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> Response {
+    if !auth::bearer_token_matches(&headers, bridge.config.webhook_token.as_str()) {
+        metrics::counter!("bridge_events_total", "outcome" => "unauthorized").increment(1);
+        tracing::warn!("a webhook call without the right bearer token; refused");
+        return runtime::error_response(
+            StatusCode::UNAUTHORIZED,
+            "Authorization: expected the webhook's bearer token (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE)",
+        );
+    }
     let parsed = serde_json::from_slice::<Value>(&body)
         .map_err(|error| format!("body: not JSON: {error}"))
         .and_then(|value| cloud_events(&value));
@@ -417,7 +484,6 @@ mod tests {
         let event = &events[0];
         assert_eq!(event.event_type, "com.amazonaws.s3.ObjectCreated:Put");
         assert_eq!(event.subject, "raw/batch-000002/manifest.json");
-        assert_eq!(event.key_prefix, "raw");
         assert_eq!(event.source, "minio:s3..appraise");
         assert_eq!(
             event.id,
@@ -425,6 +491,13 @@ mod tests {
         );
         assert_eq!(event.time.as_deref(), Some("2026-11-27T12:05:00.000Z"));
         assert_eq!(event.data, minio_body()["Records"][0]);
+    }
+
+    #[test]
+    fn a_webhook_token_is_one_word() {
+        assert!("s3cret".parse::<WebhookToken>().is_ok());
+        assert!("".parse::<WebhookToken>().is_err());
+        assert!("Bearer s3cret".parse::<WebhookToken>().is_err());
     }
 
     #[test]
@@ -440,11 +513,11 @@ mod tests {
     }
 
     #[test]
-    fn a_key_without_a_slash_is_its_own_prefix() {
+    fn an_aws_record_without_request_ids_gets_an_id_from_its_object() {
         let body = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
             "awsRegion": "us-east-1", "s3": {"bucket": {"name": "b"}, "object": {"key": "top.json", "sequencer": "01"}}}]});
         let event = &cloud_events(&body).unwrap()[0];
-        assert_eq!(event.key_prefix, "top.json");
+        assert_eq!(event.subject, "top.json");
         assert_eq!(event.source, "aws:s3.us-east-1.b");
         assert_eq!(event.id, "b/top.json/01");
     }

@@ -1,6 +1,7 @@
 //! The `bridge` binary: `bridge serve` (the default) turns MinIO webhook bodies into
-//! CloudEvents sent to `$K_SINK`, serving `$PORT`; `bridge job` runs a JobSink's event file
-//! through a function binary, then stops it. See the library's docs.
+//! CloudEvents sent to `$K_SINK` and stores Knative's dead letters, serving `$PORT`;
+//! `bridge job` runs a JobSink's event file through a function binary, then stops it. See the
+//! library's docs.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -18,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Turns MinIO webhook bodies into CloudEvents sent to `$K_SINK` (serves `$PORT`).
+    /// Turns MinIO webhook bodies into CloudEvents sent to `$K_SINK` and stores Knative's dead
+    /// letters (serves `$PORT`).
     Serve,
     /// Knative JobSink: runs one event file through a function binary, then stops it.
     Job(JobArgs),

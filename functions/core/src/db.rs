@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "a training's id is its clean batch's number",
         include_str!("../migrations/0005_training_ids.sql"),
     ),
+    (
+        6,
+        "dead letters: events Knative could not deliver",
+        include_str!("../migrations/0006_dead_letters.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).

@@ -1,5 +1,6 @@
 //! What every appraise function shares.
 //!
+//! - [`auth`]: bearer-token checks in constant time;
 //! - [`catch_up`]: announcing again the work a lost event left undone;
 //! - [`clean`]: clean listings as training and evaluation read them, and the split;
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
@@ -18,6 +19,7 @@
 //! - [`reports`]: what each stage answers for one trigger, typed for the stages and the harness;
 //! - [`rng`]: the seeded generator behind every reproducible random choice.
 
+pub mod auth;
 pub mod catch_up;
 pub mod clean;
 pub mod config;

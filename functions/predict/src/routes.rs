@@ -200,11 +200,7 @@ async fn reload_model(
             "reloading by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it".to_owned(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+    if !appraise_core::auth::bearer_token_matches(&headers, expected) {
         return Err(ApiError::Unauthorized);
     }
     let refresh = predictor
@@ -212,11 +208,6 @@ async fn reload_model(
         .await
         .map_err(|error| ApiError::Unavailable(format!("could not reload the model: {error:#}")))?;
     Ok(Json(refresh))
-}
-
-/// Compares secrets without an early exit that would reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn api_models(State(predictor): State<Predictor>) -> Result<Json<Models>, ApiError> {

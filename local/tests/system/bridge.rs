@@ -1,11 +1,15 @@
 //! Knative's adapters, for real: the MinIO → CloudEvents bridge (`bridge serve`) emits
-//! CloudEvents the functions accept, to a real sink, and answers MinIO 502 when the sink fails;
-//! the JobSink runner (`bridge job`) runs an event file through a real function binary.
+//! CloudEvents the functions accept, to a real sink, answers MinIO 502 when the sink fails, and
+//! 401 to a webhook call without its token; the JobSink runner (`bridge job`) runs an event
+//! file through a real function binary. The bridge's dead-letter sink is tested in
+//! `dead_letters`.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use appraise_core::events::{self, Trigger};
 use appraise_testkit::{fixtures, processes};
+
+use super::cloud_events_sdk;
 use axum::{
     Router,
     body::Bytes,
@@ -39,7 +43,11 @@ async fn recording_sink(status: StatusCode) -> (String, Arc<Mutex<Vec<(HeaderMap
     (url, seen)
 }
 
-/// `bridge serve` on a free port, sending to `sink`; stops when dropped.
+/// The webhook token the tests' bridges expect (`BRIDGE_WEBHOOK_TOKEN`).
+pub(super) const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
+
+/// `bridge serve` on a free port, sending to `sink`, storing dead letters in `database_url`;
+/// stops when dropped.
 pub(super) struct Bridge {
     child: tokio::process::Child,
     port: u16,
@@ -56,10 +64,12 @@ impl Bridge {
     }
 }
 
-pub(super) async fn start_bridge(sink: &str) -> Bridge {
+pub(super) async fn start_bridge(sink: &str, database_url: &str) -> Bridge {
     let port = appraise_testkit::free_port().unwrap();
     let child = tokio::process::Command::new(processes::binary("bridge").unwrap())
         .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("BRIDGE_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("APPRAISE_EXIT_ON_STDIN_EOF", "1")
@@ -86,6 +96,16 @@ pub(super) async fn start_bridge(sink: &str) -> Bridge {
     panic!("the bridge did not answer /healthz");
 }
 
+/// The bridge's `/metrics` text.
+pub(super) async fn scrape(bridge: &Bridge) -> String {
+    reqwest::get(format!("{}/metrics", bridge.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn minio_webhook() -> Value {
     serde_json::from_str(
         &std::fs::read_to_string(workspace().join("local/events/minio-webhook.json")).unwrap(),
@@ -95,11 +115,13 @@ fn minio_webhook() -> Value {
 
 #[tokio::test]
 async fn the_bridge_sends_cloud_events_the_functions_accept() {
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
     let (sink, seen) = recording_sink(StatusCode::ACCEPTED).await;
-    let bridge = start_bridge(&sink).await;
+    let bridge = start_bridge(&sink, &database_url).await;
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{}/", bridge.url()))
+        .bearer_auth(WEBHOOK_TOKEN)
         .json(&minio_webhook())
         .send()
         .await
@@ -119,7 +141,10 @@ async fn the_bridge_sends_cloud_events_the_functions_accept() {
     assert_eq!(header("ce-type"), "com.amazonaws.s3.ObjectCreated:Put");
     assert_eq!(header("ce-source"), "minio:s3..appraise");
     assert_eq!(header("ce-subject"), "raw/batch-000002/manifest.json");
-    assert_eq!(header("ce-keyprefix"), "raw");
+    assert!(
+        headers.get("ce-keyprefix").is_none(),
+        "Triggers filter on subject"
+    );
     assert_eq!(
         header("ce-cluster"),
         "minikube",
@@ -140,20 +165,14 @@ async fn the_bridge_sends_cloud_events_the_functions_accept() {
     // Not a webhook body: 400, and nothing is sent.
     let response = client
         .post(format!("{}/", bridge.url()))
+        .bearer_auth(WEBHOOK_TOKEN)
         .json(&json!({"hello": "world"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("Records"));
-    let metrics = client
-        .get(format!("{}/metrics", bridge.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&bridge).await;
     assert!(
         metrics.contains("bridge_events_total{service=\"bridge\",outcome=\"delivered\"} 1"),
         "{metrics}"
@@ -162,11 +181,120 @@ async fn the_bridge_sends_cloud_events_the_functions_accept() {
 }
 
 #[tokio::test]
-async fn the_bridge_answers_502_when_the_sink_fails_so_minio_retries() {
-    let (sink, seen) = recording_sink(StatusCode::SERVICE_UNAVAILABLE).await;
-    let bridge = start_bridge(&sink).await;
+async fn the_cloud_events_sdk_reads_the_object_key_as_the_subject_triggers_filter_on() {
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (sink, seen) = recording_sink(StatusCode::ACCEPTED).await;
+    let bridge = start_bridge(&sink, &database_url).await;
+    // A key with a space (`+` in MinIO's encoding) and `%41`: the binary-mode header must be
+    // percent-encoded for a CloudEvents reader (Knative's broker filter) to see the key.
+    let mut webhook = minio_webhook();
+    webhook["Records"][0]["s3"]["object"]["key"] = json!("raw%2Fbatch+000002%2Fa%2541.json");
     let response = reqwest::Client::new()
         .post(format!("{}/", bridge.url()))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&webhook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let (headers, body) = seen.lock().await[0].clone();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    bridge.stop().await;
+    let Some(event) = cloud_events_sdk::parse(&headers, &body) else {
+        return;
+    };
+    assert_eq!(event["subject"], "raw/batch 000002/a%41.json", "{event}");
+    assert_eq!(event["type"], "com.amazonaws.s3.ObjectCreated:Put");
+    assert_eq!(event["source"], "minio:s3..appraise");
+    assert_eq!(event["cluster"], "minikube", "K_CE_OVERRIDES extensions");
+    assert_eq!(
+        event["data"]["s3"]["object"]["key"], "raw%2Fbatch+000002%2Fa%2541.json",
+        "the record as MinIO sent it"
+    );
+}
+
+#[tokio::test]
+async fn the_bridge_refuses_webhook_calls_without_its_token() {
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (sink, seen) = recording_sink(StatusCode::ACCEPTED).await;
+    let bridge = start_bridge(&sink, &database_url).await;
+    let metrics = scrape(&bridge).await;
+    assert!(
+        metrics.contains("bridge_events_total{service=\"bridge\",outcome=\"unauthorized\"} 0"),
+        "registered at 0 before any: {metrics}"
+    );
+    let client = reqwest::Client::new();
+    let webhook = |authorization: Option<String>| {
+        let mut request = client
+            .post(format!("{}/", bridge.url()))
+            .json(&minio_webhook());
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    for (what, authorization) in [
+        ("no token", None),
+        ("a wrong token", Some("Bearer not-the-token".to_owned())),
+        (
+            "the token one character short",
+            Some(format!("Bearer {}", &WEBHOOK_TOKEN[1..])),
+        ),
+        ("the token without Bearer", Some(WEBHOOK_TOKEN.to_owned())),
+    ] {
+        let response = webhook(authorization).await.unwrap();
+        assert_eq!(response.status(), 401, "{what}");
+        assert!(
+            response.text().await.unwrap().contains("Authorization"),
+            "{what}: the answer says why"
+        );
+    }
+    assert!(seen.lock().await.is_empty(), "nothing refused was sent on");
+
+    // MinIO's form, `Authorization: Bearer <token>`: forwarded.
+    let response = webhook(Some(format!("Bearer {WEBHOOK_TOKEN}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(seen.lock().await.len(), 1);
+    let metrics = scrape(&bridge).await;
+    assert!(
+        metrics.contains("bridge_events_total{service=\"bridge\",outcome=\"unauthorized\"} 4"),
+        "{metrics}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn the_bridge_does_not_start_without_its_webhook_token() {
+    let output = tokio::process::Command::new(processes::binary("bridge").unwrap())
+        .arg("serve")
+        .env("K_SINK", "http://127.0.0.1:9/")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+        .env_remove("BRIDGE_WEBHOOK_TOKEN")
+        .env("PORT", appraise_testkit::free_port().unwrap().to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("BRIDGE_WEBHOOK_TOKEN"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test]
+async fn the_bridge_answers_502_when_the_sink_fails_so_minio_retries() {
+    let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
+    let (sink, seen) = recording_sink(StatusCode::SERVICE_UNAVAILABLE).await;
+    let bridge = start_bridge(&sink, &database_url).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/", bridge.url()))
+        .bearer_auth(WEBHOOK_TOKEN)
         .json(&minio_webhook())
         .send()
         .await
@@ -195,7 +323,7 @@ async fn the_job_runner_runs_an_event_file_through_a_function() {
         json!({
             "specversion": "1.0", "id": "job-1", "source": "minio:s3..appraise",
             "type": "com.amazonaws.s3.ObjectCreated:Put", "subject": "raw/batch-000001/response.json.gz",
-            "datacontenttype": "application/json", "keyprefix": "raw",
+            "datacontenttype": "application/json",
             "data": {"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "appraise"},
                      "object": {"key": "raw%2Fbatch-000001%2Fresponse.json.gz"}}}
         })

@@ -35,7 +35,7 @@ use appraise_testkit::{
 };
 use serde_json::json;
 
-use super::bridge::start_bridge;
+use super::bridge::{WEBHOOK_TOKEN, start_bridge};
 
 pub(super) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -585,7 +585,7 @@ fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
     for (key, value) in secrets.iter().chain(admin.iter()) {
         assert!(!value.contains("CHANGE_ME"), "{key}={value}");
     }
-    let token = &secrets["BRIDGE_WEBHOOK_TOKEN"];
+    let token = &admin["BRIDGE_WEBHOOK_TOKEN"];
     assert!(
         token.len() == 36 && token.chars().all(|c| c.is_ascii_hexdigit()),
         "{token}"
@@ -613,30 +613,35 @@ fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
     );
 
     // Run again: the files are kept as they are.
-    let before = std::fs::read_to_string(knative.join("secrets.env")).unwrap();
+    let secrets_before = std::fs::read_to_string(knative.join("secrets.env")).unwrap();
+    let before = std::fs::read_to_string(knative.join("admin.env")).unwrap();
     let output = deploy();
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(
         std::fs::read_to_string(knative.join("secrets.env")).unwrap(),
+        secrets_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(knative.join("admin.env")).unwrap(),
         before
     );
 
-    // A secrets.env from before the token: the token is added, the rest is kept.
+    // An admin.env from before the token: the token is added, the rest is kept.
     let without: String = before
         .lines()
         .filter(|line| !line.starts_with("BRIDGE_WEBHOOK_TOKEN="))
         .map(|line| format!("{line}\n"))
         .collect();
-    std::fs::write(knative.join("secrets.env"), &without).unwrap();
+    std::fs::write(knative.join("admin.env"), &without).unwrap();
     let output = deploy();
     assert!(output.status.success(), "{}", text(&output));
-    let after = std::fs::read_to_string(knative.join("secrets.env")).unwrap();
+    let after = std::fs::read_to_string(knative.join("admin.env")).unwrap();
     assert!(after.starts_with(&without), "{after}");
-    let added = env_file(&knative.join("secrets.env"))["BRIDGE_WEBHOOK_TOKEN"].clone();
+    let added = env_file(&knative.join("admin.env"))["BRIDGE_WEBHOOK_TOKEN"].clone();
     assert!(added.len() == 36 && &added != token, "{added}");
     assert!(
         String::from_utf8_lossy(&output.stdout)
-            .contains("added BRIDGE_WEBHOOK_TOKEN to knative/secrets.env"),
+            .contains("added BRIDGE_WEBHOOK_TOKEN to knative/admin.env"),
         "{}",
         text(&output)
     );
@@ -704,7 +709,7 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let (s3, _objects) = fixtures::s3_server(Vec::new()).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let mut env = s3.env(fixtures::BUCKET);
-    env.push(("DATABASE_URL".to_owned(), database_url));
+    env.push(("DATABASE_URL".to_owned(), database_url.clone()));
     let source = FunctionProcess::start_logged(
         "source",
         &[("SOURCE_SCALE".to_owned(), "0.01".to_owned())],
@@ -739,7 +744,9 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
     let predict = FunctionProcess::start_logged("predict", &env, logs.path())
         .await
         .unwrap();
-    let bridge = start_bridge(&format!("{}/", process.url())).await;
+    let bridge = start_bridge(&format!("{}/", process.url()), &database_url).await;
+    // As MinIO with MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE set.
+    s3.set_webhook_token(Some(WEBHOOK_TOKEN));
     let rule = |prefix: &str, suffix: &str, target: String| NotificationRule {
         prefix: prefix.into(),
         suffix: suffix.into(),
