@@ -1,5 +1,6 @@
-//! The predictor's tests, one binary: its HTTP API against a real PostgreSQL and S3 (`api`) and its web page in headless Chromium (`browser`); models come from the real train and promote stages (`support`).
+//! The predictor's tests, one binary: its HTTP API against a real PostgreSQL and S3 (`api`), its web page in headless Chromium (`browser`), and its secrets from Secrets Manager and SSM (`secrets`); models come from the real train and promote stages (`support`).
 
 mod api;
 mod browser;
+mod secrets;
 mod support;
