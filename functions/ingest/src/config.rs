@@ -100,3 +100,38 @@ impl IngestConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, value: &str) {
+        // SAFETY: variable names unique to this test, so parallel tests cannot interfere.
+        unsafe { std::env::set_var(name, value) };
+    }
+
+    #[test]
+    fn a_ca_bundle_is_read_at_start_or_refused_naming_the_variable() {
+        assert!(extra_roots_from_env("APPRAISE_TEST_CA_UNSET").unwrap().is_empty());
+
+        set("APPRAISE_TEST_CA_MISSING", "/no/such/ca.pem");
+        let error = extra_roots_from_env("APPRAISE_TEST_CA_MISSING")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("APPRAISE_TEST_CA_MISSING") && error.contains("cannot read"),
+            "{error}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("appraise-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        set("APPRAISE_TEST_CA_EMPTY", not_pem.to_str().unwrap());
+        let error = extra_roots_from_env("APPRAISE_TEST_CA_EMPTY")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("APPRAISE_TEST_CA_EMPTY"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
