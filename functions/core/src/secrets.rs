@@ -318,36 +318,7 @@ impl AwsClient {
             .iter()
             .find_map(|key| answer.get(key).and_then(Value::as_str))
             .map_or_else(|| text.chars().take(200).collect(), str::to_owned);
-        let (variable, id) = (variable.to_owned(), id.to_owned());
-        Err(match code.as_str() {
-            "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
-                SecretError::NotFound {
-                    variable,
-                    id,
-                    code,
-                    message,
-                }
-            }
-            "AccessDeniedException"
-            | "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "ExpiredTokenException"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "InvalidClientTokenId"
-            | "KMSAccessDeniedException"
-            | "DecryptionFailure" => SecretError::AccessDenied {
-                variable,
-                id,
-                code,
-                message,
-            },
-            _ => SecretError::Failed {
-                variable,
-                id,
-                reason: format!("{code}: {message}"),
-            },
-        })
+        Err(classify(variable, id, code, message))
     }
 
     /// Adds SigV4's headers for this service and region.
@@ -381,5 +352,76 @@ impl AwsClient {
             .into_parts();
         instructions.apply_to_request_http1x(request);
         Ok(())
+    }
+}
+
+/// The error an AWS JSON error `code` (`__type`, namespace removed) stands for.
+fn classify(variable: &str, id: &str, code: String, message: String) -> SecretError {
+    let (variable, id) = (variable.to_owned(), id.to_owned());
+    match code.as_str() {
+        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
+            SecretError::NotFound {
+                variable,
+                id,
+                code,
+                message,
+            }
+        }
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "InvalidClientTokenId"
+        | "KMSAccessDeniedException"
+        | "DecryptionFailure" => SecretError::AccessDenied {
+            variable,
+            id,
+            code,
+            message,
+        },
+        _ => SecretError::Failed {
+            variable,
+            id,
+            reason: format!("{code}: {message}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_error_codes_become_errors_that_say_why() {
+        let error_for =
+            |code: &str| classify("NAME_SECRET_ID", "the-id", code.to_owned(), "m".to_owned());
+        assert!(matches!(
+            error_for("ResourceNotFoundException"),
+            SecretError::NotFound { .. }
+        ));
+        assert!(matches!(
+            error_for("ParameterNotFound"),
+            SecretError::NotFound { .. }
+        ));
+        for denied in [
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "ExpiredTokenException",
+        ] {
+            let error = error_for(denied);
+            assert!(
+                matches!(error, SecretError::AccessDenied { .. }),
+                "{denied}"
+            );
+            let text = error.to_string();
+            assert!(
+                text.contains("NAME_SECRET_ID") && text.contains("access denied"),
+                "{text}"
+            );
+        }
+        let text = error_for("ThrottlingException").to_string();
+        assert!(text.contains("ThrottlingException: m"), "{text}");
     }
 }

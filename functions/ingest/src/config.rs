@@ -112,7 +112,11 @@ mod tests {
 
     #[test]
     fn a_ca_bundle_is_read_at_start_or_refused_naming_the_variable() {
-        assert!(extra_roots_from_env("APPRAISE_TEST_CA_UNSET").unwrap().is_empty());
+        assert!(
+            extra_roots_from_env("APPRAISE_TEST_CA_UNSET")
+                .unwrap()
+                .is_empty()
+        );
 
         set("APPRAISE_TEST_CA_MISSING", "/no/such/ca.pem");
         let error = extra_roots_from_env("APPRAISE_TEST_CA_MISSING")
