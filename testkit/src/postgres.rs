@@ -68,11 +68,16 @@ pub struct Postgres {
 /// The superuser every throw-away cluster is created with.
 const SUPERUSER: &str = "appraise";
 
+/// The role that, in a TLS-only cluster, must log in with its password (SCRAM-SHA-256) rather
+/// than be trusted; a test that wants a password login creates it.
+pub const PASSWORD_ROLE: &str = "password_login";
+
 /// A cluster's TLS: the certificate it presents, and whether it refuses unencrypted sessions.
 #[derive(Clone)]
 pub struct ServerTls {
     pub certificate: crate::tls::ServerCertificate,
-    /// Only `hostssl` lines in `pg_hba.conf`: a TCP connection without TLS is refused.
+    /// Only `hostssl` lines in `pg_hba.conf`: a TCP connection without TLS is refused, and
+    /// [`PASSWORD_ROLE`] logs in with its password.
     pub tls_only: bool,
 }
 
@@ -325,9 +330,12 @@ fn configure_tls(
         let hba = data.join("pg_hba.conf");
         std::fs::write(
             &hba,
-            "local all all trust\n\
-             hostssl all all 127.0.0.1/32 trust\n\
-             hostssl all all ::1/128 trust\n",
+            format!(
+                "local all all trust\n\
+                 hostssl all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostssl all all ::1/128 trust\n"
+            ),
         )
         .with_context(|| format!("writing {}", hba.display()))?;
     }

@@ -7,8 +7,10 @@
 //! checking the certificate, `verify-ca` checks the chain but not the name, and `verify-full`
 //! checks both (see [`super::connection::SslMode`]).
 //!
-//! Channel binding (`SCRAM-SHA-256-PLUS`) is not offered: the stream reports none, so SCRAM
-//! authenticates without it, as tokio-postgres's default `channel_binding=prefer` allows.
+//! The stream offers SCRAM channel binding (`tls-server-end-point`, RFC 5929: a hash of the
+//! server's certificate, with the hash of its signature algorithm, SHA-256 for MD5 and SHA-1),
+//! so a password login over `require` also proves no one relayed the session. For a certificate
+//! signed otherwise (RSA-PSS, Ed25519) there is none, as with libpq, and SCRAM goes without.
 
 use std::{
     future::Future,
@@ -147,8 +149,78 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|certificate| tls_server_end_point(certificate))
+            .map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
     }
+}
+
+/// RFC 5929's `tls-server-end-point` for a DER certificate: its hash under the hash function
+/// of its signature algorithm (SHA-256 in place of MD5 and SHA-1); `None` for an algorithm
+/// without one hash function.
+fn tls_server_end_point(certificate: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::digest;
+    // sha{1,256,384,512}WithRSAEncryption (1.2.840.113549.1.1.{5,11,12,13}), md5 (…1.1.4).
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    // ecdsa-with-SHA{256,384,512} (1.2.840.10045.4.3.{2,3,4}); ecdsa-with-SHA1 (…4.1).
+    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
+    let oid = signature_algorithm(certificate)?;
+    let algorithm = if let Some(rest) = oid.strip_prefix(RSA) {
+        match rest {
+            [0x04 | 0x05 | 0x0b] => &digest::SHA256,
+            [0x0c] => &digest::SHA384,
+            [0x0d] => &digest::SHA512,
+            _ => return None,
+        }
+    } else if let Some(rest) = oid.strip_prefix(ECDSA) {
+        match rest {
+            [0x01] | [0x03, 0x02] => &digest::SHA256,
+            [0x03, 0x03] => &digest::SHA384,
+            [0x03, 0x04] => &digest::SHA512,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(digest::digest(algorithm, certificate).as_ref().to_vec())
+}
+
+/// The OID of a certificate's `signatureAlgorithm`: `Certificate ::= SEQUENCE {
+/// tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE { algorithm OID, … }, … }`.
+fn signature_algorithm(certificate: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (certificate, _) = der_element(certificate, SEQUENCE)?;
+    let (_tbs_certificate, rest) = der_element(certificate, SEQUENCE)?;
+    let (algorithm, _) = der_element(rest, SEQUENCE)?;
+    let (oid, _) = der_element(algorithm, OID)?;
+    Some(oid)
+}
+
+/// One DER element with `tag` at the start of `input`: its contents and what follows it.
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, input) = input.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, mut input) = input.split_first()?;
+    let length = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = input.split_at_checked(count)?;
+        input = rest;
+        bytes
+            .iter()
+            .fold(0usize, |length, byte| (length << 8) | usize::from(*byte))
+    };
+    input.split_at_checked(length)
 }
 
 impl<S> AsyncRead for RustlsStream<S>
@@ -301,5 +373,23 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_certificate_has_no_channel_binding_rather_than_a_panic() {
+        for input in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x03, 0x30, 0x01],
+            &[0x31, 0x00],
+        ] {
+            assert_eq!(tls_server_end_point(input), None, "{input:02x?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use appraise_core::db;
 use appraise_testkit::{
     fixtures,
-    postgres::{Postgres, ServerTls},
+    postgres::{PASSWORD_ROLE, Postgres, ServerTls},
     tls::TestCa,
 };
 
@@ -214,4 +214,31 @@ async fn an_unreadable_ca_bundle_stops_the_start_naming_the_setting() {
         error.contains("sslrootcert") && error.contains("/no/such/bundle.pem"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_password_login_over_tls_binds_the_channel_to_the_certificate() {
+    let world = world();
+    let admin = db::pool(&world.url("127.0.0.1", "sslmode=require"), 1).unwrap();
+    admin
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'open sesame';
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ))
+        .await
+        .unwrap();
+    let url = |password: &str| {
+        format!(
+            "postgres://{PASSWORD_ROLE}:{password}@127.0.0.1:{}/postgres\
+             ?sslmode=require&channel_binding=require",
+            world.cluster.port()
+        )
+    };
+    // The server checks the binding (SCRAM-SHA-256-PLUS): a wrong hash fails the login.
+    assert_eq!(connect(&url("open%20sesame")).await, Ok(true));
+    let error = connect(&url("wrong")).await.unwrap_err();
+    assert!(error.contains("password authentication failed"), "{error}");
 }
