@@ -78,13 +78,15 @@ pub enum RootCertificates {
     /// A PEM file of CA certificates.
     File { path: PathBuf, named_by: String },
     /// The system's trusted roots (`sslrootcert=system`).
-    System,
+    System { named_by: String },
 }
 
 impl RootCertificates {
     fn parse(value: &str, named_by: &str) -> RootCertificates {
         if value == "system" {
-            RootCertificates::System
+            RootCertificates::System {
+                named_by: named_by.to_owned(),
+            }
         } else {
             RootCertificates::File {
                 path: PathBuf::from(value),
@@ -115,12 +117,12 @@ impl RootCertificates {
                         .map_err(|error| invalid(format!("a certificate is unusable: {error}")))?;
                 }
             }
-            RootCertificates::System => {
+            RootCertificates::System { named_by } => {
                 let found = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(found.certs);
                 if roots.is_empty() {
                     return Err(ConfigError::invalid(
-                        "sslrootcert",
+                        named_by,
                         "system",
                         "no trusted root certificate found on this system",
                     ));
@@ -460,7 +462,9 @@ mod tests {
         );
         let defaults = TlsDefaults {
             ssl_mode: Some(SslMode::VerifyFull),
-            root_certificates: Some(RootCertificates::System),
+            root_certificates: Some(RootCertificates::System {
+                named_by: "DATABASE_CA_BUNDLE".to_owned(),
+            }),
         };
         let settings = ConnectionSettings::parse("postgres://u@h/db", &defaults).unwrap();
         assert_eq!(settings.ssl_mode, SslMode::VerifyFull);
