@@ -5,7 +5,8 @@
 #     CPU-only build of xgboost, with which a test loads the trained models' xgboost.json;
 #     cfn-lint for the SAM template; aws-sam-translator, which transforms it the way a deploy
 #     does, for infra/checks/check_sam_transform.py; cargo-lambda, whose wheel carries the binary and, through
-#     `ziglang`, zig, so building the Lambda zips fetches nothing from GitHub);
+#     `ziglang`, zig, so building the Lambda zips fetches nothing from GitHub; moto's server
+#     mode, a local Secrets Manager and SSM Parameter Store for the secrets tests);
 #   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package;
 #     amtool and the alertmanager binary, from `prometheus-alertmanager`; shellcheck, which
 #     checks infra/deploy.sh).
@@ -22,6 +23,7 @@ PIP_TOOLS=(
   "aws-sam-translator==1.115.0"
   "cargo-lambda==1.9.2"
   "cloudevents==2.2.0"
+  "moto[server]==5.2.5"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(
@@ -59,6 +61,7 @@ import sys
 from importlib import metadata
 for requirement in sys.argv[1:]:
     name, wanted = requirement.split("==")
+    name = name.split("[")[0]  # "moto[server]": the extra is not part of the name
     try:
         installed = metadata.version(name)
     except metadata.PackageNotFoundError:

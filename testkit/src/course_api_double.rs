@@ -100,6 +100,26 @@ pub struct CourseApi {
 
 impl CourseApi {
     pub async fn start(plan: Plan) -> CourseApi {
+        let (router, double) = CourseApi::router(plan);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("a bound address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        CourseApi { url, double }
+    }
+
+    /// The same double over HTTPS, presenting `certificate` (see [`crate::tls`]).
+    pub async fn start_https(
+        plan: Plan,
+        certificate: &crate::tls::ServerCertificate,
+    ) -> anyhow::Result<CourseApi> {
+        let (router, double) = CourseApi::router(plan);
+        let url = crate::tls::serve_https(router, certificate).await?;
+        Ok(CourseApi { url, double })
+    }
+
+    fn router(plan: Plan) -> (Router, Arc<Double>) {
         let double = Arc::new(Double {
             plan,
             cursor: Mutex::default(),
@@ -109,12 +129,7 @@ impl CourseApi {
             .route("/restart_data_generation", get(restart))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
             .with_state(double.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("a bound address"));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        CourseApi { url, double }
+        (router, double)
     }
 
     pub fn url(&self) -> String {

@@ -2,7 +2,8 @@
 //! a throw-away PostgreSQL cluster ([`postgres`]), an embedded S3 server with MinIO-style
 //! notifications ([`s3_server`]), the function binaries run as child processes
 //! ([`processes`]), an emulator of the Lambda runtime API ([`lambda_emulator`]), an
-//! independent double of the course's batch API ([`course_api_double`]), and the helpers
+//! independent double of the course's batch API ([`course_api_double`]), a CA and TLS servers
+//! for tests ([`tls`]), local AWS Secrets Manager and SSM ([`moto`]), and the helpers
 //! tests share ([`fixtures`]: a fresh migrated database, an S3 server with its bucket).
 //!
 //! The function crates use it only as a dev-dependency; the harness (`local/`, `appraise run`)
@@ -11,9 +12,11 @@
 pub mod course_api_double;
 pub mod fixtures;
 pub mod lambda_emulator;
+pub mod moto;
 pub mod postgres;
 pub mod processes;
 pub mod s3_server;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -30,6 +30,12 @@
 //!   crash before the kernel writes the new files back, after which nothing would reopen this
 //!   directory anyway (a run makes a fresh cluster; an old one is never started again).
 //!
+//! # TLS
+//!
+//! [`Postgres::start_with`] can turn TLS on ([`ServerTls`]): the server presents a certificate
+//! the test made ([`crate::tls`]), and may accept TLS connections only (`hostssl` in
+//! `pg_hba.conf`), which is how the connection modes of `appraise_core::db` are tested.
+//!
 //! PostgreSQL refuses to run as root, and CI runs as root: then the cluster runs as the
 //! `postgres` system user (created by `apt-get install postgresql`), which owns its directory.
 //! The server is started under a tiny shell watchdog that holds a pipe from this process: when
@@ -62,9 +68,28 @@ pub struct Postgres {
 /// The superuser every throw-away cluster is created with.
 const SUPERUSER: &str = "appraise";
 
+/// The role that, in a TLS-only cluster, must log in with its password (SCRAM-SHA-256) rather
+/// than be trusted; a test that wants a password login creates it.
+pub const PASSWORD_ROLE: &str = "password_login";
+
+/// A cluster's TLS: the certificate it presents, and whether it refuses unencrypted sessions.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub certificate: crate::tls::ServerCertificate,
+    /// Only `hostssl` lines in `pg_hba.conf`: a TCP connection without TLS is refused, and
+    /// [`PASSWORD_ROLE`] logs in with its password.
+    pub tls_only: bool,
+}
+
 impl Postgres {
-    /// Creates and starts a cluster; returns once it accepts connections.
+    /// Creates and starts a cluster without TLS; returns once it accepts connections.
     pub fn start() -> anyhow::Result<Postgres> {
+        Postgres::start_with(None)
+    }
+
+    /// Creates and starts a cluster, with TLS when `tls` says; returns once it accepts
+    /// connections.
+    pub fn start_with(tls: Option<ServerTls>) -> anyhow::Result<Postgres> {
         let bin = find_bindir()?;
         let owner = cluster_owner()?;
         let dir = std::env::temp_dir().join(format!(
@@ -103,6 +128,10 @@ impl Postgres {
             );
         }
 
+        let tls_options = match &tls {
+            None => String::new(),
+            Some(tls) => configure_tls(&dir, &data, tls, owner)?,
+        };
         let port = crate::free_port()?;
         // The watchdog: start the server; start it again on each `start` line; when this
         // process's pipe closes (or any other line comes), stop the server quickly and remove
@@ -110,7 +139,8 @@ impl Postgres {
         let script = format!(
             r#"start() {{
                  {postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-                   -c max_connections=200 -c shared_buffers=128MB >>{dir}/server.log 2>&1 &
+                   -c max_connections=200 -c shared_buffers=128MB {tls_options} \
+                   >>{dir}/server.log 2>&1 &
                  server=$!
                }}
                start
@@ -236,10 +266,14 @@ impl Postgres {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Creates a new, empty database and returns its URL.
+    /// Creates a new, empty database and returns its URL. Connects as the functions do
+    /// (`sslmode=prefer`: TLS when the cluster has it, without checking its certificate).
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await?;
+        let settings = appraise_core::db::ConnectionSettings::parse(
+            &self.url("postgres"),
+            &appraise_core::db::TlsDefaults::default(),
+        )?;
+        let (client, connection) = settings.postgres.connect(settings.tls_connector()?).await?;
         let driver = tokio::spawn(connection);
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
@@ -265,6 +299,51 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes the server's certificate and key into the cluster's directory (the key readable by
+/// its owner only, as PostgreSQL demands), restricts `pg_hba.conf` to TLS if asked, and returns
+/// the server options that turn TLS on.
+fn configure_tls(
+    dir: &Path,
+    data: &Path,
+    tls: &ServerTls,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let certificate = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&certificate, &tls.certificate.certificate_pem)
+        .with_context(|| format!("writing {}", certificate.display()))?;
+    std::fs::write(&key, &tls.certificate.key_pem)
+        .with_context(|| format!("writing {}", key.display()))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = owner {
+        for file in [&certificate, &key] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to the postgres user", file.display()))?;
+        }
+    }
+    if tls.tls_only {
+        // Unix-socket connections stay open (the watchdog and initdb's tools use none, but a
+        // person debugging might); every TCP connection must be TLS.
+        let hba = data.join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "local all all trust\n\
+                 hostssl all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostssl all all ::1/128 trust\n"
+            ),
+        )
+        .with_context(|| format!("writing {}", hba.display()))?;
+    }
+    Ok(format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        shell_quote(&certificate),
+        shell_quote(&key)
+    ))
 }
 
 /// Where `initdb` and `postgres` are: `$PG_BINDIR`, else the newest

@@ -273,7 +273,7 @@ pub fn router(config: BridgeConfig, db: db::DbPool) -> Router {
 pub async fn serve() -> anyhow::Result<()> {
     appraise_core::telemetry::init("bridge");
     let config = BridgeConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     tracing::info!(sink = %config.sink, "bridging MinIO webhooks to CloudEvents");
     // Exported at 0 from the start, so the alerts' increase() sees the first of each.

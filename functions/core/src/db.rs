@@ -6,6 +6,11 @@
 //! the server dropped (a restart) is replaced on next use, so a database restart costs the
 //! deliveries in flight a retry, nothing more.
 //!
+//! The connection string comes from `DATABASE_URL`, or from Secrets Manager or SSM through
+//! [`crate::secrets`] (an RDS secret's JSON is turned into a URL); its TLS settings (`sslmode`,
+//! `sslrootcert`, libpq's names and meanings) are parsed in [`connection`], and the sessions are
+//! encrypted by rustls ([`tls`]).
+//!
 //! Bulk writes use binary `COPY`, whose statement names the columns and whose writer needs their
 //! types in the same order: a [`CopyTable`] states each column once, with its type, and gives
 //! both.
@@ -14,9 +19,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{NoTls, types::Type};
+use tokio_postgres::types::Type;
 
-use crate::config;
+use crate::{config, secrets};
+
+pub mod connection;
+pub mod tls;
+
+pub use connection::{ConnectionSettings, RootCertificates, SslMode, TlsDefaults};
 
 pub use deadpool_postgres::{Object as PooledClient, Pool as DbPool};
 
@@ -96,21 +106,46 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).
-pub fn pool_from_env() -> anyhow::Result<Pool> {
-    let url: String = config::required("DATABASE_URL", "the PostgreSQL connection string")?;
+/// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string; or
+/// `DATABASE_URL_SECRET_ID` / `DATABASE_URL_SSM_PARAMETER`), with `DATABASE_SSLMODE` and
+/// `DATABASE_CA_BUNDLE` as TLS defaults and `DATABASE_POOL_SIZE`.
+pub async fn pool_from_env() -> anyhow::Result<Pool> {
+    let url = database_url_from_env().await?;
     let size: usize = config::optional("DATABASE_POOL_SIZE", 8)?;
-    pool(&url, size)
+    let settings = ConnectionSettings::parse(&url, &TlsDefaults::from_env()?)?;
+    pool_with(&settings, size)
 }
 
-/// Builds a pool; connections are opened lazily, on first use.
+/// The connection string, from wherever the environment says (see [`crate::secrets`]). A
+/// secret whose value is JSON is taken for an RDS secret and turned into a URL.
+pub async fn database_url_from_env() -> anyhow::Result<String> {
+    let secret = secrets::required("DATABASE_URL", "the PostgreSQL connection string").await?;
+    if secret.source != secrets::SecretSource::Environment
+        && secret.value().trim_start().starts_with('{')
+    {
+        return Ok(connection::url_from_rds_secret(
+            secret.value(),
+            &secret.variable,
+        )?);
+    }
+    Ok(secret.into_value())
+}
+
+/// Builds a pool from a connection string alone (its `sslmode`, default `prefer`; no
+/// environment defaults); connections are opened lazily, on first use.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let pg_config: tokio_postgres::Config = url
-        .parse()
-        .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+    pool_with(
+        &ConnectionSettings::parse(url, &TlsDefaults::default())?,
+        size,
+    )
+}
+
+/// Builds a pool from parsed settings, reading the CA bundle they name now, so a bad one stops
+/// the start rather than the first query.
+pub fn pool_with(settings: &ConnectionSettings, size: usize) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
-        pg_config,
-        NoTls,
+        settings.postgres.clone(),
+        settings.tls_connector()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -4,7 +4,7 @@
 //! - [`catch_up`]: announcing again the work a lost event left undone;
 //! - [`clean`]: clean listings as training and evaluation read them, and the split;
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
-//! - [`db`]: the PostgreSQL pool and the embedded migrations;
+//! - [`db`]: the PostgreSQL pool (TLS by rustls) and the embedded migrations;
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
 //! - [`outbox`]: objects written only after the transaction that announces them commits;
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
@@ -17,7 +17,8 @@
 //! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
 //! - [`reports`]: what each stage answers for one trigger, typed for the stages and the harness;
-//! - [`rng`]: the seeded generator behind every reproducible random choice.
+//! - [`rng`]: the seeded generator behind every reproducible random choice;
+//! - [`secrets`]: secret variables read at start from the environment, Secrets Manager or SSM.
 
 pub mod auth;
 pub mod catch_up;
@@ -36,4 +37,5 @@ pub mod platform;
 pub mod reports;
 pub mod rng;
 pub mod runtime;
+pub mod secrets;
 pub mod telemetry;

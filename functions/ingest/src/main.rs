@@ -10,7 +10,7 @@ use appraise_ingest::{Ingest, config::IngestConfig};
 async fn main() -> anyhow::Result<()> {
     telemetry::init("ingest");
     let config = IngestConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let ingest = Ingest::new(config, pool, ObjectStore::from_env()?)?
         .with_catch_up(CatchUpConfig::from_env()?);

@@ -109,7 +109,8 @@ pub struct SourceClient {
 
 impl SourceClient {
     pub fn new(config: SourceConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = config
+            .trust(reqwest::Client::builder())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()?;

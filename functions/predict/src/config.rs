@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use appraise_core::config::{self, ConfigError};
+use appraise_core::{config, secrets};
 
 #[derive(Debug, Clone)]
 pub struct PredictConfig {
     /// Bearer token that `POST /reload_model` requires; reloading by hand is refused when unset.
+    /// A secret: `PREDICT_RELOAD_TOKEN`, or `_SECRET_ID` / `_SSM_PARAMETER` ([`secrets`]).
     pub reload_token: Option<String>,
     /// How often each replica reads `production/current.json` to notice a promotion by itself;
     /// zero turns polling off (events and `/reload_model` still reload).
@@ -36,11 +37,14 @@ impl Default for PredictConfig {
 }
 
 impl PredictConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Reads the settings, fetching the reload token from Secrets Manager or SSM if so set.
+    pub async fn from_env() -> Result<Self, secrets::SecretError> {
         let defaults = PredictConfig::default();
-        let reload_token: Option<String> = config::maybe("PREDICT_RELOAD_TOKEN")?;
+        let reload_token = secrets::optional("PREDICT_RELOAD_TOKEN").await?;
         Ok(PredictConfig {
-            reload_token: reload_token.filter(|t| !t.is_empty()),
+            reload_token: reload_token
+                .map(secrets::Secret::into_value)
+                .filter(|t| !t.is_empty()),
             poll_interval: config::seconds("PREDICT_POLL_SECONDS", defaults.poll_interval)?,
             log_buffer: config::optional("PREDICT_LOG_BUFFER", defaults.log_buffer)?,
             max_batch: config::optional("PREDICT_MAX_BATCH", defaults.max_batch)?,

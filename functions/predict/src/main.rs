@@ -10,8 +10,8 @@ use appraise_predict::{Predictor, config::PredictConfig, lambda_router, pipeline
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("predict");
-    let config = PredictConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let config = PredictConfig::from_env().await?;
+    let pool = db::pool_from_env().await?;
     if platform::on_lambda() {
         // Nothing runs between invocations on Lambda: migrate and load the model during init,
         // then poll and write the inference log inside each request (see the crate docs).

@@ -10,7 +10,7 @@ use appraise_process::{Process, config::ProcessConfig};
 async fn main() -> anyhow::Result<()> {
     telemetry::init("process");
     let config = ProcessConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let process = Process::from_config(config, pool, ObjectStore::from_env()?);
     runtime::serve("process", move |trigger| {

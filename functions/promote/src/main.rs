@@ -10,7 +10,7 @@ use appraise_promote::{Promote, config::PromoteConfig};
 async fn main() -> anyhow::Result<()> {
     telemetry::init("promote");
     let config = PromoteConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let promote = Promote::new(config, pool, ObjectStore::from_env()?);
     runtime::serve("promote", move |trigger| {

@@ -10,7 +10,7 @@ use appraise_train::{Train, config::TrainConfig};
 async fn main() -> anyhow::Result<()> {
     telemetry::init("train");
     let config = TrainConfig::from_env()?;
-    let pool = db::pool_from_env()?;
+    let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let train = Train::new(config, pool, ObjectStore::from_env()?);
     runtime::serve("train", move |trigger| {

@@ -60,6 +60,7 @@ pub fn ingest_config(source_url: &str, first: usize, later: usize) -> IngestConf
     IngestConfig {
         source: SourceConfig {
             base_url: source_url.to_owned(),
+            extra_roots: Vec::new(),
             group_number: 9,
             day: None,
             timeout: Duration::from_secs(2),

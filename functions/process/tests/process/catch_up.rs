@@ -85,6 +85,7 @@ async fn world() -> World {
     let config = IngestConfig {
         source: SourceConfig {
             base_url: api.url(),
+            extra_roots: Vec::new(),
             group_number: 9,
             day: None,
             timeout: Duration::from_secs(5),

@@ -29,6 +29,7 @@ async fn process_answers_minio_webhooks_on_post_root() {
     let config = IngestConfig {
         source: SourceConfig {
             base_url: source,
+            extra_roots: Vec::new(),
             group_number: 9,
             day: None,
             timeout: std::time::Duration::from_secs(10),

@@ -84,6 +84,7 @@ async fn world() -> World {
     let config = IngestConfig {
         source: SourceConfig {
             base_url: source,
+            extra_roots: Vec::new(),
             group_number: 9,
             day: None,
             timeout: std::time::Duration::from_secs(5),
