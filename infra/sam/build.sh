@@ -10,6 +10,12 @@
 # stack is deployed with; the script writes it to target/lambda/ARCHITECTURE and prints the
 # matching `--parameter-overrides`. With no function named, all six are built.
 #
+# It also puts the RDS CA bundle where the template's RdsCaBundle layer takes it from
+# (target/lambda/rds-ca-bundle/rds-global-bundle.pem, /opt/rds-global-bundle.pem on Lambda):
+# RDS_CA_BUNDLE=<file> copies a bundle you downloaded, otherwise it is fetched from
+# https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem. Without it the zips are
+# still built, but the script fails, since `sam deploy` would.
+#
 # The binaries are linked by zig (from the `ziglang` wheel, nothing is downloaded) against
 # glibc 2.34, the one Amazon Linux 2023 has, whatever the build machine's glibc; every
 # bootstrap is then checked to need no newer glibc symbol. CARGO_LAMBDA_COMPILER=cargo links
@@ -79,6 +85,30 @@ for function in "${FUNCTIONS[@]}"; do
     "$(($(stat -c %s "$zip") / 1024))" "$(($(stat -c %s "$binary") / 1024))" "${newest:-?}"
 done
 echo "$ARCHITECTURE" > target/lambda/ARCHITECTURE
+
+RDS_CA_URL="https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+ca_bundle="target/lambda/rds-ca-bundle/rds-global-bundle.pem"
+mkdir -p "$(dirname "$ca_bundle")"
+if [ -n "${RDS_CA_BUNDLE:-}" ]; then
+  cp "$RDS_CA_BUNDLE" "$ca_bundle.new"
+elif [ ! -s "$ca_bundle" ]; then
+  curl -fsSL --max-time 60 -o "$ca_bundle.new" "$RDS_CA_URL" || rm -f "$ca_bundle.new"
+fi
+if [ -f "$ca_bundle.new" ]; then
+  if grep -q "BEGIN CERTIFICATE" "$ca_bundle.new"; then
+    mv "$ca_bundle.new" "$ca_bundle"
+  else
+    rm -f "$ca_bundle.new"
+    echo "build.sh: ${RDS_CA_BUNDLE:-$RDS_CA_URL} is not a PEM certificate bundle" >&2
+  fi
+fi
+if [ -s "$ca_bundle" ]; then
+  echo "RDS CA bundle: $ca_bundle ($(grep -c "BEGIN CERTIFICATE" "$ca_bundle") certificates)"
+else
+  echo "build.sh: no RDS CA bundle at $ca_bundle, which the stack's RdsCaBundle layer needs:" \
+    "download $RDS_CA_URL and run again with RDS_CA_BUNDLE=<that file>" >&2
+  status=1
+fi
 echo "built ${#FUNCTIONS[@]} $ARCHITECTURE bootstrap zips in ${elapsed}s (compiler: $compiler)"
 echo "deploy them with: sam deploy -t infra/sam/template.yaml --parameter-overrides Architecture=$ARCHITECTURE ..."
 exit "$status"
