@@ -634,3 +634,147 @@ fn bad_gateway(reason: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The emulator's side of the runtime API, with the runtime played by hand: requests
+    //! written byte by byte as the runtime API documents them, so nothing of ours builds them.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// Invokes `event` in the background; the runtime's part is the test's.
+    fn invoke_in_background(
+        emulator: &Arc<LambdaEmulator>,
+        request_id: &'static str,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Invocation>> {
+        let emulator = emulator.clone();
+        tokio::spawn(async move { emulator.invoke(request_id, json!({}), PATIENCE).await })
+    }
+
+    async fn next_request_id(emulator: &LambdaEmulator) -> String {
+        let url = format!(
+            "http://{}/2018-06-01/runtime/invocation/next",
+            emulator.runtime_api()
+        );
+        let response = reqwest::get(url).await.unwrap();
+        response.headers()["lambda-runtime-aws-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// POSTs a streamed response, chunked, with `trailers` (header lines, each ending in CRLF)
+    /// after the last chunk; the emulator's status code.
+    async fn post_streamed(
+        emulator: &LambdaEmulator,
+        id: &str,
+        chunks: &[&[u8]],
+        trailers: &str,
+    ) -> u16 {
+        let mut request = format!(
+            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: runtime\r\n\
+             Lambda-Runtime-Function-Response-Mode: streaming\r\n\
+             Content-Type: {HTTP_INTEGRATION}\r\nTransfer-Encoding: chunked\r\n\
+             Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for chunk in chunks {
+            request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            request.extend_from_slice(chunk);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"0\r\n");
+        request.extend_from_slice(trailers.as_bytes());
+        request.extend_from_slice(b"\r\n");
+        let mut stream = tokio::net::TcpStream::connect(emulator.address)
+            .await
+            .unwrap();
+        stream.write_all(&request).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer[9..12].parse().unwrap()
+    }
+
+    const PRELUDE: &[u8] =
+        br#"{"statusCode": 201, "headers": {"content-type": "text/plain"}, "cookies": []}"#;
+
+    #[tokio::test]
+    async fn a_streamed_http_answer_is_collected_into_the_buffered_shape() {
+        let emulator = Arc::new(LambdaEmulator::start().await.unwrap());
+        let invocation = invoke_in_background(&emulator, "streamed-1");
+        assert_eq!(next_request_id(&emulator).await, "streamed-1");
+        // The delimiter split across chunks, as nothing forbids.
+        let chunks: [&[u8]; 5] = [
+            PRELUDE,
+            b"\0\0\0",
+            b"\0\0\0\0\0hello ",
+            b"streamed",
+            b" world",
+        ];
+        assert_eq!(
+            post_streamed(&emulator, "streamed-1", &chunks, "").await,
+            202
+        );
+        let Invocation::Response(answer) = invocation.await.unwrap().unwrap() else {
+            panic!("not a response");
+        };
+        assert_eq!(answer["statusCode"], 201, "{answer}");
+        assert_eq!(answer["headers"]["content-type"], "text/plain", "{answer}");
+        assert_eq!(answer["body"], "hello streamed world", "{answer}");
+    }
+
+    #[tokio::test]
+    async fn error_trailers_fail_a_streamed_invocation_with_their_type_and_body() {
+        let emulator = Arc::new(LambdaEmulator::start().await.unwrap());
+        let invocation = invoke_in_background(&emulator, "broken-1");
+        assert_eq!(next_request_id(&emulator).await, "broken-1");
+        let body = base64::engine::general_purpose::STANDARD.encode("the generator failed");
+        let trailers = format!(
+            "Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n\
+             Lambda-Runtime-Function-Error-Body: {body}\r\n"
+        );
+        let chunks: [&[u8]; 3] = [PRELUDE, &PRELUDE_DELIMITER, b"{\"data\": [1, 2"];
+        assert_eq!(
+            post_streamed(&emulator, "broken-1", &chunks, &trailers).await,
+            202
+        );
+        let Invocation::Error(error) = invocation.await.unwrap().unwrap() else {
+            panic!("a stream that failed midway was taken as a response");
+        };
+        assert_eq!(
+            error["errorMessage"], "Runtime.StreamError: the generator failed",
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_buffered_answer_above_6_mb_fails_the_invocation_as_on_lambda() {
+        let emulator = Arc::new(LambdaEmulator::start().await.unwrap());
+        let invocation = invoke_in_background(&emulator, "big-1");
+        assert_eq!(next_request_id(&emulator).await, "big-1");
+        let body = format!("\"{}\"", "x".repeat(BUFFERED_RESPONSE_LIMIT));
+        let url = format!(
+            "http://{}/2018-06-01/runtime/invocation/big-1/response",
+            emulator.runtime_api()
+        );
+        let status = reqwest::Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let Invocation::Error(error) = invocation.await.unwrap().unwrap() else {
+            panic!("a 6 MB+ buffered answer was accepted");
+        };
+        assert_eq!(
+            error["errorType"], "Function.ResponseSizeTooLarge",
+            "{error}"
+        );
+    }
+}
