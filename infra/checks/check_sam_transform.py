@@ -37,7 +37,8 @@ Asserts, printing one `ok:` line per assertion (or `FAIL:` lines, and exits 1):
   the dimensions the code gives it (service and the counter's labels in
   functions/core/src/runtime.rs), notifying the alarm topic;
 - the VPC parameters: with SubnetIds and SecurityGroupIds every function that uses the database
-  runs in them; without, none is in a VPC.
+  runs in them, the stand-in source never (it streams through its URL); without, none is in a
+  VPC.
 
 No AWS account is needed: the transform gets a stub managed-policy map and a fixed region.
 """
@@ -667,6 +668,14 @@ def check_vpc(plain: Stack, in_vpc: Stack, report: Report) -> None:
     )
     inside = [f for f, p in functions_of(plain).items() if p.get("VpcConfig")]
     report.check(not inside, "without SubnetIds no function is in a VPC", f"in a VPC: {inside}")
+    source = functions_of(in_vpc).get("SourceFunction", {})
+    report.check(
+        not source.get("VpcConfig"),
+        "the stand-in source stays out of the VPC (no database; function URLs do not stream "
+        "within a VPC environment)",
+        f"with SubnetIds it is in the VPC ({source.get('VpcConfig')}): override the global "
+        "VpcConfig with !Ref AWS::NoValue",
+    )
 
 
 def main() -> int:

@@ -113,6 +113,7 @@ fn the_sam_template_transforms_into_what_a_first_deployment_needs() {
         "ok: an alarm (StageRejectionsAlarm) goes off when a stage rejects an event",
         "ok: with SubnetIds and SecurityGroupIds every function that uses the database runs in them",
         "ok: without SubnetIds no function is in a VPC",
+        "ok: the stand-in source stays out of the VPC",
         "all checks passed",
     ] {
         assert!(
@@ -344,6 +345,14 @@ fn broken_copies_of_the_sam_template_fail_the_transform_check_naming_the_problem
             }),
             "with SubnetIds and SecurityGroupIds every function that uses the database runs in \
              them: not in the VPC",
+        ),
+        // The source in the VPC with the others: its streamed URL would not work.
+        (
+            broken_copy(dir.path(), "source-in-vpc", |template| {
+                replace_once(template, "      VpcConfig: !Ref AWS::NoValue\n", "")
+            }),
+            "the stand-in source stays out of the VPC (no database; function URLs do not stream \
+             within a VPC environment): with SubnetIds it is in the VPC",
         ),
     ];
     for (copy, problem) in cases {
