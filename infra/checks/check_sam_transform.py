@@ -19,7 +19,26 @@ Asserts, printing one `ok:` line per assertion (or `FAIL:` lines, and exits 1):
 - every dead-letter queue (Lambda's on-failure destinations, the schedule's) has a CloudWatch
   alarm on ApproximateNumberOfMessagesVisible > 0;
 - every function has an AWS::Logs::LogGroup /aws/lambda/<function> with a retention;
-- every bucket has DeletionPolicy and UpdateReplacePolicy Retain.
+- every bucket has DeletionPolicy and UpdateReplacePolicy Retain;
+- the architecture: every function runs on the `Architecture` parameter (default arm64, or
+  x86_64), and its CodeUri is the zip infra/sam/build.sh writes for it
+  (target/lambda/<function>/bootstrap.zip, every function build.sh builds), the CA bundle
+  layer's ContentUri the folder build.sh fills;
+- secrets: no function has a plaintext DATABASE_URL or PREDICT_RELOAD_TOKEN; the functions that
+  use the database read it from the DatabaseSecretArn secret (DATABASE_URL_SECRET_ID) and the
+  predictor its reload token from PredictReloadTokenSecretArn when one is given
+  (PREDICT_RELOAD_TOKEN_SECRET_ID), each role allowed secretsmanager:GetSecretValue on exactly
+  those ARNs and nothing else of Secrets Manager;
+- the stand-in source's function URL streams (RESPONSE_STREAM: its batches exceed a buffered
+  URL's 6 MB), the predictor's stays BUFFERED;
+- every function logs JSON (LoggingConfig LogFormat JSON) at the ApplicationLogLevel parameter;
+- an alarm on rejected events: a Metrics Insights query summing stage_invocations_total with
+  outcome 'rejected' over the namespace the functions write (APPRAISE_METRICS_NAMESPACE) and
+  the dimensions the code gives it (service and the counter's labels in
+  functions/core/src/runtime.rs), notifying the alarm topic;
+- the VPC parameters: with SubnetIds and SecurityGroupIds every function that uses the database
+  runs in them, the stand-in source never (it streams through its URL); without, none is in a
+  VPC.
 
 No AWS account is needed: the transform gets a stub managed-policy map and a fixed region.
 """
@@ -29,17 +48,22 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from samtranslator.yaml_helper import yaml_parse
 from sam_stack import (  # the transformed template, read back
     BUCKET,
+    DATABASE_SECRET,
+    RELOAD_TOKEN_SECRET,
     ROOT,
     Report,
     Stack,
     function_url,
     load,
+    local_code,
     logical_target,
     parameters_for,
     public_permissions,
@@ -409,18 +433,265 @@ def check_buckets(stack: Stack, report: Report) -> None:
         )
 
 
+# The functions that use the database, and so read its secret.
+DATABASE_USERS = ["IngestFunction", "ProcessFunction", "TrainFunction", "PromoteFunction", "PredictFunction"]
+# Variables that would hold a secret in plain text.
+PLAINTEXT_SECRETS = ["DATABASE_URL", "PREDICT_RELOAD_TOKEN"]
+# The parameters of the full stack: a reload token, the functions in a VPC, on x86_64.
+FULL_OVERRIDES = {
+    "PredictReloadTokenSecretArn": RELOAD_TOKEN_SECRET,
+    "SubnetIds": "subnet-0a1b2c3d,subnet-4e5f6a7b",
+    "SecurityGroupIds": "sg-0123456789abcdef0",
+    "Architecture": "x86_64",
+}
+
+
+def functions_of(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Logical id -> resolved properties of every active Lambda function."""
+    return {
+        logical_id: stack.resolve(function["Properties"])
+        for logical_id, function in stack.of_type("AWS::Lambda::Function").items()
+    }
+
+
+def build_sh_functions() -> list[str]:
+    text = (ROOT / "infra/sam/build.sh").read_text()
+    match = re.search(r"^FUNCTIONS=\(([^)]*)\)", text, re.MULTILINE)
+    return match.group(1).split() if match else []
+
+
+def check_architecture(raw: dict[str, Any], stacks: list[Stack], report: Report) -> None:
+    spec = raw.get("Parameters", {}).get("Architecture", {})
+    report.check(
+        spec.get("Default") == "arm64" and set(spec.get("AllowedValues", [])) == {"arm64", "x86_64"},
+        "the Architecture parameter is arm64 by default, or x86_64",
+        f"Architecture is {spec!r}",
+    )
+    for stack in stacks:
+        wanted = [stack.parameters.get("Architecture")]
+        wrong = {
+            f: p.get("Architectures")
+            for f, p in functions_of(stack).items()
+            if p.get("Architectures") != wanted
+        }
+        report.check(
+            not wrong,
+            f"every function runs on the Architecture parameter (Architecture={wanted[0]})",
+            f"these do not follow it: {wrong}",
+        )
+    built = build_sh_functions()
+    code = local_code(raw)
+    problems = []
+    for logical_id, resource in raw.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        match = re.fullmatch(r"\.\./\.\./target/lambda/([a-z]+)/bootstrap\.zip", code.get(logical_id, ""))
+        if match is None or match.group(1) not in built:
+            problems.append(
+                f"{logical_id}'s CodeUri is {code.get(logical_id)!r}, not "
+                f"../../target/lambda/<one of {built}>/bootstrap.zip"
+            )
+    zipped = {re.sub(r".*/lambda/([a-z]+)/.*", r"\1", uri) for uri in code.values()}
+    problems += [f"build.sh builds {f}, which no function deploys" for f in built if f not in zipped]
+    layer = code.get("RdsCaBundle")
+    if layer != "../../target/lambda/rds-ca-bundle/" or "target/lambda/rds-ca-bundle/" not in (
+        ROOT / "infra/sam/build.sh"
+    ).read_text():
+        problems.append(f"the RdsCaBundle layer's ContentUri is {layer!r}, not the folder build.sh fills")
+    report.check(
+        not problems,
+        "every function's code is the zip infra/sam/build.sh builds for it",
+        "; ".join(problems),
+    )
+
+
+def secret_grants(stack: Stack, role: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(action, resource) pairs of Secrets Manager the role's inline policies allow, and the
+    wildcard ones as problems."""
+    grants: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for policy in stack.resolve(role.get("Properties", {}).get("Policies", [])):
+        statements = policy.get("PolicyDocument", {}).get("Statement", [])
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action", [])
+            actions = actions if isinstance(actions, list) else [actions]
+            resources = statement.get("Resource", [])
+            resources = resources if isinstance(resources, list) else [resources]
+            for action in actions:
+                if action == "*" or str(action).lower().startswith("secretsmanager:"):
+                    for resource in resources:
+                        if "*" in str(action) or "*" in str(resource):
+                            problems.append(f"{action} on {resource} (a wildcard)")
+                        grants.append((str(action), str(resource)))
+    return grants, problems
+
+
+def check_secrets(stacks: list[Stack], report: Report) -> None:
+    for stack in stacks:
+        token = stack.parameters.get("PredictReloadTokenSecretArn") or None
+        label = "with a reload token secret" if token else "without a reload token secret"
+        for function, properties in sorted(functions_of(stack).items()):
+            variables = properties.get("Environment", {}).get("Variables", {})
+            problems = [f"{name} is in its environment in plain text" for name in PLAINTEXT_SECRETS if name in variables]
+            wanted_env: dict[str, str] = {}
+            wanted_grants: list[str] = []
+            if function in DATABASE_USERS:
+                wanted_env["DATABASE_URL_SECRET_ID"] = DATABASE_SECRET
+                wanted_grants.append(DATABASE_SECRET)
+            if function == "PredictFunction" and token:
+                wanted_env["PREDICT_RELOAD_TOKEN_SECRET_ID"] = token
+                wanted_grants.append(token)
+            for name, value in wanted_env.items():
+                if variables.get(name) != value:
+                    problems.append(f"{name} is {variables.get(name)!r}, not the secret's ARN {value}")
+            if function == "PredictFunction" and not token and "PREDICT_RELOAD_TOKEN_SECRET_ID" in variables:
+                problems.append("PREDICT_RELOAD_TOKEN_SECRET_ID is set though no token secret was given")
+            role_id, role = role_of(stack, function)
+            grants, wildcard = secret_grants(stack, role)
+            problems += wildcard
+            granted = sorted({r for a, r in grants if a == "secretsmanager:GetSecretValue"})
+            if granted != sorted(wanted_grants):
+                problems.append(
+                    f"its role {role_id} may read the secrets {granted}, not exactly {sorted(wanted_grants)}"
+                )
+            others = sorted({a for a, _ in grants if a != "secretsmanager:GetSecretValue"})
+            if others:
+                problems.append(f"its role {role_id} has other Secrets Manager actions {others}")
+            report.check(
+                not problems,
+                f"{function} reads its secrets from Secrets Manager, and only those ({label})",
+                "; ".join(problems),
+            )
+
+
+def check_streaming_url(stack: Stack, report: Report) -> None:
+    source = function_url(stack, "SourceFunction") or {}
+    report.check(
+        source.get("InvokeMode") == "RESPONSE_STREAM",
+        "the stand-in source's function URL streams (InvokeMode RESPONSE_STREAM)",
+        f"its InvokeMode is {source.get('InvokeMode')!r}: a BUFFERED URL refuses every answer above "
+        "6 MB, and a batch is 16 to 79 MB (the binary streams on Lambda)",
+    )
+    predict = function_url(stack, "PredictFunction") or {}
+    report.check(
+        predict.get("InvokeMode") in (None, "BUFFERED"),
+        "the predictor's function URL is BUFFERED (the binary answers buffered)",
+        f"its InvokeMode is {predict.get('InvokeMode')!r}",
+    )
+
+
+def check_logging(raw: dict[str, Any], stack: Stack, report: Report) -> None:
+    spec = raw.get("Parameters", {}).get("ApplicationLogLevel", {})
+    for function, resource in sorted(stack.of_type("AWS::Lambda::Function").items()):
+        config = resource["Properties"].get("LoggingConfig") or {}
+        report.check(
+            config.get("LogFormat") == "JSON"
+            and config.get("ApplicationLogLevel") == {"Ref": "ApplicationLogLevel"}
+            and "INFO" in spec.get("AllowedValues", []),
+            f"{function} logs JSON at the ApplicationLogLevel parameter",
+            f"its LoggingConfig is {config!r} (the ApplicationLogLevel parameter: {spec!r})",
+        )
+
+
+def rejection_labels() -> list[str]:
+    """The labels functions/core/src/runtime.rs gives stage_invocations_total."""
+    code = (ROOT / "functions/core/src/runtime.rs").read_text()
+    labels: set[str] = set()
+    for call in re.findall(r'counter!\(\s*"stage_invocations_total"([^;]*?)\)', code, re.DOTALL):
+        labels.update(re.findall(r'"(\w+)"\s*=>', call))
+    return sorted(labels)
+
+
+def check_rejection_alarm(stack: Stack, report: Report) -> None:
+    namespaces = {
+        p.get("Environment", {}).get("Variables", {}).get("APPRAISE_METRICS_NAMESPACE", "appraise")
+        for p in functions_of(stack).values()
+    }
+    dimensions = sorted(["service", *rejection_labels()])
+    query = re.compile(
+        r"SELECT\s+SUM\(\s*stage_invocations_total\s*\)\s+FROM\s+SCHEMA\(\s*\"?([^\",)]+)\"?\s*,"
+        r"([^)]*)\)\s+WHERE\s+outcome\s*=\s*'rejected'\s*$",
+        re.IGNORECASE,
+    )
+    found = []
+    for logical_id, alarm in stack.of_type("AWS::CloudWatch::Alarm").items():
+        properties = stack.resolve(alarm["Properties"])
+        for metric in properties.get("Metrics", []):
+            match = query.match(" ".join(str(metric.get("Expression", "")).split()))
+            if match is None:
+                continue
+            found.append(
+                (
+                    logical_id,
+                    match.group(1).strip(),
+                    sorted(d.strip() for d in match.group(2).split(",")),
+                    properties,
+                )
+            )
+    watching = [
+        logical_id
+        for logical_id, namespace, schema, properties in found
+        if {namespace} == namespaces
+        and schema == dimensions
+        and properties.get("ComparisonOperator") == "GreaterThanThreshold"
+        and float(properties.get("Threshold", -1)) == 0
+        and properties.get("TreatMissingData") == "notBreaching"
+        and "<Ref AlarmTopic>" in properties.get("AlarmActions", [])
+    ]
+    report.check(
+        bool(watching),
+        f"an alarm ({', '.join(watching)}) goes off when a stage rejects an event "
+        f"(stage_invocations_total, outcome rejected, namespace {sorted(namespaces)}, dimensions {dimensions})",
+        f"no alarm sums stage_invocations_total WHERE outcome = 'rejected' FROM SCHEMA({sorted(namespaces)}, "
+        f"{', '.join(dimensions)}) > 0 into the alarm topic (found {[f[:3] for f in found]}): rejected "
+        "events are neither retried nor queued, so nobody would hear of them",
+    )
+
+
+def check_vpc(plain: Stack, in_vpc: Stack, report: Report) -> None:
+    subnets = in_vpc.parameters["SubnetIds"].split(",")
+    groups = in_vpc.parameters["SecurityGroupIds"].split(",")
+    outside = []
+    for function in DATABASE_USERS:
+        config = functions_of(in_vpc)[function].get("VpcConfig") or {}
+        got_subnets = config.get("SubnetIds")
+        got_groups = config.get("SecurityGroupIds")
+        as_list = lambda v: v.split(",") if isinstance(v, str) else v  # noqa: E731
+        if as_list(got_subnets) != subnets or as_list(got_groups) != groups:
+            outside.append(f"{function} ({config or 'no VpcConfig'})")
+    report.check(
+        not outside,
+        "with SubnetIds and SecurityGroupIds every function that uses the database runs in them",
+        f"not in the VPC: {outside}: they could not reach a database inside it",
+    )
+    inside = [f for f, p in functions_of(plain).items() if p.get("VpcConfig")]
+    report.check(not inside, "without SubnetIds no function is in a VPC", f"in a VPC: {inside}")
+    source = functions_of(in_vpc).get("SourceFunction", {})
+    report.check(
+        not source.get("VpcConfig"),
+        "the stand-in source stays out of the VPC (no database; function URLs do not stream "
+        "within a VPC environment)",
+        f"with SubnetIds it is in the VPC ({source.get('VpcConfig')}): override the global "
+        "VpcConfig with !Ref AWS::NoValue",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("template", nargs="?", default=str(ROOT / "infra/sam/template.yaml"))
     arguments = parser.parse_args()
     template = load(Path(arguments.template))
+    raw = yaml_parse(Path(arguments.template).read_text())
     report = Report()
 
     public = translate(template, parameters_for(template, {"PredictUrlAuthType": "NONE"}), report)
     private = public and translate(
         template, parameters_for(template, {"PredictUrlAuthType": "AWS_IAM"}), report
     )
-    if public is None or private is None:
+    full = private and translate(template, parameters_for(template, FULL_OVERRIDES), report)
+    if public is None or private is None or full is None:
         print(f"{len(report.failures)} problem(s) in {arguments.template}", file=sys.stderr)
         for failure in report.failures:
             print(f"  - {failure}", file=sys.stderr)
@@ -442,6 +713,12 @@ def main() -> int:
     check_alarms(public, report)
     check_log_groups(public, report)
     check_buckets(public, report)
+    check_architecture(raw, [public, full], report)
+    check_secrets([public, full], report)
+    check_streaming_url(public, report)
+    check_logging(raw, public, report)
+    check_rejection_alarm(public, report)
+    check_vpc(public, full, report)
 
     if report.failures:
         print(f"{len(report.failures)} problem(s) in {arguments.template}:", file=sys.stderr)

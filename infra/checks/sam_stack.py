@@ -28,7 +28,9 @@ logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "appraise-check-bucket"
 # Required parameters without a default, and the pseudo parameters CloudFormation would give.
-REQUIRED_PARAMETERS = {"BucketName": BUCKET, "DatabaseUrl": "postgres://u:p@db:5432/appraise"}
+DATABASE_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:appraise/database-AbCdEf"
+RELOAD_TOKEN_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:appraise/reload-GhIjKl"
+REQUIRED_PARAMETERS = {"BucketName": BUCKET, "DatabaseSecretArn": DATABASE_SECRET}
 PSEUDO = {
     "AWS::Partition": "aws",
     "AWS::Region": "us-east-1",
@@ -50,6 +52,10 @@ class StubManagedPolicyLoader:
             "AmazonS3FullAccess": "arn:aws:iam::aws:policy/AmazonS3FullAccess",
             "AmazonS3ReadOnlyAccess": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
         }
+
+
+# What `!Ref AWS::NoValue` resolves to: dropped from the list or mapping holding it.
+NO_VALUE = object()
 
 
 class Stack:
@@ -80,6 +86,8 @@ class Stack:
         }
 
     def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.parameters:
             return self.parameters[name]
         if name in PSEUDO:
@@ -88,7 +96,7 @@ class Stack:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -128,7 +136,8 @@ class Stack:
                 return any(self.resolve(arg))
             if key == "Condition":
                 return self.condition(arg)
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
 
 def logical_target(value: str) -> str | None:
@@ -149,9 +158,22 @@ class Report:
             self.failures.append(f"{what}: {problem}")
 
 
+def local_code(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> the local path (as written, relative to the template) of each function's
+    CodeUri and each layer's ContentUri, before packaging."""
+    found = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        properties = resource.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                found[logical_id] = properties[key]
+    return found
+
+
 def load(path: Path) -> dict[str, Any]:
     """The template as `sam package` would hand it to CloudFormation: local code locations
-    (CodeUri: ../.., which `sam build` compiles) replaced by S3 locations."""
+    (each function's zip built by infra/sam/build.sh, the CA bundle layer's folder) replaced
+    by S3 locations."""
     template = yaml_parse(path.read_text())
     packaged = "s3://appraise-artifacts/bootstrap.zip"
     function_globals = template.get("Globals", {}).get("Function", {})
@@ -159,10 +181,9 @@ def load(path: Path) -> dict[str, Any]:
         function_globals["CodeUri"] = packaged
     for resource in template.get("Resources", {}).values():
         properties = resource.get("Properties") or {}
-        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(
-            properties.get("CodeUri"), str
-        ):
-            properties["CodeUri"] = packaged
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = packaged
     return template
 
 

@@ -13,6 +13,7 @@
 //! - [`model`]: fitted models and their artifacts, for scoring and serving;
 //! - [`platform`]: whether the process runs on Lambda, which the runtime and telemetry both ask;
 //! - [`runtime`]: serving a function on Lambda or over HTTP, unchanged;
+//! - [`lambda_streaming`]: an HTTP API whose Lambda answers are streamed (beyond 6 MB);
 //! - [`telemetry`]: structured logs and Prometheus metrics;
 //! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
@@ -29,6 +30,7 @@ pub mod emf;
 pub mod events;
 pub mod features;
 pub mod keys;
+pub mod lambda_streaming;
 pub mod listing;
 pub mod model;
 pub mod objects;

@@ -1,4 +1,5 @@
-//! The `source` binary: the stand-in batch API on `$PORT`.
+//! The `source` binary: the stand-in batch API on `$PORT`, or on Lambda behind a function URL
+//! in `RESPONSE_STREAM` mode (its batches are far above a buffered URL's 6 MB).
 
 use appraise_source::{Dataset, SourceConfig, SourceState, router};
 
@@ -8,5 +9,6 @@ async fn main() -> anyhow::Result<()> {
     appraise_core::telemetry::init("source");
     let config = SourceConfig::from_env()?;
     let dataset = Dataset::from_config(&config.data)?;
-    appraise_core::runtime::serve_http("source", router(SourceState::new(dataset))).await
+    let router = router(SourceState::new(dataset));
+    appraise_core::lambda_streaming::serve_http_streaming("source", router).await
 }

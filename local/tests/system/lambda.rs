@@ -11,11 +11,11 @@
 //! the SAM template.
 //!
 //! Why the emulator rather than `cargo lambda watch` (which works offline here, and is the tool
-//! for poking a function by hand, see infra/sam/README.md): `watch` builds and starts the
-//! functions itself with `cargo run` on their first invocation, so a test would wait for a
-//! second build of the workspace, and it listens on one fixed port; the emulator drives the
-//! binaries the test suite has already built, on random ports, so tests run in parallel, and
-//! it answers the same runtime API calls (next invocation, response, error, init error).
+//! for poking a function by hand, see infra/sam/README.md): the emulator drives the binaries
+//! the test suite has already built, on random ports, so tests run in parallel, and takes any
+//! event through the same runtime API calls (next invocation, response, error, init error).
+//! `watch --only-lambda-apis -P <port>` also starts nothing and takes a port; `lambda_streaming`
+//! uses it as the independent implementation for the source's streamed answers.
 
 use std::{
     path::PathBuf,

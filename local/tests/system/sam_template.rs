@@ -2,7 +2,10 @@
 //! it with aws-sam-translator (offline, pinned in the tools venv by scripts/setup-tools.sh) and
 //! checks what a first deployment needs: a public predictor URL that answers, least privilege
 //! on the bucket, reserved concurrency, an EventBridge Scheduler schedule with retries and a
-//! dead-letter queue, alarms on the dead-letter queues, log retention, a retained bucket.
+//! dead-letter queue, alarms on the dead-letter queues, log retention, a retained bucket; and
+//! the functions on the `Architecture` parameter from build.sh's zips, secrets read from Secrets
+//! Manager with exactly their grants, the source's URL streaming, JSON logs at a parameter's
+//! level, an alarm on rejected events over the EMF metric the code writes, the VPC parameters.
 //! Deliberately broken copies must fail with a message naming the problem. The schedule's
 //! input, once Scheduler fills it in, must be an event ingest accepts as a firing.
 //!
@@ -97,6 +100,20 @@ fn the_sam_template_transforms_into_what_a_first_deployment_needs() {
         "ok: IngestFunction logs to a log group /aws/lambda/IngestFunction with a retention",
         "ok: PredictFunction logs to a log group /aws/lambda/PredictFunction with a retention",
         "ok: DataBucket has DeletionPolicy and UpdateReplacePolicy Retain",
+        "ok: the Architecture parameter is arm64 by default, or x86_64",
+        "ok: every function runs on the Architecture parameter (Architecture=arm64)",
+        "ok: every function runs on the Architecture parameter (Architecture=x86_64)",
+        "ok: every function's code is the zip infra/sam/build.sh builds for it",
+        "ok: ProcessFunction reads its secrets from Secrets Manager, and only those (without a reload token secret)",
+        "ok: PredictFunction reads its secrets from Secrets Manager, and only those (with a reload token secret)",
+        "ok: SourceFunction reads its secrets from Secrets Manager, and only those",
+        "ok: the stand-in source's function URL streams (InvokeMode RESPONSE_STREAM)",
+        "ok: the predictor's function URL is BUFFERED",
+        "ok: TrainFunction logs JSON at the ApplicationLogLevel parameter",
+        "ok: an alarm (StageRejectionsAlarm) goes off when a stage rejects an event",
+        "ok: with SubnetIds and SecurityGroupIds every function that uses the database runs in them",
+        "ok: without SubnetIds no function is in a VPC",
+        "ok: the stand-in source stays out of the VPC",
         "all checks passed",
     ] {
         assert!(
@@ -166,8 +183,8 @@ fn broken_copies_of_the_sam_template_fail_the_transform_check_naming_the_problem
             broken_copy(dir.path(), "crud-policy", |template| {
                 replace_once(
                     template,
-                    "      Policies:\n        - Statement:\n            - Sid: ReadRaw\n",
-                    "      Policies:\n        - S3CrudPolicy:\n            BucketName: !Ref BucketName\n        \
+                    "        - Statement:\n            - Sid: ReadRaw\n",
+                    "        - S3CrudPolicy:\n            BucketName: !Ref BucketName\n        \
                      - Statement:\n            - Sid: ReadRaw\n",
                 )
             }),
@@ -234,6 +251,108 @@ fn broken_copies_of_the_sam_template_fail_the_transform_check_naming_the_problem
                 replace_once(template, "    DeletionPolicy: Retain\n", "")
             }),
             "DataBucket has DeletionPolicy and UpdateReplacePolicy Retain: DeletionPolicy None",
+        ),
+        // The functions pinned to one processor, whatever zips were built.
+        (
+            broken_copy(dir.path(), "architecture-pinned", |template| {
+                replace_once(
+                    template,
+                    "    Architectures: [!Ref Architecture]\n",
+                    "    Architectures: [x86_64]\n",
+                )
+            }),
+            "every function runs on the Architecture parameter (Architecture=arm64): these do not \
+             follow it",
+        ),
+        // A function deployed from a zip build.sh does not make.
+        (
+            broken_copy(dir.path(), "code-uri", |template| {
+                replace_once(
+                    template,
+                    "      CodeUri: ../../target/lambda/predict/bootstrap.zip\n",
+                    "      CodeUri: ../../target/lambda/predictor/bootstrap.zip\n",
+                )
+            }),
+            "PredictFunction's CodeUri is '../../target/lambda/predictor/bootstrap.zip'",
+        ),
+        // The database URL back in the environment, in plain text.
+        (
+            broken_copy(dir.path(), "plaintext-database-url", |template| {
+                replace_once(
+                    template,
+                    "        DATABASE_POOL_SIZE: \"2\"\n",
+                    "        DATABASE_POOL_SIZE: \"2\"\n        DATABASE_URL: postgres://u:p@db/appraise\n",
+                )
+            }),
+            "DATABASE_URL is in its environment in plain text",
+        ),
+        // A function that reads the secret without the right to.
+        (
+            broken_copy(dir.path(), "no-secret-grant", |template| {
+                replace_once(
+                    template,
+                    "        - AWSSecretsManagerGetSecretValuePolicy:\n            SecretArn: !Ref \
+                     DatabaseSecretArn\n        - Statement:\n            - Sid: ReadRaw\n",
+                    "        - Statement:\n            - Sid: ReadRaw\n",
+                )
+            }),
+            "ProcessFunction reads its secrets from Secrets Manager, and only those (without a \
+             reload token secret): its role ProcessFunctionRole may read the secrets [], not exactly",
+        ),
+        // The source behind a buffered URL: every batch above 6 MB would fail.
+        (
+            broken_copy(dir.path(), "source-buffered", |template| {
+                replace_once(
+                    template,
+                    "        InvokeMode: RESPONSE_STREAM\n",
+                    "        InvokeMode: BUFFERED\n",
+                )
+            }),
+            "its InvokeMode is 'BUFFERED': a BUFFERED URL refuses every answer above 6 MB",
+        ),
+        // Logs as plain text.
+        (
+            broken_copy(dir.path(), "text-logs", |template| {
+                replace_once(
+                    template,
+                    "      LogFormat: JSON\n",
+                    "      LogFormat: Text\n",
+                )
+            }),
+            "IngestFunction logs JSON at the ApplicationLogLevel parameter: its LoggingConfig is",
+        ),
+        // The rejection alarm over a dimension set the code does not write: it would never fire.
+        (
+            broken_copy(dir.path(), "rejections-wrong-dimensions", |template| {
+                replace_once(
+                    template,
+                    "SCHEMA(appraise, outcome, service, trigger)",
+                    "SCHEMA(appraise, outcome, service)",
+                )
+            }),
+            "no alarm sums stage_invocations_total WHERE outcome = 'rejected' FROM \
+             SCHEMA(['appraise'], outcome, service, trigger) > 0",
+        ),
+        // The functions left outside the VPC the database is in.
+        (
+            broken_copy(dir.path(), "no-vpc", |template| {
+                replace_once(
+                    template,
+                    "    VpcConfig: !If\n      - InVpc\n      - SubnetIds: !Ref SubnetIds\n        \
+                     SecurityGroupIds: !Ref SecurityGroupIds\n      - !Ref AWS::NoValue\n",
+                    "",
+                )
+            }),
+            "with SubnetIds and SecurityGroupIds every function that uses the database runs in \
+             them: not in the VPC",
+        ),
+        // The source in the VPC with the others: its streamed URL would not work.
+        (
+            broken_copy(dir.path(), "source-in-vpc", |template| {
+                replace_once(template, "      VpcConfig: !Ref AWS::NoValue\n", "")
+            }),
+            "the stand-in source stays out of the VPC (no database; function URLs do not stream \
+             within a VPC environment): with SubnetIds it is in the VPC",
         ),
     ];
     for (copy, problem) in cases {
