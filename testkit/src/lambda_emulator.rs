@@ -31,6 +31,8 @@ pub enum Invocation {
 struct Pending {
     request_id: String,
     event: Value,
+    /// How long the invocation may run (`lambda-runtime-deadline-ms` is now plus this).
+    time_limit: Duration,
     done: oneshot::Sender<Invocation>,
 }
 
@@ -102,11 +104,25 @@ impl LambdaEmulator {
         .collect()
     }
 
-    /// Invokes the function with `event` under `request_id` and waits for its answer.
+    /// Invokes the function with `event` under `request_id` and waits for its answer; the
+    /// invocation's deadline is 900 s away (Lambda's longest timeout).
     pub async fn invoke(
         &self,
         request_id: &str,
         event: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Invocation> {
+        self.invoke_with_time_limit(request_id, event, Duration::from_secs(900), timeout)
+            .await
+    }
+
+    /// Like [`LambdaEmulator::invoke`], with the invocation's deadline `time_limit` after it
+    /// is handed to the function (a function timeout of that length).
+    pub async fn invoke_with_time_limit(
+        &self,
+        request_id: &str,
+        event: Value,
+        time_limit: Duration,
         timeout: Duration,
     ) -> anyhow::Result<Invocation> {
         let (done, answer) = oneshot::channel();
@@ -114,6 +130,7 @@ impl LambdaEmulator {
             .send(Pending {
                 request_id: request_id.to_owned(),
                 event,
+                time_limit,
                 done,
             })
             .map_err(|_| anyhow::anyhow!("the emulator stopped"))?;
@@ -145,7 +162,7 @@ async fn next(State(shared): State<Shared>) -> impl IntoResponse {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis()
-        + 900_000;
+        + pending.time_limit.as_millis();
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

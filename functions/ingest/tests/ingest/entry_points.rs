@@ -3,7 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::support::start_source;
+use crate::support::{Fault, start_source};
 use appraise_testkit::{
     lambda_emulator::{Invocation, LambdaEmulator},
     processes::FunctionProcess,
@@ -175,19 +175,92 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         "{answer:?}"
     );
 
-    // Errors come back through the runtime API's error call, with the reason.
+    // An event that can never succeed is acknowledged, not failed (Lambda would retry it and
+    // then send it to the failure queue): the report says it was rejected, and why.
     let answer = emulator.invoke("req-3", json!([1, 2]), wait).await.unwrap();
-    let Invocation::Error(error) = answer else {
-        panic!("expected an error, got {answer:?}");
+    let Invocation::Response(report) = answer else {
+        panic!("expected a response, got {answer:?}");
     };
+    let rejected = &report["results"][0];
+    assert_eq!(rejected["outcome"], "rejected", "{report}");
     assert!(
-        error["errorMessage"]
+        rejected["reason"]
             .as_str()
             .unwrap()
             .contains("expected a JSON object"),
-        "{error}"
+        "{report}"
     );
     child.start_kill().unwrap();
+}
+
+/// A batch API that stalls, behind a function with a short timeout: on Lambda the invocation
+/// fails before its deadline with the typed error `appraise.Unavailable` naming the deadline
+/// (so Lambda retries it); over HTTP, `STAGE_DEADLINE_SECS` gives the same bound, and a 503.
+/// Without the deadline each attempt would wait out the stall (30 s) and retry, far past
+/// the test's patience.
+#[tokio::test]
+async fn a_stalling_source_fails_the_invocation_before_its_deadline_with_a_typed_error() {
+    let (mut env, _s3) = function_env().await;
+    let (stalling, _) =
+        crate::support::faulty_proxy(start_source(0.02).await, |_| Fault::Stall).await;
+    env.extend([
+        ("SOURCE_URL".to_owned(), stalling),
+        ("SOURCE_TIMEOUT_SECS".to_owned(), "120".to_owned()),
+        ("STAGE_DEADLINE_MARGIN_SECS".to_owned(), "1".to_owned()),
+    ]);
+    let patience = Duration::from_secs(25);
+
+    let emulator = LambdaEmulator::start().await.unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .envs(env.clone())
+        .envs(emulator.env("ingest"))
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let answer = emulator
+        .invoke_with_time_limit(
+            "slow-1",
+            fixture("eventbridge-schedule.json"),
+            Duration::from_secs(4),
+            patience,
+        )
+        .await
+        .unwrap();
+    let Invocation::Error(error) = answer else {
+        panic!("expected an error, got {answer:?}");
+    };
+    assert_eq!(error["errorType"], "appraise.Unavailable", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("deadline"), "{message}");
+    child.start_kill().unwrap();
+
+    env.push(("STAGE_DEADLINE_SECS".to_owned(), "4".to_owned()));
+    let ingest = FunctionProcess::start(
+        "ingest",
+        env!("CARGO_BIN_EXE_ingest").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(ingest.url())
+        .json(&fixture("eventbridge-schedule.json"))
+        .timeout(patience)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("deadline"),
+        "{body}"
+    );
+    ingest.stop().await;
 }
 
 #[test]
