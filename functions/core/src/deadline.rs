@@ -75,12 +75,13 @@ impl DeadlinePolicy {
         Ok(DeadlinePolicy { margin, http_limit })
     }
 
-    /// The stage's deadline for a Lambda invocation that must end by `platform_deadline`.
-    pub fn for_lambda(&self, platform_deadline: SystemTime) -> Instant {
-        let left = platform_deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        Instant::now() + left.saturating_sub(self.margin)
+    /// The stage's deadline for a Lambda invocation that must end by `platform_deadline`;
+    /// `None` when that is already past as the invocation arrives, which Lambda never does but
+    /// emulators may (`cargo lambda watch` 1.9 sends its timeout, `600000`, where the runtime
+    /// API has a time in milliseconds since 1970): no deadline rather than none left.
+    pub fn for_lambda(&self, platform_deadline: SystemTime) -> Option<Instant> {
+        let left = platform_deadline.duration_since(SystemTime::now()).ok()?;
+        Some(Instant::now() + left.saturating_sub(self.margin))
     }
 
     /// The stage's deadline for an HTTP request that arrived at `arrived`, if there is a limit.
@@ -124,14 +125,21 @@ mod tests {
             http_limit: Some(Duration::from_secs(300)),
         };
         let now = Instant::now();
-        let lambda = policy.for_lambda(SystemTime::now() + Duration::from_secs(300));
+        let lambda = policy
+            .for_lambda(SystemTime::now() + Duration::from_secs(300))
+            .unwrap();
         let after = Instant::now();
         // 300 s from a moment between `now` and `after`, less the 20 s margin.
         assert!(lambda <= after + Duration::from_secs(280), "{lambda:?}");
         assert!(lambda > now + Duration::from_secs(270), "{lambda:?}");
         // A platform deadline closer than the margin leaves nothing.
-        let late = policy.for_lambda(SystemTime::now() + Duration::from_secs(5));
+        let late = policy
+            .for_lambda(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
         assert!(late <= Instant::now());
+        // A deadline already past on arrival is no deadline (an emulator's, not Lambda's).
+        let bogus = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        assert_eq!(policy.for_lambda(bogus), None);
         assert_eq!(policy.for_http(now), Some(now + Duration::from_secs(280)));
         assert_eq!(DeadlinePolicy::default().for_http(now), None);
     }

@@ -388,6 +388,12 @@ where
         async move {
             let request_id = event.context.request_id.clone();
             let deadline = policy.for_lambda(event.context.deadline());
+            if deadline.is_none() {
+                tracing::warn!(
+                    deadline_ms = event.context.deadline,
+                    "the invocation's deadline is already past; running without one"
+                );
+            }
             let delivered = match events::from_json(event.payload) {
                 Ok(mut triggers) => {
                     // Lambda keeps the request id across its own retries of an async
@@ -400,7 +406,7 @@ where
                             tick.id = Some(format!("lambda:{request_id}"));
                         }
                     }
-                    run_triggers(&handler, triggers, Some(deadline)).await
+                    run_triggers(&handler, triggers, deadline).await
                 }
                 Err(error) => Ok(unparsed(error)),
             };

@@ -1,5 +1,6 @@
 //! The ingest binary through its real entry points: HTTP on `$PORT` (Knative, the harness) and
-//! the Lambda runtime API (driven by a local emulator of it).
+//! the Lambda runtime API (driven by the testkit's emulator of it, which can set a short
+//! deadline, and by `cargo lambda watch`, an implementation of it that is not ours).
 
 use std::{process::Stdio, time::Duration};
 
@@ -273,4 +274,108 @@ fn a_missing_setting_stops_the_binary_with_the_variables_name() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SOURCE_URL"), "{stderr}");
+}
+
+/// The same answers through an independent implementation of the runtime API: `cargo lambda
+/// watch --only-lambda-apis` (cargo-lambda, from the tools virtualenv), with the ingest binary
+/// started against it as Lambda would start it. An unavailable batch API fails the invocation
+/// with the typed `errorType`; an object event, which ingest never takes, is acknowledged with
+/// the rejection in the report. (watch 1.9 sends its timeout, `600000`, as the deadline, a time
+/// long past: the function then runs without a deadline and says so.) Skipped without
+/// cargo-lambda, except in CI.
+#[tokio::test]
+async fn cargo_lambda_watch_receives_the_typed_error_and_the_acknowledged_rejection() {
+    let cargo_lambda = appraise_testkit::fixtures::tools_venv().join("bin/cargo-lambda");
+    if !cargo_lambda.exists() {
+        appraise_testkit::fixtures::skip_without_tool(
+            "cargo-lambda is not installed: `bash scripts/setup-tools.sh` installs it",
+        );
+        return;
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let _watch = tokio::process::Command::new(&cargo_lambda)
+        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
+        .args(["-P", &port.to_string()])
+        .current_dir(&workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    // Any HTTP request would be taken for an invocation: wait for the port to accept.
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "cargo lambda watch never listened on {base}");
+
+    let (mut env, _s3) = function_env().await;
+    let (failing, _) =
+        crate::support::faulty_proxy(start_source(0.02).await, |_| Fault::Fail500).await;
+    env.extend([
+        ("SOURCE_URL".to_owned(), failing),
+        ("SOURCE_RETRIES".to_owned(), "0".to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API".to_owned(), format!("{base}/.rt")),
+        ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), "_".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION".to_owned(), "1".to_owned()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(),
+            "1024".to_owned(),
+        ),
+    ]);
+    let _ingest = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .envs(env)
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let invoke = |event: Value| {
+        client
+            .post(format!("{base}/2015-03-31/functions/_/invocations"))
+            .json(&event)
+            .timeout(Duration::from_secs(60))
+            .send()
+    };
+
+    let response = invoke(fixture("eventbridge-schedule.json")).await.unwrap();
+    assert_eq!(response.status(), 500);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["errorType"], "appraise.Unavailable", "{error}");
+    assert!(
+        error["errorMessage"].as_str().unwrap().contains("HTTP 500"),
+        "{error}"
+    );
+
+    let object_event = json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "raw/batch-000000/manifest.json"}}
+    }]});
+    let response = invoke(object_event).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["results"][0]["outcome"], "rejected", "{report}");
+    assert!(
+        report["results"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ingest runs on the schedule"),
+        "{report}"
+    );
 }
