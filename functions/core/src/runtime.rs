@@ -434,3 +434,74 @@ async fn serve_lambda_http(router: Router) -> anyhow::Result<()> {
         .await
         .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(key: &str) -> Trigger {
+        Trigger::ObjectCreated(events::ObjectCreated {
+            bucket: "b".to_owned(),
+            key: key.to_owned(),
+            size: None,
+            etag: None,
+            event_name: "ObjectCreated:Put".to_owned(),
+        })
+    }
+
+    /// Rejects keys starting with `bad`, is unavailable for keys starting with `down`, and
+    /// reports the key otherwise.
+    async fn stage(trigger: Trigger) -> StageResult {
+        let Trigger::ObjectCreated(object) = trigger else {
+            return Err(StageError::Rejected("objects only".to_owned()));
+        };
+        match object.key.as_str() {
+            key if key.starts_with("bad") => Err(StageError::Rejected(format!("{key} is bad"))),
+            key if key.starts_with("down") => Err(StageError::Unavailable("down".to_owned())),
+            key => Ok(json!({ "outcome": "done", "key": key })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_trigger_is_reported_and_the_others_still_run() {
+        let triggers = vec![object("bad-1"), object("good"), object("bad-2")];
+        let delivered = run_triggers(&stage, triggers, None).await.unwrap();
+        assert_eq!(delivered.first_rejection.as_deref(), Some("bad-1 is bad"));
+        assert_eq!(
+            delivered.report(),
+            json!({ "results": [
+                { "outcome": "rejected", "reason": "bad-1 is bad" },
+                { "outcome": "done", "key": "good" },
+                { "outcome": "rejected", "reason": "bad-2 is bad" },
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_trigger_fails_the_whole_delivery() {
+        let triggers = vec![
+            object("good"),
+            object("bad"),
+            object("down"),
+            object("good"),
+        ];
+        let error = run_triggers(&stage, triggers, None).await.err().unwrap();
+        assert!(matches!(error, StageError::Unavailable(_)), "{error}");
+        let diagnostic = lambda_runtime::Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, UNAVAILABLE_ERROR_TYPE);
+        assert_eq!(diagnostic.error_message, "unavailable: down");
+    }
+
+    #[tokio::test]
+    async fn the_stage_sees_the_deadline_it_runs_within() {
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let seen = run_triggers(
+            &|_| async { Ok(json!(deadline::remaining().is_some())) },
+            vec![object("any")],
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen.results, vec![json!(true)]);
+    }
+}
