@@ -23,7 +23,7 @@
 //! that is 200, 400 (Knative does not retry) or 503 (it retries). On Lambda a rejection is
 //! acknowledged, not returned as an error, since Lambda retries every error of an asynchronous
 //! invocation and then sends it to the failure queue; an unavailable trigger fails the
-//! invocation with the `errorType` `appraise.Unavailable` (see [`serve_lambda`]). A delivery
+//! invocation with the `errorType` `appraise.Unavailable` (see `serve_lambda`). A delivery
 //! with several triggers (an S3 notification may carry several records) runs every trigger
 //! until one is unavailable: with one rejected and one done, it answers 400 over HTTP (the
 //! first rejection's reason) and, on Lambda, a response listing the report of the one and the
@@ -361,7 +361,7 @@ impl From<StageError> for lambda_runtime::Diagnostic {
 /// is unavailable (Lambda retries it, then sends it to the failure queue).
 pub const UNAVAILABLE_ERROR_TYPE: &str = "appraise.Unavailable";
 /// The `errorType` a rejection would carry; on Lambda rejections are acknowledged instead (see
-/// [`serve_lambda`]), so it appears only where a [`StageError`] is reported as an error.
+/// `serve_lambda`), so it appears only where a [`StageError`] is reported as an error.
 pub const REJECTED_ERROR_TYPE: &str = "appraise.Rejected";
 
 /// Serves the Lambda runtime API. Each invocation runs within its deadline (see
