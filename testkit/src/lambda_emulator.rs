@@ -80,9 +80,14 @@ struct StreamedAnswer {
     chunks: mpsc::Receiver<Result<Bytes, String>>,
 }
 
+/// Lambda's longest function timeout: the time limit of an invocation that names none.
+const LONGEST_TIME_LIMIT: Duration = Duration::from_secs(900);
+
 struct Pending {
     request_id: String,
     event: Value,
+    /// How long the invocation may run (`lambda-runtime-deadline-ms` is now plus this).
+    time_limit: Duration,
     done: oneshot::Sender<Answer>,
 }
 
@@ -174,14 +179,28 @@ impl LambdaEmulator {
         .collect()
     }
 
-    /// Invokes the function with `event` under `request_id` and waits for its answer.
+    /// Invokes the function with `event` under `request_id` and waits for its answer; the
+    /// invocation's deadline is 900 s away (Lambda's longest timeout).
     pub async fn invoke(
         &self,
         request_id: &str,
         event: Value,
         timeout: Duration,
     ) -> anyhow::Result<Invocation> {
-        let answer = submit(&self.submit, request_id, event);
+        self.invoke_with_time_limit(request_id, event, LONGEST_TIME_LIMIT, timeout)
+            .await
+    }
+
+    /// Like [`LambdaEmulator::invoke`], with the invocation's deadline `time_limit` after it
+    /// is handed to the function (a function timeout of that length).
+    pub async fn invoke_with_time_limit(
+        &self,
+        request_id: &str,
+        event: Value,
+        time_limit: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Invocation> {
+        let answer = submit(&self.submit, request_id, event, time_limit);
         let collected = async { collect(answer.await?).await };
         match tokio::time::timeout(timeout, collected).await {
             Ok(result) => result,
@@ -208,12 +227,14 @@ fn submit(
     queue: &mpsc::UnboundedSender<Pending>,
     request_id: &str,
     event: Value,
+    time_limit: Duration,
 ) -> impl Future<Output = anyhow::Result<Answer>> + use<> {
     let (done, answer) = oneshot::channel();
     let request_id = request_id.to_owned();
     let sent = queue.send(Pending {
         request_id: request_id.clone(),
         event,
+        time_limit,
         done,
     });
     async move {
@@ -293,7 +314,7 @@ async fn next(State(shared): State<Shared>) -> impl IntoResponse {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis()
-        + 900_000;
+        + pending.time_limit.as_millis();
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -449,7 +470,7 @@ async fn function_url_request(State(front): State<FunctionUrl>, request: Request
         Err(error) => return bad_gateway(&format!("reading the request body: {error}")),
     };
     let event = function_url_event(&parts, &body, &request_id);
-    let answer = submit(&front.submit, &request_id, event);
+    let answer = submit(&front.submit, &request_id, event, LONGEST_TIME_LIMIT);
     let answer = match tokio::time::timeout(FUNCTION_URL_PATIENCE, answer).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(error)) => return bad_gateway(&format!("{error:#}")),

@@ -15,9 +15,22 @@
 //! the request on Lambda too (see [`on_lambda`](crate::platform::on_lambda)).
 //!
 //! The stage behind it is a plain async function from a [`Trigger`] to a JSON report; it never
-//! learns which platform it runs on.
+//! learns which platform it runs on. It runs within the invocation's deadline
+//! ([`crate::deadline`]: Lambda's, or `STAGE_DEADLINE_SECS` over HTTP, less a margin).
+//!
+//! A stage answers each trigger with a report, a [`StageError::Rejected`] (final: the event can
+//! never succeed) or a [`StageError::Unavailable`] (a later delivery may succeed). Over HTTP
+//! that is 200, 400 (Knative does not retry) or 503 (it retries). On Lambda a rejection is
+//! acknowledged, not returned as an error, since Lambda retries every error of an asynchronous
+//! invocation and then sends it to the failure queue; an unavailable trigger fails the
+//! invocation with the `errorType` `appraise.Unavailable` (see `serve_lambda`). A delivery
+//! with several triggers (an S3 notification may carry several records) runs every trigger
+//! until one is unavailable: with one rejected and one done, it answers 400 over HTTP (the
+//! first rejection's reason) and, on Lambda, a response listing the report of the one and the
+//! rejection of the other; with any unavailable, 503 / an error, and the platform delivers it
+//! all again.
 
-use std::{future::Future, net::SocketAddr, time::Instant};
+use std::{future::Future, net::SocketAddr, sync::OnceLock, time::Instant};
 
 use axum::{
     Json, Router,
@@ -32,6 +45,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config,
+    deadline::{self, DeadlinePolicy},
     events::{self, Trigger},
     platform::on_lambda,
     telemetry,
@@ -82,6 +96,7 @@ where
     F: Future<Output = StageResult> + Send + 'static,
 {
     telemetry::init(service);
+    read_deadline_policy()?;
     if on_lambda() {
         tracing::info!(service, "serving on the Lambda runtime API");
         // Boxed: the runtime's future is deeply nested, and a binary's `main` should not need a
@@ -93,6 +108,21 @@ where
         .route("/", post(http_event::<H, F>))
         .with_state(handler);
     Box::pin(serve_http(service, router)).await
+}
+
+static DEADLINE_POLICY: OnceLock<DeadlinePolicy> = OnceLock::new();
+
+/// Reads `STAGE_DEADLINE_SECS` and `STAGE_DEADLINE_MARGIN_SECS` once, at start, so a bad value
+/// stops the function with an error naming the variable.
+fn read_deadline_policy() -> anyhow::Result<()> {
+    let policy = DeadlinePolicy::from_env()?;
+    let _ = DEADLINE_POLICY.set(policy);
+    Ok(())
+}
+
+/// The deadline settings read at start (the defaults when the runtime was not started).
+fn deadline_policy() -> DeadlinePolicy {
+    DEADLINE_POLICY.get().copied().unwrap_or_default()
 }
 
 /// Exports `stage_invocations_total{outcome="unavailable"}` at 0 from the start: the alert
@@ -121,6 +151,7 @@ where
 /// on Lambda, answers the runtime API's HTTP invocations with the same routes instead.
 pub async fn serve_http(service: &'static str, router: Router) -> anyhow::Result<()> {
     telemetry::init(service);
+    read_deadline_policy()?;
     if on_lambda() {
         tracing::info!(
             service,
@@ -197,22 +228,57 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing requests in flight");
 }
 
-/// Runs the handler over every trigger of one delivery and gathers the reports. The first
-/// failure fails the delivery; the platform then redelivers all of it, which is safe because
-/// every stage is idempotent.
-async fn run_triggers<H, F>(handler: &H, triggers: Vec<Trigger>) -> StageResult
+/// What one delivery came to when no trigger of it was unavailable: one result per trigger, in
+/// order (a stage's report, or `{"outcome": "rejected", "reason": …}`), and the reason of the
+/// first rejection, if any.
+struct Delivered {
+    results: Vec<Value>,
+    first_rejection: Option<String>,
+}
+
+impl Delivered {
+    /// A delivery that is rejected as a whole (its event did not parse).
+    fn rejected(reason: String) -> Self {
+        Delivered {
+            results: vec![rejection(&reason)],
+            first_rejection: Some(reason),
+        }
+    }
+
+    fn report(self) -> Value {
+        json!({ "results": self.results })
+    }
+}
+
+/// The result entry of a rejected trigger.
+fn rejection(reason: &str) -> Value {
+    json!({ "outcome": "rejected", "reason": reason })
+}
+
+/// Runs the handler over every trigger of one delivery, each within `deadline`. A rejected
+/// trigger is logged, counted and noted, and the next one runs (a rejection is final, and must
+/// not cost the others their turn). The first unavailable trigger fails the delivery: the
+/// platform then delivers all of it again, which is safe because every stage is idempotent.
+async fn run_triggers<H, F>(
+    handler: &H,
+    triggers: Vec<Trigger>,
+    deadline: Option<Instant>,
+) -> Result<Delivered, StageError>
 where
     H: Fn(Trigger) -> F,
     F: Future<Output = StageResult>,
 {
-    let mut reports = Vec::with_capacity(triggers.len());
+    let mut delivered = Delivered {
+        results: Vec::with_capacity(triggers.len()),
+        first_rejection: None,
+    };
     for trigger in triggers {
         let started = Instant::now();
         let kind = match &trigger {
             Trigger::Schedule(_) => "schedule",
             Trigger::ObjectCreated(_) => "object_created",
         };
-        let result = handler(trigger).await;
+        let result = deadline::within(deadline, handler(trigger)).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(StageError::Rejected(_)) => "rejected",
@@ -223,14 +289,28 @@ where
         metrics::histogram!("stage_duration_seconds", "trigger" => kind)
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(report) => reports.push(report),
+            Ok(report) => delivered.results.push(report),
+            Err(StageError::Rejected(reason)) => {
+                tracing::error!(reason, trigger = kind, "stage rejected the event for good");
+                delivered.results.push(rejection(&reason));
+                delivered.first_rejection.get_or_insert(reason);
+            }
             Err(error) => {
-                tracing::error!(%error, trigger = kind, "stage failed");
+                tracing::error!(%error, trigger = kind, "stage failed; the event will be retried");
                 return Err(error);
             }
         }
     }
-    Ok(json!({ "results": reports }))
+    Ok(delivered)
+}
+
+/// Counts and logs an event that did not parse, and makes it the delivery's rejection.
+fn unparsed(error: impl std::fmt::Display) -> Delivered {
+    metrics::counter!("stage_invocations_total", "trigger" => "unparsed", "outcome" => "rejected")
+        .increment(1);
+    let reason = format!("bad event: {error}");
+    tracing::error!(reason, "stage rejected the event for good");
+    Delivered::rejected(reason)
 }
 
 async fn http_event<H, F>(State(handler): State<H>, headers: HeaderMap, body: Bytes) -> Response
@@ -238,16 +318,17 @@ where
     H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = StageResult> + Send + 'static,
 {
-    let triggers = match events::from_http(&headers, &body) {
-        Ok(triggers) => triggers,
-        Err(error) => {
-            metrics::counter!("stage_invocations_total", "trigger" => "unparsed", "outcome" => "rejected")
-                .increment(1);
-            return error_response(StatusCode::BAD_REQUEST, &format!("bad event: {error}"));
-        }
+    let deadline = deadline_policy().for_http(Instant::now());
+    let delivered = match events::from_http(&headers, &body) {
+        Ok(triggers) => run_triggers(&handler, triggers, deadline).await,
+        Err(error) => Ok(unparsed(error)),
     };
-    match run_triggers(&handler, triggers).await {
-        Ok(report) => Json(report).into_response(),
+    match delivered {
+        Ok(Delivered {
+            first_rejection: Some(reason),
+            ..
+        }) => error_response(StatusCode::BAD_REQUEST, &reason),
+        Ok(delivered) => Json(delivered.report()).into_response(),
         Err(StageError::Rejected(reason)) => error_response(StatusCode::BAD_REQUEST, &reason),
         Err(StageError::Unavailable(reason)) => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, &reason)
@@ -260,38 +341,77 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+/// The error a Lambda invocation reports: its `errorType` names the failure
+/// ([`UNAVAILABLE_ERROR_TYPE`]) rather than a Rust type, so CloudWatch, the failure queue's
+/// messages and alarms can tell it apart from the runtime's own errors (`Runtime.*`).
+impl From<StageError> for lambda_runtime::Diagnostic {
+    fn from(error: StageError) -> Self {
+        let error_type = match &error {
+            StageError::Rejected(_) => REJECTED_ERROR_TYPE,
+            StageError::Unavailable(_) => UNAVAILABLE_ERROR_TYPE,
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The `errorType` of a Lambda invocation that failed because something the stage depends on
+/// is unavailable (Lambda retries it, then sends it to the failure queue).
+pub const UNAVAILABLE_ERROR_TYPE: &str = "appraise.Unavailable";
+/// The `errorType` a rejection would carry; on Lambda rejections are acknowledged instead (see
+/// `serve_lambda`), so it appears only where a [`StageError`] is reported as an error.
+pub const REJECTED_ERROR_TYPE: &str = "appraise.Rejected";
+
+/// Serves the Lambda runtime API. Each invocation runs within its deadline (see
+/// [`deadline`]); its answer:
+///
+/// - every trigger done: a response `{"results": [report, …]}`;
+/// - some rejected (the event can never succeed: wrong trigger, a missing object, an event that
+///   does not parse), none unavailable: **still a response**, each rejected trigger's entry
+///   being `{"outcome": "rejected", "reason": …}`, next to the other triggers' reports. An
+///   error would make Lambda retry an asynchronous invocation twice and then send it to the
+///   failure queue, for an event that can never succeed; the rejection is logged at error
+///   and counted as `stage_invocations_total{outcome="rejected"}` (exported as EMF) instead;
+/// - any trigger unavailable: an error whose `errorType` is [`UNAVAILABLE_ERROR_TYPE`]; Lambda
+///   retries the whole invocation, and every stage is idempotent, so the triggers that were
+///   done are done again harmlessly.
 async fn serve_lambda<H, F>(handler: H) -> anyhow::Result<()>
 where
     H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = StageResult> + Send + 'static,
 {
+    let policy = deadline_policy();
     let service = service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move {
             let request_id = event.context.request_id.clone();
-            let mut triggers = match events::from_json(event.payload) {
-                Ok(triggers) => triggers,
-                Err(error) => {
-                    metrics::counter!("stage_invocations_total", "trigger" => "unparsed", "outcome" => "rejected")
-                        .increment(1);
-                    telemetry::flush_emf();
-                    return Err(format!("bad event: {error}"));
-                }
-            };
-            // Lambda keeps the request id across its own retries of an async invocation, so it
-            // identifies a schedule firing that carried no id of its own (a constant Input).
-            for trigger in &mut triggers {
-                if let Trigger::Schedule(tick) = trigger
-                    && tick.id.is_none()
-                {
-                    tick.id = Some(format!("lambda:{request_id}"));
-                }
+            let deadline = policy.for_lambda(event.context.deadline());
+            if deadline.is_none() {
+                tracing::warn!(
+                    deadline_ms = event.context.deadline,
+                    "the invocation's deadline is already past; running without one"
+                );
             }
-            let result = run_triggers(&handler, triggers)
-                .await
-                .map_err(|error| error.to_string());
+            let delivered = match events::from_json(event.payload) {
+                Ok(mut triggers) => {
+                    // Lambda keeps the request id across its own retries of an async
+                    // invocation, so it identifies a schedule firing that carried no id of its
+                    // own (a constant Input).
+                    for trigger in &mut triggers {
+                        if let Trigger::Schedule(tick) = trigger
+                            && tick.id.is_none()
+                        {
+                            tick.id = Some(format!("lambda:{request_id}"));
+                        }
+                    }
+                    run_triggers(&handler, triggers, deadline).await
+                }
+                Err(error) => Ok(unparsed(error)),
+            };
             telemetry::flush_emf();
-            result
+            delivered.map(Delivered::report)
         }
     });
     lambda_runtime::run(service)
@@ -313,4 +433,75 @@ async fn serve_lambda_http(router: Router) -> anyhow::Result<()> {
     lambda_http::run(app)
         .await
         .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(key: &str) -> Trigger {
+        Trigger::ObjectCreated(events::ObjectCreated {
+            bucket: "b".to_owned(),
+            key: key.to_owned(),
+            size: None,
+            etag: None,
+            event_name: "ObjectCreated:Put".to_owned(),
+        })
+    }
+
+    /// Rejects keys starting with `bad`, is unavailable for keys starting with `down`, and
+    /// reports the key otherwise.
+    async fn stage(trigger: Trigger) -> StageResult {
+        let Trigger::ObjectCreated(object) = trigger else {
+            return Err(StageError::Rejected("objects only".to_owned()));
+        };
+        match object.key.as_str() {
+            key if key.starts_with("bad") => Err(StageError::Rejected(format!("{key} is bad"))),
+            key if key.starts_with("down") => Err(StageError::Unavailable("down".to_owned())),
+            key => Ok(json!({ "outcome": "done", "key": key })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_trigger_is_reported_and_the_others_still_run() {
+        let triggers = vec![object("bad-1"), object("good"), object("bad-2")];
+        let delivered = run_triggers(&stage, triggers, None).await.unwrap();
+        assert_eq!(delivered.first_rejection.as_deref(), Some("bad-1 is bad"));
+        assert_eq!(
+            delivered.report(),
+            json!({ "results": [
+                { "outcome": "rejected", "reason": "bad-1 is bad" },
+                { "outcome": "done", "key": "good" },
+                { "outcome": "rejected", "reason": "bad-2 is bad" },
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_trigger_fails_the_whole_delivery() {
+        let triggers = vec![
+            object("good"),
+            object("bad"),
+            object("down"),
+            object("good"),
+        ];
+        let error = run_triggers(&stage, triggers, None).await.err().unwrap();
+        assert!(matches!(error, StageError::Unavailable(_)), "{error}");
+        let diagnostic = lambda_runtime::Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, UNAVAILABLE_ERROR_TYPE);
+        assert_eq!(diagnostic.error_message, "unavailable: down");
+    }
+
+    #[tokio::test]
+    async fn the_stage_sees_the_deadline_it_runs_within() {
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let seen = run_triggers(
+            &|_| async { Ok(json!(deadline::remaining().is_some())) },
+            vec![object("any")],
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen.results, vec![json!(true)]);
+    }
 }

@@ -2,12 +2,17 @@
 //! exponential backoff when the failure may pass (5xx, connection refused, timeout, a body cut
 //! short or not JSON), and the `400` end-of-data answer read as a normal outcome.
 //!
+//! Retries stay inside the invocation's deadline ([`appraise_core::deadline`]): each attempt's
+//! timeout (`SOURCE_TIMEOUT_SECS`) is clipped to the time left, and when less than
+//! [`MIN_ATTEMPT`] would be left for the next attempt, after its backoff, the call stops with
+//! [`SourceError::OutOfTime`] rather than being cut off by the platform mid-way.
+//!
 //! A retry is not free: the API's cursor has no acknowledgement, so a batch whose answer was
 //! lost may already be gone from it. Every call therefore says how many of its attempts failed
 //! ([`Fetch::lost_answers`]); the caller decides from that and from `batch_number` whether
 //! the batch it wants may be behind the cursor (see [`crate::cursor`]).
 
-use std::{ops::Range, time::Duration};
+use std::{future::Future, ops::Range, time::Duration};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -75,6 +80,17 @@ pub enum SourceError {
         attempts: u32,
         last: String,
     },
+    /// The invocation's deadline is too close for another attempt (or the wait before it).
+    #[error(
+        "batch API at {url}: stopped before the invocation's deadline, with no time left for \
+         another attempt after {attempts} (last error: {last}); nothing was stored, the next \
+         firing resumes"
+    )]
+    OutOfTime {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("batch API at {url} refused the request with HTTP {status}: {body}")]
     Refused {
         url: String,
@@ -94,8 +110,8 @@ pub enum SourceError {
 /// The exact `detail` the course API sends once every batch was served.
 pub const EXHAUSTED_DETAIL: &str = "Ya se recolectó toda la información minima necesaria";
 
-enum Attempt {
-    Done(Fetched),
+enum Attempt<T> {
+    Done(T),
     Retry(String),
     Fail(SourceError),
 }
@@ -128,23 +144,53 @@ impl SourceClient {
     /// Takes the next batch from the cursor.
     pub async fn fetch_next(&self) -> Result<Fetch, SourceError> {
         let url = format!("{}/data", self.config.base_url);
+        let (answer, lost_answers) = self
+            .with_retries(&url, |timeout| self.attempt(&url, timeout))
+            .await?;
+        Ok(Fetch {
+            answer,
+            lost_answers,
+        })
+    }
+
+    /// Runs `attempt` until it is done or fails for good, with exponential backoff between
+    /// attempts; answers what it gave and how many attempts failed first. Each attempt is given
+    /// the configured timeout clipped to the invocation's remaining time
+    /// ([`appraise_core::deadline`]), and no attempt or wait starts that could not end in it.
+    async fn with_retries<T, A>(
+        &self,
+        url: &str,
+        attempt: impl Fn(Duration) -> A,
+    ) -> Result<(T, u32), SourceError>
+    where
+        A: Future<Output = Attempt<T>>,
+    {
         let attempts = self.config.retries + 1;
         let mut wait = self.config.backoff;
         let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self.attempt(&url).await {
-                Attempt::Done(answer) => {
-                    return Ok(Fetch {
-                        answer,
-                        lost_answers: attempt - 1,
-                    });
-                }
+        for number in 1..=attempts {
+            let Some(timeout) = attempt_time(self.config.timeout, Duration::ZERO) else {
+                return Err(SourceError::OutOfTime {
+                    url: url.to_owned(),
+                    attempts: number - 1,
+                    last,
+                });
+            };
+            match attempt(timeout).await {
+                Attempt::Done(answer) => return Ok((answer, number - 1)),
                 Attempt::Fail(error) => return Err(error),
                 Attempt::Retry(reason) => {
                     metrics::counter!("source_request_failures_total").increment(1);
-                    tracing::warn!(attempt, attempts, %reason, "batch API call failed");
+                    tracing::warn!(attempt = number, attempts, %reason, "batch API call failed");
                     last = reason;
-                    if attempt < attempts {
+                    if number < attempts {
+                        if attempt_time(self.config.timeout, wait).is_none() {
+                            return Err(SourceError::OutOfTime {
+                                url: url.to_owned(),
+                                attempts: number,
+                                last,
+                            });
+                        }
                         tokio::time::sleep(wait).await;
                         wait = wait.saturating_mul(2);
                     }
@@ -152,14 +198,15 @@ impl SourceClient {
             }
         }
         Err(SourceError::GaveUp {
-            url,
+            url: url.to_owned(),
             attempts,
             last,
         })
     }
 
-    async fn attempt(&self, url: &str) -> Attempt {
-        let response = match self.http.get(url).query(&self.params()).send().await {
+    async fn attempt(&self, url: &str, timeout: Duration) -> Attempt<Fetched> {
+        let request = self.http.get(url).query(&self.params()).timeout(timeout);
+        let response = match request.send().await {
             Ok(response) => response,
             Err(error) => return Attempt::Retry(describe(&error)),
         };
@@ -231,30 +278,43 @@ impl SourceClient {
     /// Rewinds the cursor to the first batch (`GET /restart_data_generation`).
     pub async fn restart(&self) -> Result<(), SourceError> {
         let url = format!("{}/restart_data_generation", self.config.base_url);
-        let mut wait = self.config.backoff;
-        let attempts = self.config.retries + 1;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self.http.get(&url).query(&self.params()).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) if !response.status().is_server_error() => {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    return Err(SourceError::Refused { url, status, body });
-                }
-                Ok(response) => last = format!("HTTP {}", response.status()),
-                Err(error) => last = describe(&error),
+        self.with_retries(&url, |timeout| self.restart_attempt(&url, timeout))
+            .await?;
+        Ok(())
+    }
+
+    async fn restart_attempt(&self, url: &str, timeout: Duration) -> Attempt<()> {
+        let request = self.http.get(url).query(&self.params()).timeout(timeout);
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Attempt::Done(()),
+            Ok(response) if !response.status().is_server_error() => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                Attempt::Fail(SourceError::Refused {
+                    url: url.to_owned(),
+                    status,
+                    body,
+                })
             }
-            if attempt < attempts {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
-            }
+            Ok(response) => Attempt::Retry(format!("HTTP {}", response.status())),
+            Err(error) => Attempt::Retry(describe(&error)),
         }
-        Err(SourceError::GaveUp {
-            url,
-            attempts,
-            last,
-        })
+    }
+}
+
+/// The shortest attempt worth starting: less than this before the deadline, and the firing
+/// stops instead.
+pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// How long an attempt that starts after waiting `wait` may take: `timeout`, clipped to the time
+/// the invocation has left then; `None` when less than [`MIN_ATTEMPT`] would be left.
+fn attempt_time(timeout: Duration, wait: Duration) -> Option<Duration> {
+    match appraise_core::deadline::remaining() {
+        None => Some(timeout),
+        Some(left) => {
+            let left = left.saturating_sub(wait);
+            (left >= MIN_ATTEMPT).then(|| timeout.min(left))
+        }
     }
 }
 

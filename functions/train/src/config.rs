@@ -8,6 +8,13 @@ use appraise_core::model::{boosted::BoostingParams, forest::ForestParams};
 
 use crate::{decision::RetrainRule, drift::DriftConfig};
 
+/// The default of `TRAIN_WINDOW_ROWS`: one million clean rows (700,000 training rows), which
+/// all three models fit in about 100 s on two cores, by the rates measured in bench/README.md
+/// (Ridge 0.2 s, XGBoost 5.5 s, the forest 105 s on 788k training rows), in about 1.1 GB of
+/// memory: well inside a Lambda's 900 s and the train function's 4 GB (README, "How much a
+/// Lambda can train").
+pub const DEFAULT_WINDOW_ROWS: u64 = 1_000_000;
+
 /// The default of `STAGE_PENDING_WINDOW_SECS`: ten minutes.
 pub const DEFAULT_PENDING_WINDOW: Duration = Duration::from_secs(600);
 
@@ -20,9 +27,13 @@ pub struct TrainConfig {
     pub boosting: BoostingParams,
     /// Seed of the train / validation / test split (by listing fingerprint: 70 / 15 / 15).
     pub split_seed: u64,
-    /// Train on the clean rows of the last this many batches; 0 (the default) means every
-    /// clean row so far.
+    /// Train on the clean rows of the last this many batches; 0 (the default) means no bound
+    /// in batches.
     pub window_batches: u32,
+    /// Train on the most recent whole batches whose clean rows add up to at most this many
+    /// (the event's own batch always, even when it alone holds more); 0 means no bound in rows.
+    /// Both bounds apply together.
+    pub window_rows: u64,
     /// When set, each training writes its exact training and test rows here as realtor-data
     /// CSVs (`training-NNNNNN-train.csv`, `-test.csv`), for comparing with other
     /// implementations on identical rows (see bench/README.md).
@@ -84,6 +95,7 @@ impl TrainConfig {
             },
             split_seed: config::optional("TRAIN_SPLIT_SEED", 42)?,
             window_batches: config::optional("TRAIN_WINDOW_BATCHES", 0)?,
+            window_rows: config::optional("TRAIN_WINDOW_ROWS", DEFAULT_WINDOW_ROWS)?,
             export_dir: config::maybe("TRAIN_EXPORT_DIR")?,
             pending_window: config::seconds("STAGE_PENDING_WINDOW_SECS", DEFAULT_PENDING_WINDOW)?,
         })
@@ -119,6 +131,7 @@ impl Default for TrainConfig {
             boosting: BoostingParams::default(),
             split_seed: 42,
             window_batches: 0,
+            window_rows: DEFAULT_WINDOW_ROWS,
             export_dir: None,
             pending_window: DEFAULT_PENDING_WINDOW,
         }

@@ -17,7 +17,10 @@
 //!    production model)` — and record the decision and its reason either way, in
 //!    `ops.trainings`, whose id **is the batch's number** (one decision per clean batch). A
 //!    training redone after a lost commit therefore keeps its id and its version names.
-//! 4. When it trains: every clean row so far, split 70 / 15 / 15 into train, validation and
+//! 4. When it trains: the clean rows of the most recent batches, as many whole batches as fit
+//!    in `TRAIN_WINDOW_ROWS` rows (default 1,000,000; the event's batch always) and
+//!    `TRAIN_WINDOW_BATCHES` batches (default: no bound), recorded as the training's
+//!    `first_batch`..`last_batch`, split 70 / 15 / 15 into train, validation and
 //!    test by each listing's fingerprint (so a listing stays on its side as data grows); the
 //!    [`appraise_core::features::FeatureSpec`] fitted on the training rows (cross-fitted
 //!    encodings for the rows it is fitted on); Ridge, a random forest and XGBoost ([`fit`]);
@@ -301,13 +304,16 @@ impl Train {
                 has_production_model: production.is_some(),
                 drift: drift.as_ref(),
             });
-            // Every clean row so far, or only the last `window_batches` batches' worth.
+            // The most recent batches, at most `window_batches` of them and `window_rows` clean
+            // rows (0: no bound), so that a fit's time stays bounded as data grows.
             let window_start = match inner.config.window_batches {
                 0 => i32::MIN,
-                window => batch_number - (window.min(i32::MAX as u32) as i32) + 1,
+                window => batch_number.saturating_sub(window.min(i32::MAX as u32) as i32) + 1,
             };
+            let max_rows = (inner.config.window_rows > 0).then_some(inner.config.window_rows);
             let first_batch =
-                store::first_clean_batch(transaction, window_start, batch_number).await?;
+                store::window_first_batch(transaction, window_start, batch_number, max_rows)
+                    .await?;
             // A training's id is its batch's number: a training redone after a lost commit
             // gets the same id, and so the same version names.
             let training_id = i64::from(batch_number);

@@ -141,18 +141,27 @@ pub async fn insert_drift_report(
         .get(0))
 }
 
-/// The first clean batch from `window_start` to `last`, both included; `last` when there is
-/// none.
-pub async fn first_clean_batch(
+/// The first batch of the training window that ends at `last`: of the clean batches from
+/// `window_start` to `last`, the earliest such that it and the later ones hold at most
+/// `max_rows` clean rows together (`None`: no bound in rows). `last` when even it alone holds
+/// more, or when none is clean.
+pub async fn window_first_batch(
     transaction: &Transaction<'_>,
     window_start: i32,
     last: i32,
+    max_rows: Option<u64>,
 ) -> anyhow::Result<i32> {
+    let max_rows = max_rows.map_or(i64::MAX, |rows| i64::try_from(rows).unwrap_or(i64::MAX));
     Ok(transaction
         .query_one(
-            "SELECT coalesce(min(batch_number), $1) FROM ops.clean_batches
-             WHERE batch_number >= $2 AND batch_number <= $1",
-            &[&last, &window_start],
+            "SELECT coalesce(min(batch_number), $1) FROM (
+                 SELECT batch_number,
+                        sum(rows_kept) OVER (ORDER BY batch_number DESC) AS rows_from_here
+                 FROM ops.clean_batches
+                 WHERE batch_number >= $2 AND batch_number <= $1
+             ) window_batches
+             WHERE rows_from_here <= $3",
+            &[&last, &window_start, &max_rows],
         )
         .await?
         .get(0))

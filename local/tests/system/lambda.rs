@@ -7,8 +7,11 @@
 //! wake process, train and promote in turn; every effect is checked in PostgreSQL and in the
 //! bucket, and each function's CloudWatch EMF lines are read back from its stdout. Then the
 //! predictor answers function-URL invocations (payload format 2.0) with the model promote put
-//! in production. Two more tests: the stand-in source behind a function URL, and cfn-lint on
-//! the SAM template.
+//! in production. On the way, events a function can never take (the wrong trigger, a payload
+//! that is no event) are acknowledged with the rejection in the report, so Lambda does not
+//! retry them (an unavailable dependency's typed error, `appraise.Unavailable`, is tested with
+//! ingest's entry points). Two more tests: the stand-in source behind a function URL, and
+//! cfn-lint on the SAM template.
 //!
 //! Why the emulator rather than `cargo lambda watch` (which works offline here, and is the tool
 //! for poking a function by hand, see infra/sam/README.md): the emulator drives the binaries
@@ -101,6 +104,15 @@ impl LambdaFunction {
             Invocation::Response(report) => report,
             Invocation::Error(error) => panic!("{}: {error}\n{}", self.name, self.logs()),
         }
+    }
+
+    /// The reason of a rejected event: on Lambda a rejection is a successful invocation (so
+    /// Lambda does not retry it), whose report gives the reason.
+    async fn rejection(&mut self, event: Value) -> String {
+        let report = self.report(event).await;
+        let result = &report["results"][0];
+        assert_eq!(result["outcome"], "rejected", "{}: {report}", self.name);
+        result["reason"].as_str().unwrap().to_owned()
     }
 
     /// The message of a failed invocation.
@@ -309,15 +321,17 @@ async fn the_pipeline_runs_on_the_lambda_runtime_api_and_the_predictor_behind_a_
     let again = ingest.report(fixture("eventbridge-schedule.json")).await;
     assert_eq!(again["results"][0]["outcome"], "duplicate", "{again}");
 
-    // Each function takes only its own trigger, and says so.
-    let error = ingest.error(s3_event(raw_manifest)).await;
+    // Each function takes only its own trigger, and says so; a rejection is acknowledged.
+    let error = ingest.rejection(s3_event(raw_manifest)).await;
     assert!(error.contains("ingest runs on the schedule"), "{error}");
-    let error = process.error(fixture("eventbridge-schedule.json")).await;
+    let error = process
+        .rejection(fixture("eventbridge-schedule.json"))
+        .await;
     assert!(
         error.contains("process runs on raw/ object events, not on a schedule"),
         "{error}"
     );
-    let error = process.error(json!("not an event")).await;
+    let error = process.rejection(json!("not an event")).await;
     assert!(
         error.contains("bad event") && error.contains("expected a JSON object"),
         "{error}"

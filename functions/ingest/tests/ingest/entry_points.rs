@@ -1,9 +1,10 @@
 //! The ingest binary through its real entry points: HTTP on `$PORT` (Knative, the harness) and
-//! the Lambda runtime API (driven by a local emulator of it).
+//! the Lambda runtime API (driven by the testkit's emulator of it, which can set a short
+//! deadline, and by `cargo lambda watch`, an implementation of it that is not ours).
 
 use std::{process::Stdio, time::Duration};
 
-use crate::support::start_source;
+use crate::support::{Fault, start_source};
 use appraise_testkit::{
     lambda_emulator::{Invocation, LambdaEmulator},
     processes::FunctionProcess,
@@ -175,19 +176,92 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
         "{answer:?}"
     );
 
-    // Errors come back through the runtime API's error call, with the reason.
+    // An event that can never succeed is acknowledged, not failed (Lambda would retry it and
+    // then send it to the failure queue): the report says it was rejected, and why.
     let answer = emulator.invoke("req-3", json!([1, 2]), wait).await.unwrap();
-    let Invocation::Error(error) = answer else {
-        panic!("expected an error, got {answer:?}");
+    let Invocation::Response(report) = answer else {
+        panic!("expected a response, got {answer:?}");
     };
+    let rejected = &report["results"][0];
+    assert_eq!(rejected["outcome"], "rejected", "{report}");
     assert!(
-        error["errorMessage"]
+        rejected["reason"]
             .as_str()
             .unwrap()
             .contains("expected a JSON object"),
-        "{error}"
+        "{report}"
     );
     child.start_kill().unwrap();
+}
+
+/// A batch API that stalls, behind a function with a short timeout: on Lambda the invocation
+/// fails before its deadline with the typed error `appraise.Unavailable` naming the deadline
+/// (so Lambda retries it); over HTTP, `STAGE_DEADLINE_SECS` gives the same bound, and a 503.
+/// Without the deadline each attempt would wait out the stall (30 s) and retry, far past
+/// the test's patience.
+#[tokio::test]
+async fn a_stalling_source_fails_the_invocation_before_its_deadline_with_a_typed_error() {
+    let (mut env, _s3) = function_env().await;
+    let (stalling, _) =
+        crate::support::faulty_proxy(start_source(0.02).await, |_| Fault::Stall).await;
+    env.extend([
+        ("SOURCE_URL".to_owned(), stalling),
+        ("SOURCE_TIMEOUT_SECS".to_owned(), "120".to_owned()),
+        ("STAGE_DEADLINE_MARGIN_SECS".to_owned(), "1".to_owned()),
+    ]);
+    let patience = Duration::from_secs(25);
+
+    let emulator = LambdaEmulator::start().await.unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .envs(env.clone())
+        .envs(emulator.env("ingest"))
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let answer = emulator
+        .invoke_with_time_limit(
+            "slow-1",
+            fixture("eventbridge-schedule.json"),
+            Duration::from_secs(4),
+            patience,
+        )
+        .await
+        .unwrap();
+    let Invocation::Error(error) = answer else {
+        panic!("expected an error, got {answer:?}");
+    };
+    assert_eq!(error["errorType"], "appraise.Unavailable", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("deadline"), "{message}");
+    child.start_kill().unwrap();
+
+    env.push(("STAGE_DEADLINE_SECS".to_owned(), "4".to_owned()));
+    let ingest = FunctionProcess::start(
+        "ingest",
+        env!("CARGO_BIN_EXE_ingest").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(ingest.url())
+        .json(&fixture("eventbridge-schedule.json"))
+        .timeout(patience)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("deadline"),
+        "{body}"
+    );
+    ingest.stop().await;
 }
 
 #[test]
@@ -200,4 +274,108 @@ fn a_missing_setting_stops_the_binary_with_the_variables_name() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SOURCE_URL"), "{stderr}");
+}
+
+/// The same answers through an independent implementation of the runtime API: `cargo lambda
+/// watch --only-lambda-apis` (cargo-lambda, from the tools virtualenv), with the ingest binary
+/// started against it as Lambda would start it. An unavailable batch API fails the invocation
+/// with the typed `errorType`; an object event, which ingest never takes, is acknowledged with
+/// the rejection in the report. (watch 1.9 sends its timeout, `600000`, as the deadline, a time
+/// long past: the function then runs without a deadline and says so.) Skipped without
+/// cargo-lambda, except in CI.
+#[tokio::test]
+async fn cargo_lambda_watch_receives_the_typed_error_and_the_acknowledged_rejection() {
+    let cargo_lambda = appraise_testkit::fixtures::tools_venv().join("bin/cargo-lambda");
+    if !cargo_lambda.exists() {
+        appraise_testkit::fixtures::skip_without_tool(
+            "cargo-lambda is not installed: `bash scripts/setup-tools.sh` installs it",
+        );
+        return;
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let _watch = tokio::process::Command::new(&cargo_lambda)
+        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
+        .args(["-P", &port.to_string()])
+        .current_dir(&workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    // Any HTTP request would be taken for an invocation: wait for the port to accept.
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "cargo lambda watch never listened on {base}");
+
+    let (mut env, _s3) = function_env().await;
+    let (failing, _) =
+        crate::support::faulty_proxy(start_source(0.02).await, |_| Fault::Fail500).await;
+    env.extend([
+        ("SOURCE_URL".to_owned(), failing),
+        ("SOURCE_RETRIES".to_owned(), "0".to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API".to_owned(), format!("{base}/.rt")),
+        ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), "_".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION".to_owned(), "1".to_owned()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(),
+            "1024".to_owned(),
+        ),
+    ]);
+    let _ingest = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .envs(env)
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let invoke = |event: Value| {
+        client
+            .post(format!("{base}/2015-03-31/functions/_/invocations"))
+            .json(&event)
+            .timeout(Duration::from_secs(60))
+            .send()
+    };
+
+    let response = invoke(fixture("eventbridge-schedule.json")).await.unwrap();
+    assert_eq!(response.status(), 500);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["errorType"], "appraise.Unavailable", "{error}");
+    assert!(
+        error["errorMessage"].as_str().unwrap().contains("HTTP 500"),
+        "{error}"
+    );
+
+    let object_event = json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "raw/batch-000000/manifest.json"}}
+    }]});
+    let response = invoke(object_event).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["results"][0]["outcome"], "rejected", "{report}");
+    assert!(
+        report["results"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ingest runs on the schedule"),
+        "{report}"
+    );
 }

@@ -227,6 +227,53 @@ async fn a_source_that_keeps_failing_is_a_clear_error_and_nothing_is_stored() {
     );
 }
 
+/// A batch API that stalls, under an invocation deadline of a few seconds: the firing gives up
+/// before the deadline with an error naming it, instead of waiting out `SOURCE_TIMEOUT_SECS`
+/// (120 s here) and its retries; nothing is stored, and the next firing takes the batch.
+#[tokio::test]
+async fn a_stalling_source_stops_the_firing_before_its_deadline_and_loses_nothing() {
+    let source = start_source(SCALE).await;
+    // The first `/data` call stalls (30 s, then a 504); every later one passes.
+    let (proxy, _) = faulty_proxy(
+        source,
+        |call| {
+            if call == 0 { Fault::Stall } else { Fault::Pass }
+        },
+    )
+    .await;
+    let mut config = ingest_config(&proxy, 100, 100);
+    config.source.timeout = std::time::Duration::from_secs(120);
+    let world = world(config).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let error = appraise_core::deadline::within(
+        Some(deadline),
+        world.ingest.ingest_tick(&crate::support::tick("short")),
+    )
+    .await
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, appraise_core::runtime::StageError::Unavailable(_)),
+        "{text}"
+    );
+    assert!(text.contains("deadline"), "{text}");
+    assert!(
+        text.contains("timed out"),
+        "the clipped attempt's error: {text}"
+    );
+    assert_eq!(world.count("SELECT count(*) FROM ops.batches").await, 0);
+    assert_eq!(
+        world.count("SELECT count(*) FROM ops.schedule_ticks").await,
+        0,
+        "the firing is not marked handled, so its redelivery tries again"
+    );
+
+    // The next firing, with time to spare, stores the first batch.
+    let batch = stored(world.fire("next").await);
+    assert_eq!(batch.batch_number, 0);
+}
+
 #[tokio::test]
 async fn records_with_missing_or_wrong_typed_fields_are_kept_and_flagged() {
     let body = serde_json::json!({

@@ -259,6 +259,85 @@ async fn a_window_trains_on_the_last_batches_only() {
     assert_eq!(first, 2);
 }
 
+/// `TRAIN_WINDOW_ROWS`: a training takes the most recent whole batches that fit in the window
+/// (the event's own batch even when it alone is larger), recorded in `ops.trainings`, and the
+/// retrain rule and the drift test still work as without a window.
+#[tokio::test]
+async fn a_row_window_trains_on_the_most_recent_rows_only() {
+    let world = world_with(TrainConfig {
+        rule: appraise_train::decision::RetrainRule {
+            min_new_rows: 1_000,
+        },
+        window_rows: 3_200,
+        ..TrainConfig::small()
+    })
+    .await;
+    let window_of = async |batch: i32| -> (i32, i32) {
+        let row = world
+            .db
+            .get()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT first_batch, last_batch FROM ops.trainings WHERE batch_number = $1",
+                &[&batch],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let rows_of = |report: &TrainReport| match report {
+        TrainReport::Trained {
+            rows_train,
+            rows_validation,
+            rows_test,
+            ..
+        } => rows_train + rows_validation + rows_test,
+        other => panic!("expected a training, got {other:?}"),
+    };
+
+    // No production model: the first training, on batch 1 alone (1,500 rows fit).
+    world.clean_batch(1, 1_500, 1.0).await;
+    let first = world.event(1).await;
+    assert_eq!(rows_of(&first), 1_500);
+    let TrainReport::Trained { candidates, .. } = first else {
+        unreachable!()
+    };
+    world.promote(&candidates[0].version).await;
+
+    // The same market: no drift, no training.
+    world.clean_batch(2, 1_500, 1.0).await;
+    let TrainReport::Skipped { reason, .. } = world.event(2).await else {
+        panic!("expected a skip")
+    };
+    assert!(reason.starts_with("no drift"), "{reason}");
+
+    // A drifted market: a training on batches 2 and 3 (3,000 rows); batch 1 would make 4,500.
+    world.clean_batch(3, 1_500, 2.0).await;
+    let drifted = world.event(3).await;
+    let TrainReport::Trained {
+        reason, candidates, ..
+    } = &drifted
+    else {
+        panic!("expected a training, got {drifted:?}")
+    };
+    assert!(reason.starts_with("drift"), "{reason}");
+    assert_eq!(rows_of(&drifted), 3_000, "batches 2 and 3 only");
+    assert_eq!(window_of(3).await, (2, 3));
+    world.promote(&candidates[0].version).await;
+
+    // Drift is tested against the rows the production model was trained on (batches 2 and 3);
+    // a batch larger than the window is trained on alone.
+    world.clean_batch(4, 4_000, 4.0).await;
+    let alone = world.event(4).await;
+    assert_eq!(rows_of(&alone), 4_000, "the event's own batch, alone");
+    assert_eq!(window_of(4).await, (4, 4));
+    let reference: i64 = world
+        .count("SELECT reference_training FROM ops.drift_reports WHERE batch_number = 4")
+        .await;
+    assert_eq!(reference, 3);
+}
+
 #[tokio::test]
 async fn duplicate_and_concurrent_events_decide_once() {
     let world = world().await;

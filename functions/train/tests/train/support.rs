@@ -84,13 +84,15 @@ impl World {
             .collect()
     }
 
+    /// Puts `version` in production (in place of the one there, if any).
     pub async fn promote(&self, version: &str) {
         self.db
             .get()
             .await
             .unwrap()
             .execute(
-                "INSERT INTO ops.production (version) VALUES ($1)",
+                "INSERT INTO ops.production (version) VALUES ($1)
+                 ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
                 &[&version],
             )
             .await
