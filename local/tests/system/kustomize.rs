@@ -136,7 +136,8 @@ fn placeholder(value: &str) -> bool {
         || value.starts_with('$')
         || value.starts_with('<')
         || value.starts_with("{{")
-        || value.starts_with("!Ref")
+        // A CloudFormation function (`!Ref`, `!Not`, `!Sub`...), not a literal.
+        || value.starts_with('!')
         // Documentation of a format, e.g. postgres://user:password@host:5432/database.
         || value.eq_ignore_ascii_case("password")
 }
@@ -188,7 +189,13 @@ fn no_password_is_committed_under_knative_or_infra() {
                         || key.ends_with("SECRET")
                         || key.ends_with("SECRET_ACCESS_KEY")
                         || key.ends_with("TOKEN");
-                    if !sensitive || key.is_empty() {
+                    // `secret:` inside an ARN (arn:aws:secretsmanager:...:secret:name) names a
+                    // resource; it holds no value.
+                    let word_start = line[..index]
+                        .rfind(|c: char| c.is_whitespace() || "\"'^(".contains(c))
+                        .map_or(0, |at| at + 1);
+                    let in_arn = line[word_start..index].starts_with("arn:");
+                    if !sensitive || key.is_empty() || in_arn {
                         continue;
                     }
                     let value = line[index + 1..].split_whitespace().next().unwrap_or("");
