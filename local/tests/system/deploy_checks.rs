@@ -146,8 +146,8 @@ fn broken_manifests_fail_the_checks_with_a_clear_message() {
         // A name Knative reserves: it sets PORT itself.
         (
             "functions/process.yaml",
-            "          envFrom:",
-            "          env:\n            - name: PORT\n              value: \"9000\"\n          envFrom:",
+            "          env:\n",
+            "          env:\n            - name: PORT\n              value: \"9000\"\n",
             "env: PORT is reserved by Knative",
         ),
         // A port Knative reserves (its queue-proxy's metrics port).
