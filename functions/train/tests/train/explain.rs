@@ -1,0 +1,236 @@
+//! Explanations of the models train fits: every algorithm's contributions add up to its
+//! prediction, after the model went through its stored JSON; a model saved before covers were
+//! recorded still predicts and says why it cannot be explained; and the boosted trees'
+//! contributions are XGBoost's own `pred_contribs`, computed by Python's `xgboost` from the
+//! exported `xgboost.json` (the tools virtualenv's `xgboost-cpu`; without it the test says so
+//! and passes, except in CI).
+
+use std::process::Command;
+
+use appraise_core::{
+    features::FEATURE_COUNT,
+    model::{
+        Matrix, TrainedModel,
+        boosted::{BoostingParams, DEFAULT_LEFT},
+        shap::ShapError,
+    },
+    rng::SplitMix64,
+};
+use appraise_train::{
+    config::TrainConfig,
+    fit::{boosting::fit_boosting, fit_models},
+};
+
+/// Rows of `FEATURE_COUNT` features with steps, interactions and a linear part, and their
+/// targets (prices, roughly).
+fn synthetic(rows: usize, seed: u64) -> (Matrix, Vec<f64>) {
+    let mut rng = SplitMix64::new(seed);
+    let features: Vec<[f64; FEATURE_COUNT]> = (0..rows)
+        .map(|_| {
+            std::array::from_fn(|f| {
+                if f % 3 == 0 {
+                    rng.below(6) as f64
+                } else {
+                    rng.next_f64() * 10.0
+                }
+            })
+        })
+        .collect();
+    let y = features
+        .iter()
+        .map(|r| {
+            2e5 + 3e4 * r[0] + if r[1] > 5.0 { 8e4 } else { 0.0 } + 5e3 * r[2] * r[3] - 2e3 * r[4]
+                + 1e4 * rng.normal()
+        })
+        .collect();
+    (Matrix::from_rows(&features).unwrap(), y)
+}
+
+/// A model as predict reads it: through its JSON.
+fn reloaded(model: &TrainedModel) -> TrainedModel {
+    serde_json::from_str(&serde_json::to_string(model).unwrap()).unwrap()
+}
+
+#[test]
+fn every_algorithm_adds_up_to_its_prediction() {
+    let (x, y) = synthetic(3_000, 1);
+    let (probe, _) = synthetic(200, 2);
+    let fitted = fit_models(&x, &y, &TrainConfig::small()).unwrap();
+    assert_eq!(fitted.len(), 3);
+    for fit in fitted {
+        let model = reloaded(&fit.model);
+        let algorithm = model.algorithm();
+        for i in 0..probe.rows {
+            let row = probe.row(i);
+            let prediction = model.predict_row(row);
+            let explained = model.contributions(row).unwrap();
+            let total = explained.base_value + explained.values.iter().sum::<f64>();
+            // Boosted trees predict in f32 (as XGBoost does); the others in f64.
+            let tolerance = match model {
+                TrainedModel::Xgboost(_) => 4.0 * f64::from(f32::EPSILON) * prediction.abs(),
+                _ => 1e-9 * prediction.abs(),
+            };
+            assert!(
+                (total - prediction).abs() <= tolerance,
+                "{algorithm}, row {i}: base {} + contributions = {total}, prediction {prediction}",
+                explained.base_value
+            );
+            assert!(
+                explained.values.iter().any(|v| v.abs() > 1.0),
+                "{algorithm}: something contributes"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_saved_without_covers_predicts_but_is_not_explained() {
+    let (x, y) = synthetic(1_000, 3);
+    for fit in fit_models(&x, &y, &TrainConfig::small()).unwrap() {
+        if let TrainedModel::Ridge(_) = fit.model {
+            continue; // a linear model needs no covers
+        }
+        let mut json = serde_json::to_value(&fit.model).unwrap();
+        for tree in json["trees"].as_array_mut().unwrap() {
+            let tree = tree.as_object_mut().unwrap();
+            tree.remove("covers").expect("covers are stored");
+        }
+        let old: TrainedModel = serde_json::from_value(json).unwrap();
+        old.validate(FEATURE_COUNT).unwrap();
+        assert_eq!(old.predict_row(x.row(0)), fit.model.predict_row(x.row(0)));
+        assert_eq!(old.contributions(x.row(0)), Err(ShapError::NoCovers));
+    }
+}
+
+/// Prints XGBoost's `pred_contribs` (per feature, then the bias) and predictions for the rows.
+const CONTRIBS: &str = r#"
+import json, sys
+import numpy as np
+import xgboost as xgb
+booster = xgb.Booster()
+booster.load_model(sys.argv[1])
+rows = np.array([[np.nan if v is None else v for v in row] for row in json.load(open(sys.argv[2]))])
+matrix = xgb.DMatrix(rows, missing=np.nan)
+contribs = booster.predict(matrix, pred_contribs=True)
+predicted = booster.predict(matrix)
+print(json.dumps({
+    "version": xgb.__version__,
+    "contribs": [[float(v) for v in row] for row in contribs],
+    "predictions": [float(p) for p in predicted],
+}))
+"#;
+
+#[test]
+fn boosted_contributions_are_xgboosts_pred_contribs() {
+    let python = appraise_testkit::fixtures::tools_venv().join("bin/python");
+    let has_xgboost = Command::new(&python)
+        .args(["-c", "import xgboost"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_xgboost {
+        appraise_testkit::fixtures::skip_without_tool(
+            "no Python with xgboost in target/tools-venv: run scripts/setup-tools.sh",
+        );
+        return;
+    }
+    let (mut x, y) = synthetic(4_000, 5);
+    // Missing values at training: splits learn where they go.
+    for i in (0..x.rows).step_by(9) {
+        x.data[i * x.cols + 1] = f64::NAN;
+    }
+    let params = BoostingParams {
+        rounds: 40,
+        ..BoostingParams::default()
+    };
+    let fitted = fit_boosting(&x, &y, params).unwrap();
+    let model = fitted.model;
+    // Every split's threshold per feature, for probes that sit exactly on one.
+    let mut thresholds = vec![Vec::new(); FEATURE_COUNT];
+    for tree in &model.trees {
+        for node in tree.nodes.iter().filter(|n| n.left >= 0) {
+            thresholds[(node.feature & !DEFAULT_LEFT) as usize].push(f64::from(node.condition));
+        }
+    }
+    let (probe_x, _) = synthetic(400, 6);
+    let mut rng = SplitMix64::new(7);
+    let mut probe: Vec<Vec<f64>> = (0..probe_x.rows).map(|i| probe_x.row(i).to_vec()).collect();
+    let (mut on_threshold, mut missing) = (0, 0);
+    for row in &mut probe {
+        for (f, value) in row.iter_mut().enumerate() {
+            match rng.below(8) {
+                0 => {
+                    *value = f64::NAN;
+                    missing += 1;
+                }
+                1 | 2 if !thresholds[f].is_empty() => {
+                    *value = thresholds[f][rng.below(thresholds[f].len() as u64) as usize];
+                    on_threshold += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        on_threshold > 300 && missing > 300,
+        "{on_threshold} {missing}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = dir.path().join("xgboost.json");
+    let rows_path = dir.path().join("rows.json");
+    std::fs::write(&model_path, &fitted.xgboost_json).unwrap();
+    // JSON has no NaN: serde_json writes a missing value as null, which the script reads back.
+    std::fs::write(&rows_path, serde_json::to_string(&probe).unwrap()).unwrap();
+    let out = Command::new(&python)
+        .args(["-c", CONTRIBS])
+        .arg(&model_path)
+        .arg(&rows_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = &answer["version"];
+    let contribs = answer["contribs"].as_array().unwrap();
+    assert_eq!(contribs.len(), probe.len());
+    let mut largest_gap = 0f64;
+    for (i, (row, theirs)) in probe.iter().zip(contribs).enumerate() {
+        let theirs: Vec<f64> = theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(theirs.len(), FEATURE_COUNT + 1, "features and the bias");
+        let prediction = model.predict_row(row);
+        let python_prediction = answer["predictions"][i].as_f64().unwrap();
+        assert!((prediction - python_prediction).abs() <= 1e-6 * prediction.abs());
+        let ours = TrainedModel::Xgboost(model.clone())
+            .contributions(row)
+            .unwrap();
+        let tolerance = 1e-4 * prediction.abs();
+        for f in 0..FEATURE_COUNT {
+            let gap = (ours.values[f] - theirs[f]).abs();
+            largest_gap = largest_gap.max(gap / prediction.abs());
+            assert!(
+                gap <= tolerance,
+                "row {i}, feature {f}: appraise {}, xgboost {version} {}",
+                ours.values[f],
+                theirs[f]
+            );
+        }
+        assert!(
+            (ours.base_value - theirs[FEATURE_COUNT]).abs() <= tolerance,
+            "row {i}: base value {}, xgboost's bias {}",
+            ours.base_value,
+            theirs[FEATURE_COUNT]
+        );
+    }
+    eprintln!(
+        "{} rows against xgboost {version}: largest gap {largest_gap:e} of the prediction",
+        probe.len()
+    );
+}
