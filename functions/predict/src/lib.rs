@@ -2,7 +2,9 @@
 //!
 //! - `POST /predict` prices one listing (the seed's body, see [`request`]) and answers
 //!   `{predicted_price, model_version, model_rmse}`; `POST /predict/batch` prices
-//!   `{"listings": [...]}` at once.
+//!   `{"listings": [...]}` at once (with `"explain": true`, each price with its explanation).
+//! - `POST /explain` takes the `/predict` body and answers the price taken apart: a base value
+//!   and each input field's exact contribution ([`explanation`]).
 //! - `GET /health` (liveness) and `GET /ready` (503 until a model is loaded).
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
@@ -41,6 +43,7 @@
 
 pub mod config;
 pub mod error;
+pub mod explanation;
 pub mod history;
 pub mod inference_log;
 pub mod model_slot;

@@ -135,7 +135,7 @@ struct Tensor {
 fn request_value(value: &Value) -> RequestValue<'_> {
     match value {
         Value::Null => RequestValue::Null,
-        Value::Bool(_) => RequestValue::Bool,
+        Value::Bool(b) => RequestValue::Bool(*b),
         Value::Number(n) => RequestValue::Number(n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => RequestValue::Text(Cow::Borrowed(s)),
         Value::Array(_) => RequestValue::Array,

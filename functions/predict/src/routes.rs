@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::{
     Predictor,
     error::ApiError,
+    explanation::{self, PriceExplanation},
     history::{self, DriftReports, Models},
     model_slot::Refresh,
     oip, request,
@@ -43,6 +44,16 @@ pub struct Prediction<'a> {
     pub model_rmse: f64,
 }
 
+/// What `POST /explain` answers: the price, the base value and each input field's
+/// contribution ([`explanation`]).
+#[derive(Debug, Serialize)]
+pub struct ExplainedPrediction<'a> {
+    pub predicted_price: f64,
+    pub model_version: &'a str,
+    #[serde(flatten)]
+    pub explanation: PriceExplanation,
+}
+
 /// Every route of the predictor (the runtime adds `/healthz` and `/metrics`).
 pub fn router(predictor: Predictor) -> Router {
     let events = {
@@ -62,6 +73,10 @@ pub fn router(predictor: Predictor) -> Router {
         .route(
             "/predict",
             post(predict).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
+        )
+        .route(
+            "/explain",
+            post(explain).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
         )
         .route(
             "/predict/batch",
@@ -140,22 +155,67 @@ async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
     Ok(response)
 }
 
+/// `POST /explain`: the `/predict` body, answered with the price taken apart. Logged as a
+/// prediction.
+async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let today = request::today();
+    let listing =
+        request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
+    let model = predictor.model()?;
+    let explanation::Explained {
+        mut listings,
+        prices,
+        mut explanations,
+    } = predictor.explain(&model, vec![listing], today).await?;
+    let (listing, price, explanation) = (listings.remove(0), prices[0], explanations.remove(0));
+    let response = Json(ExplainedPrediction {
+        predicted_price: price,
+        model_version: model.version(),
+        explanation,
+    })
+    .into_response();
+    predictor.log(&model, listing, price, started);
+    Ok(response)
+}
+
 async fn predict_batch(
     State(predictor): State<Predictor>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let today = request::today();
-    let listings = request::parse_batch(&body, today, predictor.config().max_batch)
-        .map_err(|problems| predictor.invalid(problems))?;
+    let request::Batch {
+        listings,
+        explain: explained,
+    } = request::parse_batch(
+        &body,
+        today,
+        predictor.config().max_batch,
+        predictor.config().max_explain_batch,
+    )
+    .map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;
-    let prices = predictor.price(&model, &listings, today);
-    let response = Json(json!({
+    let (listings, prices, explanations) = if explained {
+        let explained = predictor.explain(&model, listings, today).await?;
+        (
+            explained.listings,
+            explained.prices,
+            Some(explained.explanations),
+        )
+    } else {
+        let prices = predictor.price(&model, &listings, today);
+        (listings, prices, None)
+    };
+    let mut answer = json!({
         "predictions": prices,
         "model_version": model.version(),
         "model_rmse": model.rmse(),
-    }))
-    .into_response();
+    });
+    if let Some(explanations) = explanations {
+        answer["explanations"] = json!(explanations);
+    }
+    let response = Json(answer).into_response();
     for (listing, price) in listings.into_iter().zip(prices) {
         predictor.log(&model, listing, price, started);
     }

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::{
     config::PredictConfig,
     error::ApiError,
+    explanation::Explained,
     inference_log::{Entry, InferenceLog},
     model_slot::{LoadedModel, ModelSlot, Refresh},
     request::{ListingInput, Problem},
@@ -179,6 +180,22 @@ impl Predictor {
             .iter()
             .map(|listing| model.artifact.predict(&listing.features(today)))
             .collect()
+    }
+
+    /// Prices and explains validated listings with one model, on a blocking thread (an
+    /// explanation costs up to milliseconds per row; see [`crate::explanation`]).
+    pub(crate) async fn explain(
+        &self,
+        model: &Arc<LoadedModel>,
+        listings: Vec<ListingInput>,
+        today: time::Date,
+    ) -> Result<Explained, ApiError> {
+        let model = Arc::clone(model);
+        tokio::task::spawn_blocking(move || {
+            crate::explanation::explain_all(&model.artifact, listings, today)
+        })
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the explanation failed: {error}")))?
     }
 
     /// Records one answered prediction: its latency, the model's count, the inference log.

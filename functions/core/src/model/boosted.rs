@@ -209,7 +209,7 @@ impl BoostedTrees {
                 return Err(super::shap::ShapError::NoCovers);
             }
             super::shap::add_contributions(tree, x, 1.0, phi, &mut scratch)?;
-            base += super::shap::expected_value(tree);
+            base += super::shap::expected_value(tree, &mut scratch);
         }
         Ok(base)
     }

@@ -217,7 +217,7 @@ impl Forest {
                 return Err(super::shap::ShapError::NoCovers);
             }
             super::shap::add_contributions(tree, x, scale, phi, &mut scratch)?;
-            base += super::shap::expected_value(tree);
+            base += super::shap::expected_value(tree, &mut scratch);
         }
         Ok(base * scale)
     }

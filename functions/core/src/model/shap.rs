@@ -74,9 +74,11 @@ pub(crate) fn validate_covers<C: Copy + Into<f64>>(
 
 /// The tree's expected output under its covers: the value of the empty feature set, which
 /// with [`add_contributions`]'s values adds up to the prediction.
-pub fn expected_value<T: ExplainableTree>(tree: &T) -> f64 {
+pub fn expected_value<T: ExplainableTree>(tree: &T, scratch: &mut Scratch) -> f64 {
     // Children come after their parents: one pass from the last node up fills every mean.
-    let mut means = vec![0.0; tree.node_count()];
+    let means = &mut scratch.means;
+    means.clear();
+    means.resize(tree.node_count(), 0.0);
     for node in (0..tree.node_count()).rev() {
         means[node] = match tree.split(node) {
             None => tree.leaf_value(node),
@@ -107,6 +109,7 @@ const NO_FEATURE: usize = usize::MAX;
 #[derive(Debug, Default)]
 pub struct Scratch {
     paths: Vec<PathElement>,
+    means: Vec<f64>,
 }
 
 /// Adds `scale` times each feature's contribution to the prediction of `x` into `phi`
@@ -216,10 +219,10 @@ fn extend(path: &mut [PathElement], len: usize, zero: f64, one: f64, feature: us
         one,
         weight: if len == 0 { 1.0 } else { 0.0 },
     };
-    let total = (len + 1) as f64;
+    let per_total = RECIPROCALS[len + 1];
     for i in (0..len).rev() {
-        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 / total;
-        path[i].weight = zero * path[i].weight * (len - i) as f64 / total;
+        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 * per_total;
+        path[i].weight = zero * path[i].weight * (len - i) as f64 * per_total;
     }
 }
 
@@ -232,10 +235,10 @@ fn unwind(path: &mut [PathElement], len: usize, k: usize) {
     for i in (0..len).rev() {
         if one != 0.0 {
             let kept = path[i].weight;
-            path[i].weight = next * total / ((i + 1) as f64 * one);
+            path[i].weight = next * total * RECIPROCALS[i + 1] / one;
             next = kept - path[i].weight * zero * (len - i) as f64 / total;
         } else {
-            path[i].weight = path[i].weight * total / (zero * (len - i) as f64);
+            path[i].weight = path[i].weight * total * RECIPROCALS[len - i] / zero;
         }
     }
     for i in k..len {
@@ -246,23 +249,40 @@ fn unwind(path: &mut [PathElement], len: usize, k: usize) {
 }
 
 /// The total subset weight the path `path[..=len]` would have without element `k` (what
-/// [`unwind`] would leave), without changing the path.
+/// [`unwind`] would leave), without changing the path. The hot loop of TreeSHAP (once per
+/// leaf and path element): divisions are taken out of it.
 fn unwound_sum(path: &[PathElement], len: usize, k: usize) -> f64 {
     let (one, zero) = (path[k].one, path[k].zero);
     let total = (len + 1) as f64;
     let mut next = path[len].weight;
     let mut sum = 0.0;
-    for i in (0..len).rev() {
-        if one != 0.0 {
-            let weight = next * total / ((i + 1) as f64 * one);
+    if one != 0.0 {
+        let total_per_one = total / one;
+        let zero_per_total = zero / total;
+        for i in (0..len).rev() {
+            let weight = next * total_per_one * RECIPROCALS[i + 1];
             sum += weight;
-            next = path[i].weight - weight * zero * (len - i) as f64 / total;
-        } else {
-            sum += path[i].weight * total / (zero * (len - i) as f64);
+            next = path[i].weight - weight * zero_per_total * (len - i) as f64;
+        }
+    } else {
+        let total_per_zero = total / zero;
+        for i in (0..len).rev() {
+            sum += path[i].weight * total_per_zero * RECIPROCALS[len - i];
         }
     }
     sum
 }
+
+/// `1 / k` for every path length `k` (at most [`MAX_DEPTH`] + 2 elements).
+const RECIPROCALS: [f64; MAX_DEPTH + 3] = {
+    let mut table = [0.0; MAX_DEPTH + 3];
+    let mut k = 1;
+    while k < table.len() {
+        table[k] = 1.0 / k as f64;
+        k += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -414,7 +434,7 @@ pub(crate) mod tests {
                         "round {round}, feature {f}: TreeSHAP {ours}, enumeration {exact}"
                     );
                 }
-                let base = expected_value(&tree);
+                let base = expected_value(&tree, &mut scratch);
                 assert!(
                     (conditional_expectation(&tree, &x, 0, 0) - base).abs() < 1e-9,
                     "the base value is the empty set's value"

@@ -122,6 +122,19 @@ impl World {
             .unwrap();
     }
 
+    /// `POST /reload_model` with the token; its answer.
+    async fn reload(&self) -> Value {
+        let response = self
+            .client
+            .post(self.url("/reload_model"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
     async fn other_version(&self) -> String {
         self.db
             .get()
@@ -262,6 +275,181 @@ async fn predicts_explains_bad_input_and_logs_every_prediction() {
 }
 
 #[tokio::test]
+async fn explains_prices_with_each_algorithm_and_the_parts_add_up() {
+    let world = World::start().await;
+    // One version of each algorithm, served in turn.
+    let versions: Vec<(String, String)> = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT DISTINCT ON (algorithm) version, algorithm FROM ops.model_versions
+             ORDER BY algorithm, version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    let peer = r#"{"bed":3,"bath":2,"acre_lot":0.25,"house_size":1800,"zip_code":90210,"state":"California","status":"for_sale"}"#;
+    for (version, algorithm) in &versions {
+        world.point_at(version).await;
+        world.reload().await;
+        let (_, predicted) = world.post("/predict", SEED_BODY).await;
+        assert_eq!(predicted["model_version"], version.as_str());
+        let price = predicted["predicted_price"].as_f64().unwrap();
+
+        let (status, explained) = world.post("/explain", SEED_BODY).await;
+        assert_eq!(status, 200, "{algorithm}: {explained}");
+        assert_eq!(explained["model_version"], version.as_str());
+        assert_eq!(explained["predicted_price"].as_f64().unwrap(), price);
+        let contributions = explained["contributions"].as_array().unwrap();
+        let base = explained["base_value"].as_f64().unwrap();
+        let total = base
+            + contributions
+                .iter()
+                .map(|c| c["contribution"].as_f64().unwrap())
+                .sum::<f64>();
+        // Boosted trees predict in f32: their parts add up to within its rounding.
+        assert!(
+            (total - price).abs() <= 1e-6 * price,
+            "{algorithm}: base {base} + contributions = {total}, price {price}"
+        );
+        let mut fields: Vec<&str> = contributions
+            .iter()
+            .map(|c| c["field"].as_str().unwrap())
+            .collect();
+        let sizes: Vec<f64> = contributions
+            .iter()
+            .map(|c| c["contribution"].as_f64().unwrap().abs())
+            .collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] >= w[1]),
+            "{algorithm}: sorted by size: {explained}"
+        );
+        assert!(sizes[0] > 0.0, "{algorithm}: something matters");
+        fields.sort_unstable();
+        let mut expected = appraise_core::features::INPUT_FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(fields, expected, "{algorithm}: one entry per input field");
+        let value = |field: &str| {
+            contributions
+                .iter()
+                .find(|c| c["field"] == field)
+                .map(|c| c["value"].clone())
+                .unwrap()
+        };
+        assert_eq!(value("house_size"), 1800.0);
+        assert_eq!(value("state"), "Texas");
+        assert_eq!(value("zip_code"), "12345");
+        assert_eq!(value("prev_sold_date"), "2015-06-01");
+        assert_eq!(value("brokered_by"), 101);
+
+        // The batch form explains each listing the same way, by the same model.
+        let batch = format!(r#"{{"listings": [{SEED_BODY}, {peer}], "explain": true}}"#);
+        let (status, answer) = world.post("/predict/batch", batch).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["predictions"][0].as_f64().unwrap(), price);
+        assert_eq!(
+            answer["explanations"][0]["base_value"],
+            explained["base_value"]
+        );
+        assert_eq!(
+            answer["explanations"][0]["contributions"],
+            explained["contributions"]
+        );
+        assert_eq!(
+            answer["explanations"][1]["contributions"][0]["field"]
+                .as_str()
+                .map(|f| appraise_core::features::INPUT_FIELDS.contains(&f)),
+            Some(true)
+        );
+        let plain = format!(r#"{{"listings": [{SEED_BODY}]}}"#);
+        let (_, answer) = world.post("/predict/batch", plain).await;
+        assert!(answer.get("explanations").is_none(), "{answer}");
+    }
+
+    // Bad input is refused as /predict refuses it, naming the field.
+    let (status, answer) = world
+        .post(
+            "/explain",
+            r#"{"bed":3,"bath":2,"acre_lot":1,"house_size":-4}"#,
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["problems"][0]["field"], "house_size");
+    let bad_flag = format!(r#"{{"listings": [{SEED_BODY}], "explain": "yes"}}"#);
+    let (status, answer) = world.post("/predict/batch", bad_flag).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["problems"][0]["field"], "explain");
+
+    // A model saved before trees recorded their covers predicts, and refuses to explain (409).
+    let (forest, _) = versions
+        .iter()
+        .find(|(_, algorithm)| algorithm == "random_forest")
+        .unwrap();
+    world.point_at(forest).await;
+    let pointer: ProductionPointer = serde_json::from_slice(
+        &world
+            .objects
+            .get(keys::PRODUCTION_POINTER)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut artifact: Value = serde_json::from_slice(
+        &world
+            .objects
+            .get(&pointer.artifact_key)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    for tree in artifact["model"]["trees"].as_array_mut().unwrap() {
+        tree.as_object_mut().unwrap().remove("covers").unwrap();
+    }
+    artifact["version"] = json!("saved-without-covers");
+    let old_key = "models/saved-without-covers/model.json";
+    world
+        .objects
+        .put(
+            old_key,
+            Bytes::from(serde_json::to_vec(&artifact).unwrap()),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let old_pointer = ProductionPointer {
+        version: "saved-without-covers".to_owned(),
+        artifact_key: old_key.to_owned(),
+        ..pointer
+    };
+    world
+        .objects
+        .put(
+            keys::PRODUCTION_POINTER,
+            Bytes::from(serde_json::to_vec(&old_pointer).unwrap()),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.reload().await["outcome"], "loaded");
+    let (status, answer) = world.post("/predict", SEED_BODY).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = world.post("/explain", SEED_BODY).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("covers"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     let world = World::start().await;
     let other = world.other_version().await;
@@ -351,6 +539,7 @@ async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     for path in [
         "/predict",
         "/predict/batch",
+        "/explain",
         "/reload_model",
         "/v2/models/{name}/infer",
     ] {

@@ -1,6 +1,7 @@
-//! The predictor's tests, one binary: its HTTP API against a real PostgreSQL and S3 (`api`), its web page in headless Chromium (`browser`) and its pipeline gauges (`pipeline`); models come from the real train and promote stages (`support`).
+//! The predictor's tests, one binary: its HTTP API against a real PostgreSQL and S3 (`api`), its web page in headless Chromium (`browser`), its pipeline gauges (`pipeline`) and its OpenAPI document (`openapi`); models come from the real train and promote stages (`support`).
 
 mod api;
 mod browser;
+mod openapi;
 mod pipeline;
 mod support;
