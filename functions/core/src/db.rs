@@ -94,6 +94,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead letters: events Knative could not deliver",
         include_str!("../migrations/0006_dead_letters.sql"),
     ),
+    (
+        7,
+        "explanations: each model version's global importance",
+        include_str!("../migrations/0007_explanations.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string).

@@ -23,6 +23,10 @@ pub struct ModelEntry {
     pub reason: Option<String>,
     pub decided_at: Option<String>,
     pub in_production: bool,
+    /// Mean absolute contribution per input field over its test rows
+    /// (`{"rows", "fields": [{"field", "mean_abs_contribution"}]}`, largest first); null for
+    /// versions trained before it was recorded.
+    pub importance: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,7 +61,7 @@ pub async fn models(db: &DbPool) -> anyhow::Result<Models> {
         .query(
             "SELECT v.version, v.algorithm, v.training_id, t.batch_number, v.created_at,
                     v.fit_seconds, v.validation, v.test, p.decision, p.reason, p.created_at,
-                    prod.version IS NOT NULL
+                    prod.version IS NOT NULL, v.importance
              FROM ops.model_versions v
              JOIN ops.trainings t ON t.id = v.training_id
              LEFT JOIN ops.promotions p ON p.candidate_version = v.version
@@ -83,6 +87,7 @@ pub async fn models(db: &DbPool) -> anyhow::Result<Models> {
             reason: row.get(9),
             decided_at: row.get::<_, Option<OffsetDateTime>>(10).map(rfc3339),
             in_production: row.get(11),
+            importance: row.get::<_, Option<Value>>(12).unwrap_or(Value::Null),
         })
         .collect();
     let production = models

@@ -391,6 +391,7 @@ impl Train {
             fitted,
             validation,
             test,
+            importance,
         } in fitted
         {
             let algorithm = fitted.model.algorithm();
@@ -430,6 +431,7 @@ impl Train {
                     fit_seconds,
                     artifact_key: &artifact_key,
                     code_version: CODE_VERSION,
+                    importance: &importance,
                 },
             )
             .await?;

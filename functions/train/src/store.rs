@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use appraise_core::{db::locks, model::metrics::Metrics};
+use appraise_core::{
+    db::locks,
+    model::{GlobalImportance, metrics::Metrics},
+};
 use tokio_postgres::Transaction;
 
 use crate::drift::DriftReport;
@@ -210,6 +213,7 @@ pub struct ModelVersionRecord<'a> {
     pub fit_seconds: f64,
     pub artifact_key: &'a str,
     pub code_version: &'a str,
+    pub importance: &'a GlobalImportance,
 }
 
 /// Records a trained model.
@@ -220,8 +224,9 @@ pub async fn insert_model_version(
     transaction
         .execute(
             "INSERT INTO ops.model_versions (version, training_id, algorithm, params, validation,
-                                             test, fit_seconds, artifact_key, code_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                             test, fit_seconds, artifact_key, code_version,
+                                             importance)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &model.version,
                 &model.training_id,
@@ -232,6 +237,7 @@ pub async fn insert_model_version(
                 &model.fit_seconds,
                 &model.artifact_key,
                 &model.code_version,
+                &serde_json::to_value(model.importance)?,
             ],
         )
         .await?;

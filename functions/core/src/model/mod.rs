@@ -133,6 +133,51 @@ impl TrainedModel {
     }
 }
 
+/// A model's global importance: the mean absolute contribution of each input field
+/// ([`crate::features::INPUT_FIELDS`]) over a set of rows (at training, its test rows), largest
+/// first. Stored with the model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalImportance {
+    /// How many rows the means are over.
+    pub rows: usize,
+    pub fields: Vec<FieldImportance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldImportance {
+    pub field: String,
+    pub mean_abs_contribution: f64,
+}
+
+impl GlobalImportance {
+    /// The importance over the rows whose per-feature contributions are given (each in
+    /// [`crate::features::FEATURE_NAMES`] order).
+    pub fn from_contributions(rows: &[[f64; crate::features::FEATURE_COUNT]]) -> GlobalImportance {
+        let mut sums = crate::features::INPUT_FIELDS.map(|field| (field, 0.0));
+        for row in rows {
+            for (sum, (_, value)) in sums
+                .iter_mut()
+                .zip(crate::features::sum_by_input_field(row))
+            {
+                sum.1 += value.abs();
+            }
+        }
+        let count = rows.len().max(1) as f64;
+        let mut fields: Vec<FieldImportance> = sums
+            .into_iter()
+            .map(|(field, sum)| FieldImportance {
+                field: field.to_owned(),
+                mean_abs_contribution: sum / count,
+            })
+            .collect();
+        fields.sort_by(|a, b| b.mean_abs_contribution.total_cmp(&a.mean_abs_contribution));
+        GlobalImportance {
+            rows: rows.len(),
+            fields,
+        }
+    }
+}
+
 /// A prediction taken apart: `base_value + Σ values` is the prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contributions {

@@ -372,6 +372,15 @@ async fn explains_prices_with_each_algorithm_and_the_parts_add_up() {
         assert!(answer.get("explanations").is_none(), "{answer}");
     }
 
+    // The model history carries each version's global importance, one entry per input field.
+    let (_, models) = world.get("/api/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    for model in models["models"].as_array().unwrap() {
+        let fields = model["importance"]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 10, "{model}");
+        assert!(fields[0]["mean_abs_contribution"].as_f64().unwrap() > 0.0);
+    }
+
     // Bad input is refused as /predict refuses it, naming the field.
     let (status, answer) = world
         .post(

@@ -13,9 +13,10 @@ use std::time::Instant;
 use anyhow::Context;
 use appraise_core::{
     clean::{CleanRow, Side, split_side},
-    features::FeatureSpec,
-    model::{Matrix, TrainedModel, metrics::Metrics},
+    features::{FEATURE_COUNT, FeatureSpec},
+    model::{GlobalImportance, Matrix, TrainedModel, metrics::Metrics},
 };
+use rayon::prelude::*;
 
 use crate::config::TrainConfig;
 
@@ -60,11 +61,33 @@ pub fn fit_models(x: &Matrix, y: &[f64], config: &TrainConfig) -> anyhow::Result
     ])
 }
 
-/// A fitted model with its validation and test metrics.
+/// A fitted model with its validation and test metrics, and its global importance on the
+/// test rows.
 pub struct ScoredFit {
     pub fitted: FittedModel,
     pub validation: Metrics,
     pub test: Metrics,
+    pub importance: GlobalImportance,
+}
+
+/// Test rows a model's global importance is computed over, at most: evenly spread over them.
+/// (A forest's explanation costs milliseconds per row.)
+pub const IMPORTANCE_ROWS: usize = 200;
+
+/// The mean absolute contribution of each input field over at most [`IMPORTANCE_ROWS`] of the
+/// rows of `x`, evenly spread, explained on every core.
+pub fn global_importance(model: &TrainedModel, x: &Matrix) -> anyhow::Result<GlobalImportance> {
+    let step = x.rows.div_ceil(IMPORTANCE_ROWS).max(1);
+    let rows: Vec<usize> = (0..x.rows).step_by(step).collect();
+    let contributions = rows
+        .par_iter()
+        .map(|&i| {
+            let values = model.contributions(x.row(i))?.values;
+            <[f64; FEATURE_COUNT]>::try_from(values)
+                .map_err(|_| anyhow::anyhow!("a model over other than {FEATURE_COUNT} features"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(GlobalImportance::from_contributions(&contributions))
 }
 
 /// Splits the rows 70 / 15 / 15 by fingerprint, fits the features on the training side and
@@ -127,10 +150,13 @@ pub fn fit_all(
         .into_iter()
         .map(|fitted| {
             let (validation, test) = score(&fitted.model)?;
+            let importance =
+                global_importance(&fitted.model, &test_x).context("global importance")?;
             Ok(ScoredFit {
                 fitted,
                 validation,
                 test,
+                importance,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -234,3 +234,70 @@ fn boosted_contributions_are_xgboosts_pred_contribs() {
         probe.len()
     );
 }
+
+#[tokio::test]
+async fn each_model_version_stores_its_global_importance() {
+    let world = crate::support::world().await;
+    // Prices follow size and state; status, city and the sale date are the same on every row.
+    world.clean_batch(1, 12_000, 1.0).await;
+    let appraise_train::TrainReport::Trained { .. } = world.event(1).await else {
+        panic!("expected a training")
+    };
+    let rows = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT v.algorithm, v.importance, t.rows_test FROM ops.model_versions v
+             JOIN ops.trainings t ON t.id = v.training_id ORDER BY v.algorithm",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        let algorithm: String = row.get(0);
+        let importance: appraise_core::model::GlobalImportance =
+            serde_json::from_value(row.get(1)).unwrap();
+        let test_rows: i64 = row.get(2);
+        assert!(test_rows > 1_000, "{test_rows}");
+        assert_eq!(
+            importance.rows,
+            appraise_train::fit::IMPORTANCE_ROWS,
+            "{algorithm}"
+        );
+        let mut fields: Vec<&str> = importance.fields.iter().map(|f| f.field.as_str()).collect();
+        let sizes: Vec<f64> = importance
+            .fields
+            .iter()
+            .map(|f| f.mean_abs_contribution)
+            .collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] >= w[1]),
+            "{algorithm}: {sizes:?}"
+        );
+        assert!(
+            ["house_size", "state"].contains(&fields[0]),
+            "{algorithm}: {:?}",
+            importance.fields
+        );
+        let of = |name: &str| {
+            importance
+                .fields
+                .iter()
+                .find(|f| f.field == name)
+                .unwrap()
+                .mean_abs_contribution
+        };
+        if algorithm != "ridge" {
+            // A feature with one value is never split on: it contributes nothing.
+            assert_eq!(of("status"), 0.0, "{algorithm}");
+            assert_eq!(of("prev_sold_date"), 0.0, "{algorithm}");
+        }
+        fields.sort_unstable();
+        let mut expected = appraise_core::features::INPUT_FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(fields, expected);
+    }
+}
