@@ -96,8 +96,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         7,
-        "explanations: each model version's global importance",
-        include_str!("../migrations/0007_explanations.sql"),
+        "explanations and lineage: global importance, prediction ids",
+        include_str!("../migrations/0007_explanations_and_lineage.sql"),
     ),
 ];
 

@@ -5,6 +5,9 @@
 //!   `{"listings": [...]}` at once (with `"explain": true`, each price with its explanation).
 //! - `POST /explain` takes the `/predict` body and answers the price taken apart: a base value
 //!   and each input field's exact contribution ([`explanation`]).
+//! - `GET /lineage/model/{version}` and `GET /lineage/prediction/{id}` (every answer carries
+//!   a `prediction_id`, [`prediction_id`]) walk from a prediction or a model back to the data
+//!   ([`lineage`]).
 //! - `GET /health` (liveness) and `GET /ready` (503 until a model is loaded).
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
@@ -46,9 +49,11 @@ pub mod error;
 pub mod explanation;
 pub mod history;
 pub mod inference_log;
+pub mod lineage;
 pub mod model_slot;
 pub mod oip;
 pub mod pipeline_gauges;
+pub mod prediction_id;
 pub mod request;
 pub mod routes;
 pub mod state;

@@ -8,7 +8,7 @@ use appraise_core::runtime;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, Path, Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{Html, IntoResponse, Response},
@@ -22,8 +22,11 @@ use crate::{
     error::ApiError,
     explanation::{self, PriceExplanation},
     history::{self, DriftReports, Models},
+    lineage,
     model_slot::Refresh,
-    oip, request,
+    oip,
+    prediction_id::PredictionId,
+    request::{self, Problem},
 };
 
 /// The web page: one self-contained file, no external assets.
@@ -36,12 +39,14 @@ const MAX_PREDICT_BODY: usize = 64 * 1024;
 /// Largest event body accepted on `POST /` (axum's default, stated).
 const MAX_EVENT_BODY: usize = 2 * 1024 * 1024;
 
-/// `{predicted_price, model_version, model_rmse}`.
+/// `{predicted_price, model_version, model_rmse, prediction_id}`.
 #[derive(Debug, Serialize)]
 pub struct Prediction<'a> {
     pub predicted_price: f64,
     pub model_version: &'a str,
     pub model_rmse: f64,
+    /// Where the inference log and `GET /lineage/prediction/{id}` find this prediction.
+    pub prediction_id: PredictionId,
 }
 
 /// What `POST /explain` answers: the price, the base value and each input field's
@@ -50,6 +55,7 @@ pub struct Prediction<'a> {
 pub struct ExplainedPrediction<'a> {
     pub predicted_price: f64,
     pub model_version: &'a str,
+    pub prediction_id: PredictionId,
     #[serde(flatten)]
     pub explanation: PriceExplanation,
 }
@@ -87,6 +93,8 @@ pub fn router(predictor: Predictor) -> Router {
         .route("/reload_model", post(reload_model))
         .route("/api/models", get(api_models))
         .route("/api/drift", get(api_drift))
+        .route("/lineage/model/{version}", get(lineage_model))
+        .route("/lineage/prediction/{id}", get(lineage_prediction))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -145,13 +153,15 @@ async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
         request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;
     let price = model.artifact.predict(&listing.features(today));
+    let prediction_id = predictor.new_prediction_id();
     let response = Json(Prediction {
         predicted_price: price,
         model_version: model.version(),
         model_rmse: model.rmse(),
+        prediction_id,
     })
     .into_response();
-    predictor.log(&model, listing, price, started);
+    predictor.log(&model, prediction_id, listing, price, started);
     Ok(response)
 }
 
@@ -169,13 +179,15 @@ async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
         mut explanations,
     } = predictor.explain(&model, vec![listing], today).await?;
     let (listing, price, explanation) = (listings.remove(0), prices[0], explanations.remove(0));
+    let prediction_id = predictor.new_prediction_id();
     let response = Json(ExplainedPrediction {
         predicted_price: price,
         model_version: model.version(),
+        prediction_id,
         explanation,
     })
     .into_response();
-    predictor.log(&model, listing, price, started);
+    predictor.log(&model, prediction_id, listing, price, started);
     Ok(response)
 }
 
@@ -207,17 +219,22 @@ async fn predict_batch(
         let prices = predictor.price(&model, &listings, today);
         (listings, prices, None)
     };
+    let prediction_ids: Vec<PredictionId> = prices
+        .iter()
+        .map(|_| predictor.new_prediction_id())
+        .collect();
     let mut answer = json!({
         "predictions": prices,
         "model_version": model.version(),
         "model_rmse": model.rmse(),
+        "prediction_ids": prediction_ids,
     });
     if let Some(explanations) = explanations {
         answer["explanations"] = json!(explanations);
     }
     let response = Json(answer).into_response();
-    for (listing, price) in listings.into_iter().zip(prices) {
-        predictor.log(&model, listing, price, started);
+    for ((listing, price), id) in listings.into_iter().zip(prices).zip(prediction_ids) {
+        predictor.log(&model, id, listing, price, started);
     }
     Ok(response)
 }
@@ -284,4 +301,41 @@ async fn api_drift(State(predictor): State<Predictor>) -> Result<Json<DriftRepor
             ApiError::Unavailable(format!("the drift reports are unavailable: {error:#}"))
         })?;
     Ok(Json(reports))
+}
+
+/// `GET /lineage/model/{version}`: the version's training, batches, drift report and promotion
+/// decisions ([`lineage::model`]).
+async fn lineage_model(
+    State(predictor): State<Predictor>,
+    Path(version): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    lineage::model(predictor.db(), &version)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the lineage is unavailable: {error:#}")))?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no model version {version:?}")))
+}
+
+/// `GET /lineage/prediction/{id}`: the logged prediction and its model's lineage
+/// ([`lineage::prediction`]).
+async fn lineage_prediction(
+    State(predictor): State<Predictor>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(prediction_id) = PredictionId::parse(&id) else {
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "prediction_id",
+            format!("must be a prediction id as answers give it (a UUID), got {id:?}"),
+        )]));
+    };
+    lineage::prediction(predictor.db(), prediction_id)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the lineage is unavailable: {error:#}")))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no prediction {prediction_id} in the inference log (it is written a few \
+                 milliseconds after the answer)"
+            ))
+        })
 }

@@ -20,6 +20,7 @@ use crate::{
     explanation::Explained,
     inference_log::{Entry, InferenceLog},
     model_slot::{LoadedModel, ModelSlot, Refresh},
+    prediction_id::{PredictionId, PredictionIds},
     request::{ListingInput, Problem},
 };
 
@@ -35,6 +36,7 @@ struct Inner {
     objects: ObjectStore,
     db: DbPool,
     log: InferenceLog,
+    ids: PredictionIds,
     /// When the production pointer was last read by [`Predictor::poll_if_due`].
     last_poll: Mutex<Option<Instant>>,
     latency: metrics::Histogram,
@@ -71,6 +73,7 @@ impl Predictor {
                 objects,
                 db,
                 log,
+                ids: PredictionIds::default(),
                 last_poll: Mutex::new(None),
                 latency: metrics::histogram!("prediction_latency_seconds"),
                 invalid: metrics::counter!("prediction_errors_total", "reason" => "invalid_input"),
@@ -198,10 +201,16 @@ impl Predictor {
         .map_err(|error| ApiError::Unavailable(format!("the explanation failed: {error}")))?
     }
 
+    /// A new prediction id ([`crate::prediction_id`]).
+    pub(crate) fn new_prediction_id(&self) -> PredictionId {
+        self.inner.ids.next()
+    }
+
     /// Records one answered prediction: its latency, the model's count, the inference log.
     pub(crate) fn log(
         &self,
         model: &LoadedModel,
+        prediction_id: PredictionId,
         listing: ListingInput,
         price: f64,
         started: Instant,
@@ -210,6 +219,7 @@ impl Predictor {
         self.inner.latency.record(elapsed.as_secs_f64());
         model.predictions.increment(1);
         self.inner.log.record(Entry {
+            prediction_id,
             predicted_at: time::OffsetDateTime::now_utc(),
             model_version: model.log_version.clone(),
             listing,

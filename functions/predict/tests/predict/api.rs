@@ -459,6 +459,127 @@ async fn explains_prices_with_each_algorithm_and_the_parts_add_up() {
 }
 
 #[tokio::test]
+async fn lineage_walks_from_a_prediction_back_to_its_model_and_data() {
+    let world = World::start().await;
+    let (status, answer) = world.post("/predict", SEED_BODY).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["prediction_id"].as_str().unwrap().to_owned();
+    assert_eq!((id.len(), &id[14..15]), (36, "7"), "a version 7 UUID: {id}");
+    let price = answer["predicted_price"].as_f64().unwrap();
+
+    // The model's lineage, checked against the tables the stages wrote.
+    let (status, body) = world
+        .get(&format!("/lineage/model/{}", world.production))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let model: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(model["model"]["version"], world.production.as_str());
+    assert_eq!(model["model"]["in_production"], true);
+    assert!(model["model"]["importance"]["fields"].is_array());
+    let client = world.db.get().await.unwrap();
+    let training = client
+        .query_one(
+            "SELECT t.id, t.first_batch, t.last_batch, t.drift_report_id FROM ops.trainings t
+             JOIN ops.model_versions v ON v.training_id = t.id WHERE v.version = $1",
+            &[&world.production],
+        )
+        .await
+        .unwrap();
+    let (training_id, first, last): (i64, i32, i32) =
+        (training.get(0), training.get(1), training.get(2));
+    let drift_report: Option<i64> = training.get(3);
+    assert_eq!(model["training"]["id"], training_id);
+    let batches = model["batches"].as_array().unwrap();
+    let numbers: Vec<i64> = batches
+        .iter()
+        .map(|b| b["batch_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, (first..=last).map(i64::from).collect::<Vec<_>>());
+    for batch in batches {
+        let number = batch["batch_number"].as_i64().unwrap() as i32;
+        let row = client
+            .query_one(
+                "SELECT b.rows_received, b.response_key, b.manifest_key, c.rows_kept, c.manifest_key
+                 FROM ops.batches b JOIN ops.clean_batches c USING (batch_number)
+                 WHERE batch_number = $1",
+                &[&number],
+            )
+            .await
+            .unwrap();
+        assert_eq!(batch["rows_received"], row.get::<_, i32>(0));
+        assert_eq!(batch["raw_response_key"], row.get::<_, String>(1));
+        assert_eq!(batch["raw_manifest_key"], row.get::<_, String>(2));
+        assert_eq!(batch["clean_rows_kept"], row.get::<_, i32>(3));
+        assert_eq!(batch["clean_manifest_key"], row.get::<_, String>(4));
+    }
+    assert_eq!(
+        model["drift_report"]["id"].as_i64(),
+        drift_report,
+        "{}",
+        model["drift_report"]
+    );
+    let promotions = model["promotions"].as_array().unwrap();
+    assert!(
+        promotions
+            .iter()
+            .any(|p| p["role"] == "candidate" && p["decision"] == "promoted"),
+        "{promotions:?}"
+    );
+    let (status, _) = world.get("/lineage/model/t999999-nothing").await;
+    assert_eq!(status, 404);
+
+    // The prediction's lineage: the logged prediction, its model and everything above. The
+    // log is written off the request path, within milliseconds.
+    let path = format!("/lineage/prediction/{id}");
+    let mut found = None;
+    for _ in 0..200 {
+        let (status, body) = world.get(&path).await;
+        if status == 200 {
+            found = Some(serde_json::from_str::<Value>(&body).unwrap());
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lineage = found.expect("the prediction reaches the inference log");
+    assert_eq!(lineage["prediction"]["prediction_id"], id.as_str());
+    assert_eq!(lineage["prediction"]["predicted_price"], price);
+    assert_eq!(lineage["prediction"]["input"]["house_size"], 1800.0);
+    assert_eq!(lineage["prediction"]["input"]["zip_code"], "12345");
+    for part in ["model", "training", "batches", "drift_report", "promotions"] {
+        assert_eq!(lineage[part], model[part], "{part}");
+    }
+    let logged: i64 = client
+        .query_one(
+            "SELECT count(*) FROM ops.inference_log WHERE prediction_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 1);
+
+    let (status, body) = world.get("/lineage/prediction/not-an-id").await;
+    assert_eq!(status, 422, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["problems"][0]["field"], "prediction_id");
+    let (status, _) = world
+        .get("/lineage/prediction/019ad9c8-b200-7000-8000-000000000000")
+        .await;
+    assert_eq!(status, 404);
+
+    // Every answered price has its own id: batches and explanations too.
+    let batch = format!(r#"{{"listings": [{SEED_BODY}, {SEED_BODY}]}}"#);
+    let (_, answer) = world.post("/predict/batch", batch).await;
+    let ids = answer["prediction_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(ids[0], id.as_str());
+    let (_, answer) = world.post("/explain", SEED_BODY).await;
+    assert_eq!(answer["prediction_id"].as_str().map(str::len), Some(36));
+}
+
+#[tokio::test]
 async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     let world = World::start().await;
     let other = world.other_version().await;
@@ -549,6 +670,8 @@ async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
         "/predict",
         "/predict/batch",
         "/explain",
+        "/lineage/model/{version}",
+        "/lineage/prediction/{id}",
         "/reload_model",
         "/v2/models/{name}/infer",
     ] {
