@@ -55,6 +55,7 @@ pub struct Prediction<'a> {
 pub struct ExplainedPrediction<'a> {
     pub predicted_price: f64,
     pub model_version: &'a str,
+    pub model_rmse: f64,
     pub prediction_id: PredictionId,
     #[serde(flatten)]
     pub explanation: PriceExplanation,
@@ -183,6 +184,7 @@ async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
     let response = Json(ExplainedPrediction {
         predicted_price: price,
         model_version: model.version(),
+        model_rmse: model.rmse(),
         prediction_id,
         explanation,
     })

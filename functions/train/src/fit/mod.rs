@@ -74,11 +74,11 @@ pub struct ScoredFit {
 /// (A forest's explanation costs milliseconds per row.)
 pub const IMPORTANCE_ROWS: usize = 200;
 
-/// The mean absolute contribution of each input field over at most [`IMPORTANCE_ROWS`] of the
-/// rows of `x`, evenly spread, explained on every core.
+/// The mean absolute contribution of each input field over [`IMPORTANCE_ROWS`] of the rows of
+/// `x` (all of them when there are fewer), evenly spread, explained on every core.
 pub fn global_importance(model: &TrainedModel, x: &Matrix) -> anyhow::Result<GlobalImportance> {
-    let step = x.rows.div_ceil(IMPORTANCE_ROWS).max(1);
-    let rows: Vec<usize> = (0..x.rows).step_by(step).collect();
+    let count = x.rows.min(IMPORTANCE_ROWS);
+    let rows: Vec<usize> = (0..count).map(|k| k * x.rows / count).collect();
     let contributions = rows
         .par_iter()
         .map(|&i| {
