@@ -96,8 +96,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         7,
-        "explanations and lineage: global importance, prediction ids",
-        include_str!("../migrations/0007_explanations_and_lineage.sql"),
+        "explanations, lineage and rollbacks: global importance, prediction ids, promotion kinds",
+        include_str!("../migrations/0007_explanations_lineage_rollback.sql"),
     ),
 ];
 

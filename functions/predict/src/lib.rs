@@ -9,6 +9,8 @@
 //!   a `prediction_id`, [`prediction_id`]) walk from a prediction or a model back to the data
 //!   ([`lineage`]).
 //! - `GET /health` (liveness) and `GET /ready` (503 until a model is loaded).
+//! - `POST /models/{version}/promote` (bearer token) puts a model that was in production before
+//!   back in production, as a promotion would ([`rollback`]).
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
 //! - `GET /metrics`: `predictions_total{model_version}`, `prediction_latency_seconds`,
@@ -55,6 +57,7 @@ pub mod oip;
 pub mod pipeline_gauges;
 pub mod prediction_id;
 pub mod request;
+pub mod rollback;
 pub mod routes;
 pub mod state;
 

@@ -54,7 +54,7 @@ const MODEL_LINEAGE: &str = "jsonb_build_object(
         FROM ops.drift_reports d WHERE d.id = t.drift_report_id),
     'promotions', COALESCE((
         SELECT jsonb_agg(jsonb_build_object(
-            'id', p.id,
+            'id', p.id, 'kind', p.kind,
             'role', CASE WHEN p.candidate_version = v.version THEN 'candidate'
                          ELSE 'production' END,
             'training_id', p.training_id, 'candidate_version', p.candidate_version,

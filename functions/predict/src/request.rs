@@ -437,6 +437,49 @@ pub fn parse_batch(
     }
 }
 
+/// The optional body of `POST /models/{version}/promote`: nothing, or `{"reason": "…"}`.
+#[derive(Deserialize)]
+struct RawRollback<'a> {
+    #[serde(borrow)]
+    reason: Option<RequestValue<'a>>,
+}
+
+/// Longest rollback reason accepted, in characters.
+const MAX_REASON: usize = 1_000;
+
+/// The reason a rollback request gives, if any (an empty body gives none).
+pub fn parse_rollback_reason(body: &[u8]) -> Result<Option<String>, Vec<Problem>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let raw: RawRollback<'_> = serde_json::from_slice(body).map_err(body_problem)?;
+    match raw.reason {
+        None | Some(RequestValue::Null) => Ok(None),
+        Some(RequestValue::Text(text)) => {
+            let text = text.trim();
+            if text.is_empty() {
+                Err(vec![Problem::new("reason", "must not be empty")])
+            } else if text.chars().count() > MAX_REASON {
+                Err(vec![Problem::new(
+                    "reason",
+                    format!("must be at most {MAX_REASON} characters"),
+                )])
+            } else if text.contains('\0') {
+                Err(vec![Problem::new(
+                    "reason",
+                    "must not contain a NUL character",
+                )])
+            } else {
+                Ok(Some(text.to_owned()))
+            }
+        }
+        Some(other) => Err(vec![Problem::new(
+            "reason",
+            format!("must be a string, got {}", other.kind()),
+        )]),
+    }
+}
+
 /// A body that is not the expected JSON shape, explained.
 fn body_problem(error: serde_json::Error) -> Vec<Problem> {
     use serde_json::error::Category;
@@ -533,6 +576,25 @@ mod tests {
                 .1
                 .contains("duplicate")
         );
+    }
+
+    #[test]
+    fn a_rollback_reason_is_optional_and_checked() {
+        assert_eq!(parse_rollback_reason(b""), Ok(None));
+        assert_eq!(parse_rollback_reason(b"{}"), Ok(None));
+        assert_eq!(
+            parse_rollback_reason(br#"{"reason": " bad model "}"#),
+            Ok(Some("bad model".to_owned()))
+        );
+        for (body, field) in [
+            (&br#"{"reason": 3}"#[..], "reason"),
+            (br#"{"reason": ""}"#, "reason"),
+            (b"not json", "body"),
+        ] {
+            assert_eq!(parse_rollback_reason(body).unwrap_err()[0].field, field);
+        }
+        let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(MAX_REASON + 1));
+        assert!(parse_rollback_reason(long.as_bytes()).is_err());
     }
 
     #[test]

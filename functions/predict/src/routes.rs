@@ -27,6 +27,7 @@ use crate::{
     oip,
     prediction_id::PredictionId,
     request::{self, Problem},
+    rollback,
 };
 
 /// The web page: one self-contained file, no external assets.
@@ -92,6 +93,7 @@ pub fn router(predictor: Predictor) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/reload_model", post(reload_model))
+        .route("/models/{version}/promote", post(promote_model))
         .route("/api/models", get(api_models))
         .route("/api/drift", get(api_drift))
         .route("/lineage/model/{version}", get(lineage_model))
@@ -270,18 +272,25 @@ async fn ready(State(predictor): State<Predictor>) -> Response {
     }
 }
 
+/// The bearer token check of the routes that change what is served (`PREDICT_RELOAD_TOKEN`;
+/// those routes are refused when it is unset).
+fn require_token(predictor: &Predictor, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    let Some(expected) = predictor.config().reload_token.as_deref() else {
+        return Err(ApiError::Forbidden(format!(
+            "{what} by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it"
+        )));
+    };
+    if !appraise_core::auth::bearer_token_matches(headers, expected) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(())
+}
+
 async fn reload_model(
     State(predictor): State<Predictor>,
     headers: HeaderMap,
 ) -> Result<Json<Refresh>, ApiError> {
-    let Some(expected) = predictor.config().reload_token.as_deref() else {
-        return Err(ApiError::Forbidden(
-            "reloading by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it".to_owned(),
-        ));
-    };
-    if !appraise_core::auth::bearer_token_matches(&headers, expected) {
-        return Err(ApiError::Unauthorized);
-    }
+    require_token(&predictor, &headers, "reloading")?;
     let refresh = predictor
         .refresh()
         .await
@@ -340,4 +349,40 @@ async fn lineage_prediction(
                  milliseconds after the answer)"
             ))
         })
+}
+
+/// `POST /models/{version}/promote` (bearer token): puts a model that was in production before
+/// back in production ([`rollback`]), then loads it here at once.
+async fn promote_model(
+    State(predictor): State<Predictor>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<rollback::RolledBack>, ApiError> {
+    require_token(&predictor, &headers, "promoting")?;
+    let reason = request::parse_rollback_reason(&body).map_err(ApiError::Invalid)?;
+    let reason = reason.as_deref().unwrap_or(rollback::DEFAULT_REASON);
+    let outcome = rollback::rollback(predictor.db(), predictor.objects(), &version, reason)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the rollback failed: {error}")))?;
+    match outcome {
+        rollback::Outcome::RolledBack(done) => {
+            if let Err(error) = predictor.refresh().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "rolled back; this replica will load the model at its next poll"
+                );
+            }
+            Ok(Json(done))
+        }
+        rollback::Outcome::UnknownVersion => Err(ApiError::NotFound(format!(
+            "there is no model version {version:?}"
+        ))),
+        rollback::Outcome::NeverInProduction => Err(ApiError::Conflict(format!(
+            "{version} was never in production: only a model that was can be put back"
+        ))),
+        rollback::Outcome::AlreadyInProduction => Err(ApiError::Conflict(format!(
+            "{version} is already in production"
+        ))),
+    }
 }

@@ -24,6 +24,8 @@ struct World {
     production: String,
     predict: FunctionProcess,
     client: reqwest::Client,
+    /// The predictor's environment, for starting another replica.
+    env: Vec<(String, String)>,
     _s3: S3Server,
 }
 
@@ -55,6 +57,7 @@ impl World {
             production,
             predict,
             client: reqwest::Client::new(),
+            env,
             _s3: s3,
         };
         // Ready once the model is loaded.
@@ -580,6 +583,227 @@ async fn lineage_walks_from_a_prediction_back_to_its_model_and_data() {
 }
 
 #[tokio::test]
+async fn rolls_back_by_token_under_load_and_every_replica_follows() {
+    let world = Arc::new(World::start().await);
+    // The first training's promoted model, which the second training's replaced.
+    let earlier: String = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT candidate_version FROM ops.promotions
+             WHERE decision = 'promoted' AND candidate_version <> $1 ORDER BY id LIMIT 1",
+            &[&world.production],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A second replica that notices promotions only by polling the pointer.
+    let mut env = world.env.clone();
+    env.retain(|(name, _)| name != "PREDICT_POLL_SECONDS");
+    env.push(("PREDICT_POLL_SECONDS".to_owned(), "1".to_owned()));
+    let replica = FunctionProcess::start(
+        "predict-replica",
+        env!("CARGO_BIN_EXE_predict").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let promote = |version: &str, token: Option<&str>, body: &'static str| {
+        let mut request = world
+            .client
+            .post(world.url(&format!("/models/{version}/promote")))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Refused without the token, for a version never in production, for the one in production,
+    // for an unknown one, and with a reason that is not a string.
+    assert_eq!(promote(&earlier, None, "").await.unwrap().status(), 401);
+    assert_eq!(
+        promote(&earlier, Some("wrong"), "").await.unwrap().status(),
+        401
+    );
+    let never = world.other_version().await;
+    let never_promoted: bool = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM ops.promotions WHERE candidate_version = $1)",
+            &[&never],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if never_promoted {
+        let response = promote(&never, Some(TOKEN), "").await.unwrap();
+        assert_eq!(response.status(), 409);
+    }
+    let response = promote(&world.production, Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 409);
+    let response = promote("t999999-nothing", Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 404);
+    let response = promote(&earlier, Some(TOKEN), r#"{"reason": 7}"#)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["problems"][0]["field"], "reason");
+
+    // Back and forth while eight clients predict: no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let world = world.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut failed) = (0u32, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, answer) = world.post("/predict", SEED_BODY).await;
+                    answered += 1;
+                    if status != 200 {
+                        failed.push(format!("{status}: {answer}"));
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    let mut rolled = Vec::new();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (to, from) = if round % 2 == 0 {
+            (&earlier, &world.production)
+        } else {
+            (&world.production, &earlier)
+        };
+        let response = promote(to, Some(TOKEN), r#"{"reason": "drill"}"#)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["model_version"], to.as_str());
+        assert_eq!(answer["previous_version"], from.as_str());
+        assert_eq!(answer["reason"], "drill");
+        // The replica that answered serves it at once.
+        let (_, predicted) = world.post("/predict", SEED_BODY).await;
+        assert_eq!(predicted["model_version"], to.as_str());
+        rolled.push(answer["promotion_id"].as_i64().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for worker in load {
+        let (answered, failed) = worker.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += answered;
+    }
+    assert!(total > 100, "the load generator ran ({total} requests)");
+
+    // One last rollback, without a reason: the audit row, the pointer written through the
+    // outbox, and the other replica following by itself.
+    let response = promote(&earlier, Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let promotion_id = answer["promotion_id"].as_i64().unwrap();
+    let audit = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT kind, decision, reason, production_version, candidate_version
+             FROM ops.promotions WHERE id = $1",
+            &[&promotion_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.get::<_, String>(0), "rollback");
+    assert_eq!(audit.get::<_, String>(1), "promoted");
+    assert_eq!(audit.get::<_, String>(2), "rolled back by hand");
+    assert_eq!(audit.get::<_, String>(3), world.production);
+    assert_eq!(audit.get::<_, String>(4), earlier);
+    let rollbacks: i64 = fixtures::query_value(
+        &world.db,
+        "SELECT count(*) FROM ops.promotions WHERE kind = 'rollback'",
+    )
+    .await;
+    assert_eq!(rollbacks, 7);
+    let pointer: ProductionPointer = serde_json::from_slice(
+        &world
+            .objects
+            .get(keys::PRODUCTION_POINTER)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (pointer.version.as_str(), pointer.promotion_id),
+        (earlier.as_str(), promotion_id)
+    );
+    let replica_url = format!("{}/predict", replica.url());
+    let mut followed = false;
+    for _ in 0..300 {
+        let answer: Value = world
+            .client
+            .post(&replica_url)
+            .body(SEED_BODY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["model_version"] == earlier.as_str() {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(followed, "the other replica never served {earlier}");
+
+    // The history and the lineage show it.
+    let (_, models) = world.get("/api/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    let entry = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == earlier.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(models["production"], earlier.as_str());
+    assert_eq!(
+        entry["decision"], "promoted",
+        "its own decision is unchanged"
+    );
+    assert_eq!(entry["rollbacks"].as_array().unwrap().len(), 4);
+    let (_, lineage) = world.get(&format!("/lineage/model/{earlier}")).await;
+    let lineage: Value = serde_json::from_str(&lineage).unwrap();
+    let kinds: Vec<&str> = lineage["promotions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "candidate")
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["decision", "rollback", "rollback", "rollback", "rollback"]
+    );
+    replica.stop().await;
+}
+
+#[tokio::test]
 async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     let world = World::start().await;
     let other = world.other_version().await;
@@ -672,6 +896,7 @@ async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
         "/explain",
         "/lineage/model/{version}",
         "/lineage/prediction/{id}",
+        "/models/{version}/promote",
         "/reload_model",
         "/v2/models/{name}/infer",
     ] {

@@ -1,6 +1,6 @@
 //! The OpenAPI document is valid OpenAPI 3.0, as an independent validator reads it
 //! (`openapi-spec-validator` in the tools virtualenv; without it the test says so and passes,
-//! except in CI), and describes the explanation and lineage routes.
+//! except in CI), and describes the explanation, lineage and rollback routes.
 
 use std::process::Command;
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/openapi.json");
 
 #[test]
-fn the_openapi_document_is_valid_and_describes_explanations_and_lineage() {
+fn the_openapi_document_is_valid_and_describes_explanations_lineage_and_rollback() {
     let document: Value =
         serde_json::from_str(&std::fs::read_to_string(DOCUMENT).unwrap()).unwrap();
     let explain = &document["paths"]["/explain"]["post"];
