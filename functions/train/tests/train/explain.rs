@@ -212,14 +212,12 @@ fn boosted_contributions_are_xgboosts_pred_contribs() {
             .contributions(row)
             .unwrap();
         let tolerance = 1e-4 * prediction.abs();
-        for f in 0..FEATURE_COUNT {
-            let gap = (ours.values[f] - theirs[f]).abs();
+        for (f, (mine, xgboost)) in ours.values.iter().zip(&theirs).enumerate() {
+            let gap = (mine - xgboost).abs();
             largest_gap = largest_gap.max(gap / prediction.abs());
             assert!(
                 gap <= tolerance,
-                "row {i}, feature {f}: appraise {}, xgboost {version} {}",
-                ours.values[f],
-                theirs[f]
+                "row {i}, feature {f}: appraise {mine}, xgboost {version} {xgboost}"
             );
         }
         assert!(
