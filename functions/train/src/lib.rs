@@ -431,7 +431,7 @@ impl Train {
                     fit_seconds,
                     artifact_key: &artifact_key,
                     code_version: CODE_VERSION,
-                    importance: &importance,
+                    importance: importance.as_ref(),
                 },
             )
             .await?;

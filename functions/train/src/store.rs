@@ -213,7 +213,8 @@ pub struct ModelVersionRecord<'a> {
     pub fit_seconds: f64,
     pub artifact_key: &'a str,
     pub code_version: &'a str,
-    pub importance: &'a GlobalImportance,
+    /// `None` stores NULL.
+    pub importance: Option<&'a GlobalImportance>,
 }
 
 /// Records a trained model.
@@ -237,7 +238,7 @@ pub async fn insert_model_version(
                 &model.fit_seconds,
                 &model.artifact_key,
                 &model.code_version,
-                &serde_json::to_value(model.importance)?,
+                &model.importance.map(serde_json::to_value).transpose()?,
             ],
         )
         .await?;

@@ -62,12 +62,13 @@ pub fn fit_models(x: &Matrix, y: &[f64], config: &TrainConfig) -> anyhow::Result
 }
 
 /// A fitted model with its validation and test metrics, and its global importance on the
-/// test rows.
+/// test rows (`None` when the model cannot be explained, e.g. trees deeper than TreeSHAP's
+/// limit: the training still counts).
 pub struct ScoredFit {
     pub fitted: FittedModel,
     pub validation: Metrics,
     pub test: Metrics,
-    pub importance: GlobalImportance,
+    pub importance: Option<GlobalImportance>,
 }
 
 /// Test rows a model's global importance is computed over, at most: evenly spread over them.
@@ -150,8 +151,15 @@ pub fn fit_all(
         .into_iter()
         .map(|fitted| {
             let (validation, test) = score(&fitted.model)?;
-            let importance =
-                global_importance(&fitted.model, &test_x).context("global importance")?;
+            let importance = global_importance(&fitted.model, &test_x)
+                .inspect_err(|error| {
+                    tracing::warn!(
+                        algorithm = fitted.model.algorithm(),
+                        error = format!("{error:#}"),
+                        "no global importance for this model"
+                    );
+                })
+                .ok();
             Ok(ScoredFit {
                 fitted,
                 validation,
