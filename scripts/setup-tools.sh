@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the offline deployment checks use, idempotently: only what is missing.
 #   - a Python virtual environment at target/tools-venv with the pinned packages of PIP_TOOLS
-#     (jsonschema and PyYAML for infra/checks/check_manifests.py and check_metrics.py; the
+#     (jsonschema and PyYAML for infra/checks/check_manifests.py and check_metrics.py;
+#     openapi-spec-validator for the predictor's openapi.json; the
 #     CPU-only build of xgboost, with which a test loads the trained models' xgboost.json;
 #     cfn-lint for the SAM template; aws-sam-translator, which transforms it the way a deploy
 #     does, for infra/checks/check_sam_transform.py; cargo-lambda, whose wheel carries the binary and, through
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 # "package==version", installed into the venv when it is missing or at another version.
 PIP_TOOLS=(
   "jsonschema==4.26.0"
+  "openapi-spec-validator==0.9.0"
   "PyYAML==6.0.3"
   "xgboost-cpu==3.2.0"
   "cfn-lint==1.58.0"

@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead letters: events Knative could not deliver",
         include_str!("../migrations/0006_dead_letters.sql"),
     ),
+    (
+        7,
+        "explanations, lineage and rollbacks: global importance, prediction ids, promotion kinds",
+        include_str!("../migrations/0007_explanations_lineage_rollback.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string; or

@@ -58,6 +58,60 @@ pub const FEATURE_NAMES: [&str; 16] = [
 /// How many features there are.
 pub const FEATURE_COUNT: usize = FEATURE_NAMES.len();
 
+/// The fields of a listing a person types (the `/predict` body's), in the order explanations
+/// list them when they tie.
+pub const INPUT_FIELDS: [&str; 10] = [
+    "bed",
+    "bath",
+    "house_size",
+    "acre_lot",
+    "prev_sold_date",
+    "status",
+    "state",
+    "city",
+    "zip_code",
+    "brokered_by",
+];
+
+/// For each feature, in [`FEATURE_NAMES`] order, the input field it is computed from: the
+/// field's explanation is the sum of its features' contributions. `house_size` takes its value
+/// and its log, `prev_sold_date` the years since the sale and the unknown-sale indicator,
+/// `status` its one-hot columns, `state` its encoding and the known-state indicator, `zip_code`
+/// its encoding and its first three digits'. The city's encoding is keyed by state and city but
+/// counted to the city.
+pub const FEATURE_FIELDS: [&str; FEATURE_COUNT] = [
+    "bed",
+    "bath",
+    "house_size",
+    "house_size",
+    "acre_lot",
+    "prev_sold_date",
+    "prev_sold_date",
+    "status",
+    "status",
+    "status",
+    "state",
+    "city",
+    "zip_code",
+    "zip_code",
+    "brokered_by",
+    "state",
+];
+
+/// Per-feature values (e.g. contributions, in [`FEATURE_NAMES`] order) summed per input field,
+/// in [`INPUT_FIELDS`] order.
+pub fn sum_by_input_field(per_feature: &[f64; FEATURE_COUNT]) -> [(&'static str, f64); 10] {
+    INPUT_FIELDS.map(|field| {
+        let sum = FEATURE_FIELDS
+            .iter()
+            .zip(per_feature)
+            .filter(|(feature_field, _)| **feature_field == field)
+            .map(|(_, value)| value)
+            .sum();
+        (field, sum)
+    })
+}
+
 /// What a model needs to know about one listing. Numeric fields are required; categorical
 /// ones may be absent (they then take the fallback).
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +391,30 @@ mod tests {
             "absent status: no one-hot"
         );
         assert_eq!(features[15], 0.0, "Vermont was not seen");
+    }
+
+    #[test]
+    fn every_feature_belongs_to_one_input_field_and_sums_keep_the_total() {
+        for field in FEATURE_FIELDS {
+            assert!(INPUT_FIELDS.contains(&field), "{field}");
+        }
+        for field in INPUT_FIELDS {
+            assert!(FEATURE_FIELDS.contains(&field), "{field} has no feature");
+        }
+        let per_feature: [f64; FEATURE_COUNT] = std::array::from_fn(|i| (i * i) as f64 - 7.5);
+        let grouped = sum_by_input_field(&per_feature);
+        let total: f64 = grouped.iter().map(|(_, v)| v).sum();
+        assert_eq!(total, per_feature.iter().sum::<f64>());
+        let index = |name: &str| FEATURE_NAMES.iter().position(|n| *n == name).unwrap();
+        let field = |name: &str| grouped.iter().find(|(f, _)| *f == name).unwrap().1;
+        assert_eq!(
+            field("house_size"),
+            per_feature[index("house_size")] + per_feature[index("log_house_size")]
+        );
+        assert_eq!(
+            field("state"),
+            per_feature[index("state")] + per_feature[index("state_known")]
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct PredictConfig {
     pub log_buffer: usize,
     /// Listings per batch request, at most.
     pub max_batch: usize,
+    /// Listings per batch request with `"explain": true`, at most (an explanation costs
+    /// milliseconds per row for a forest; see the README).
+    pub max_explain_batch: usize,
     /// The model's name in the Open Inference Protocol (`/v2/models/{name}`).
     pub model_name: String,
     /// How often the pipeline gauges are read from PostgreSQL ([`crate::pipeline_gauges`]);
@@ -30,6 +33,7 @@ impl Default for PredictConfig {
             poll_interval: Duration::from_secs(5),
             log_buffer: 100_000,
             max_batch: 10_000,
+            max_explain_batch: 500,
             model_name: "appraise".to_owned(),
             pipeline_gauges_interval: Duration::from_secs(30),
         }
@@ -48,6 +52,10 @@ impl PredictConfig {
             poll_interval: config::seconds("PREDICT_POLL_SECONDS", defaults.poll_interval)?,
             log_buffer: config::optional("PREDICT_LOG_BUFFER", defaults.log_buffer)?,
             max_batch: config::optional("PREDICT_MAX_BATCH", defaults.max_batch)?,
+            max_explain_batch: config::optional(
+                "PREDICT_MAX_EXPLAIN_BATCH",
+                defaults.max_explain_batch,
+            )?,
             model_name: config::optional("PREDICT_MODEL_NAME", defaults.model_name)?,
             pipeline_gauges_interval: config::seconds(
                 "PREDICT_PIPELINE_GAUGES_SECONDS",

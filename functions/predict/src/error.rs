@@ -31,6 +31,9 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: what the request names does not exist here (e.g. another model's name).
     NotFound(String),
+    /// 409: the request is fine but the served state cannot answer it, e.g. explaining with a
+    /// model saved before explanations were possible.
+    Conflict(String),
     /// 503: something the answer depends on (the bucket, the database) failed; a retry may
     /// succeed.
     Unavailable(String),
@@ -61,6 +64,7 @@ impl IntoResponse for ApiError {
                 runtime::error_response(StatusCode::FORBIDDEN, &message)
             }
             ApiError::NotFound(message) => runtime::error_response(StatusCode::NOT_FOUND, &message),
+            ApiError::Conflict(message) => runtime::error_response(StatusCode::CONFLICT, &message),
             ApiError::Unavailable(message) => {
                 runtime::error_response(StatusCode::SERVICE_UNAVAILABLE, &message)
             }
@@ -141,6 +145,7 @@ mod tests {
             (ApiError::NotReady, StatusCode::SERVICE_UNAVAILABLE),
             (ApiError::Forbidden("no".into()), StatusCode::FORBIDDEN),
             (ApiError::NotFound("no".into()), StatusCode::NOT_FOUND),
+            (ApiError::Conflict("no".into()), StatusCode::CONFLICT),
             (
                 ApiError::Unavailable("no".into()),
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -23,6 +23,13 @@ pub struct ModelEntry {
     pub reason: Option<String>,
     pub decided_at: Option<String>,
     pub in_production: bool,
+    /// Every time it was put back in production by hand (`POST /models/{version}/promote`),
+    /// oldest first: `[{"at", "reason", "previous_version"}]`.
+    pub rollbacks: Value,
+    /// Mean absolute contribution per input field over its test rows
+    /// (`{"rows", "fields": [{"field", "mean_abs_contribution"}]}`, largest first); null for
+    /// versions trained before it was recorded.
+    pub importance: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,10 +64,16 @@ pub async fn models(db: &DbPool) -> anyhow::Result<Models> {
         .query(
             "SELECT v.version, v.algorithm, v.training_id, t.batch_number, v.created_at,
                     v.fit_seconds, v.validation, v.test, p.decision, p.reason, p.created_at,
-                    prod.version IS NOT NULL
+                    prod.version IS NOT NULL, v.importance,
+                    COALESCE((SELECT jsonb_agg(jsonb_build_object('at', r.created_at,
+                                  'reason', r.reason, 'previous_version', r.production_version)
+                                  ORDER BY r.id)
+                              FROM ops.promotions r
+                              WHERE r.candidate_version = v.version AND r.kind = 'rollback'),
+                             '[]'::jsonb)
              FROM ops.model_versions v
              JOIN ops.trainings t ON t.id = v.training_id
-             LEFT JOIN ops.promotions p ON p.candidate_version = v.version
+             LEFT JOIN ops.promotions p ON p.candidate_version = v.version AND p.kind = 'decision'
              LEFT JOIN ops.production prod ON prod.version = v.version
              ORDER BY v.created_at, v.version",
             &[],
@@ -83,6 +96,8 @@ pub async fn models(db: &DbPool) -> anyhow::Result<Models> {
             reason: row.get(9),
             decided_at: row.get::<_, Option<OffsetDateTime>>(10).map(rfc3339),
             in_production: row.get(11),
+            importance: row.get::<_, Option<Value>>(12).unwrap_or(Value::Null),
+            rollbacks: row.get(13),
         })
         .collect();
     let production = models

@@ -25,7 +25,7 @@ use appraise_core::{
 use tokio::sync::Notify;
 use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
 
-use crate::request::ListingInput;
+use crate::{prediction_id::PredictionId, request::ListingInput};
 
 /// Rows per `COPY`, and the buffer length that wakes the writer early.
 pub const BATCH: usize = 2_048;
@@ -34,6 +34,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 /// One served prediction.
 pub struct Entry {
+    pub prediction_id: PredictionId,
     pub predicted_at: time::OffsetDateTime,
     pub model_version: Arc<str>,
     pub listing: ListingInput,
@@ -159,6 +160,7 @@ const INFERENCE_LOG: CopyTable = CopyTable {
         ("prev_sold_date", Type::DATE),
         ("predicted_price", Type::FLOAT8),
         ("latency_us", Type::INT4),
+        ("prediction_id", Type::UUID),
     ],
 };
 
@@ -187,6 +189,7 @@ async fn write(db: &DbPool, batch: &[Entry]) -> anyhow::Result<()> {
                 &listing.prev_sold_date,
                 &entry.predicted_price,
                 &latency_us,
+                &entry.prediction_id,
             ])
             .await?;
     }

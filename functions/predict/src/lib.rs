@@ -2,8 +2,15 @@
 //!
 //! - `POST /predict` prices one listing (the seed's body, see [`request`]) and answers
 //!   `{predicted_price, model_version, model_rmse}`; `POST /predict/batch` prices
-//!   `{"listings": [...]}` at once.
+//!   `{"listings": [...]}` at once (with `"explain": true`, each price with its explanation).
+//! - `POST /explain` takes the `/predict` body and answers the price taken apart: a base value
+//!   and each input field's exact contribution ([`explanation`]).
+//! - `GET /lineage/model/{version}` and `GET /lineage/prediction/{id}` (every answer carries
+//!   a `prediction_id`, [`prediction_id`]) walk from a prediction or a model back to the data
+//!   ([`lineage`]).
 //! - `GET /health` (liveness) and `GET /ready` (503 until a model is loaded).
+//! - `POST /models/{version}/promote` (bearer token) puts a model that was in production before
+//!   back in production, as a promotion would ([`rollback`]).
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
 //! - `GET /metrics`: `predictions_total{model_version}`, `prediction_latency_seconds`,
@@ -41,12 +48,16 @@
 
 pub mod config;
 pub mod error;
+pub mod explanation;
 pub mod history;
 pub mod inference_log;
+pub mod lineage;
 pub mod model_slot;
 pub mod oip;
 pub mod pipeline_gauges;
+pub mod prediction_id;
 pub mod request;
+pub mod rollback;
 pub mod routes;
 pub mod state;
 

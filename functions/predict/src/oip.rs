@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::{
     Predictor,
     error::ApiError,
+    prediction_id::PredictionId,
     request::{MAX_BATCH_BODY, Problem, RequestValue, UncheckedListing, today},
 };
 
@@ -135,7 +136,7 @@ struct Tensor {
 fn request_value(value: &Value) -> RequestValue<'_> {
     match value {
         Value::Null => RequestValue::Null,
-        Value::Bool(_) => RequestValue::Bool,
+        Value::Bool(b) => RequestValue::Bool(*b),
         Value::Number(n) => RequestValue::Number(n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => RequestValue::Text(Cow::Borrowed(s)),
         Value::Array(_) => RequestValue::Array,
@@ -284,10 +285,15 @@ async fn infer(
     }
     let model = predictor.model()?;
     let prices = predictor.price(&model, &listings, today);
+    let prediction_ids: Vec<PredictionId> = prices
+        .iter()
+        .map(|_| predictor.new_prediction_id())
+        .collect();
     let response = Json(json!({
         "model_name": name,
         "model_version": model.version(),
         "id": request.id,
+        "parameters": {"prediction_ids": prediction_ids},
         "outputs": [{
             "name": "predicted_price",
             "datatype": "FP64",
@@ -296,8 +302,8 @@ async fn infer(
         }],
     }))
     .into_response();
-    for (listing, price) in listings.into_iter().zip(prices) {
-        predictor.log(&model, listing, price, started);
+    for ((listing, price), id) in listings.into_iter().zip(prices).zip(prediction_ids) {
+        predictor.log(&model, id, listing, price, started);
     }
     Ok(response)
 }

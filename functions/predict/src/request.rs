@@ -89,7 +89,7 @@ impl Problem {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestValue<'a> {
     Null,
-    Bool,
+    Bool(bool),
     Number(f64),
     Text(Cow<'a, str>),
     Array,
@@ -100,7 +100,7 @@ impl RequestValue<'_> {
     fn kind(&self) -> &'static str {
         match self {
             RequestValue::Null => "null",
-            RequestValue::Bool => "a boolean",
+            RequestValue::Bool(_) => "a boolean",
             RequestValue::Number(_) => "a number",
             RequestValue::Text(_) => "a string",
             RequestValue::Array => "an array",
@@ -123,8 +123,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RequestValue<'a> {
             fn visit_none<E>(self) -> Result<Self::Value, E> {
                 Ok(RequestValue::Null)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(RequestValue::Bool)
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RequestValue::Bool(v))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(RequestValue::Number(v as f64))
@@ -360,20 +360,41 @@ pub fn parse_listing(body: &[u8], today: Date) -> Result<ListingInput, Vec<Probl
     raw.validate("", today)
 }
 
-/// The batch body: `{"listings": [ ... ]}`.
+/// The batch body: `{"listings": [ ... ], "explain": false}`.
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     #[serde(borrow)]
     listings: Option<Vec<UncheckedListing<'a>>>,
+    #[serde(borrow)]
+    explain: Option<RequestValue<'a>>,
 }
 
-/// Parses a batch body, at most `max` listings; problems name `listings[i].field`.
+/// A valid batch: its listings, and whether each price comes with its explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub listings: Vec<ListingInput>,
+    pub explain: bool,
+}
+
+/// Parses a batch body, at most `max` listings (`max_explained` when it asks for
+/// explanations); problems name `listings[i].field`.
 pub fn parse_batch(
     body: &[u8],
     today: Date,
     max: usize,
-) -> Result<Vec<ListingInput>, Vec<Problem>> {
+    max_explained: usize,
+) -> Result<Batch, Vec<Problem>> {
     let raw: RawBatch<'_> = serde_json::from_slice(body).map_err(body_problem)?;
+    let explain = match raw.explain {
+        None | Some(RequestValue::Null) => false,
+        Some(RequestValue::Bool(explain)) => explain,
+        Some(other) => {
+            return Err(vec![Problem::new(
+                "explain",
+                format!("must be true or false, got {}", other.kind()),
+            )]);
+        }
+    };
     let Some(listings) = raw.listings else {
         return Err(vec![Problem::new(
             "listings",
@@ -389,6 +410,15 @@ pub fn parse_batch(
             format!("has {} listings; at most {max} per request", listings.len()),
         )]);
     }
+    if explain && listings.len() > max_explained {
+        return Err(vec![Problem::new(
+            "listings",
+            format!(
+                "has {} listings; at most {max_explained} per request with \"explain\": true",
+                listings.len()
+            ),
+        )]);
+    }
     let mut valid = Vec::with_capacity(listings.len());
     let mut problems = Vec::new();
     for (i, raw) in listings.iter().enumerate() {
@@ -398,9 +428,55 @@ pub fn parse_batch(
         }
     }
     if problems.is_empty() {
-        Ok(valid)
+        Ok(Batch {
+            listings: valid,
+            explain,
+        })
     } else {
         Err(problems)
+    }
+}
+
+/// The optional body of `POST /models/{version}/promote`: nothing, or `{"reason": "…"}`.
+#[derive(Deserialize)]
+struct RawRollback<'a> {
+    #[serde(borrow)]
+    reason: Option<RequestValue<'a>>,
+}
+
+/// Longest rollback reason accepted, in characters.
+const MAX_REASON: usize = 1_000;
+
+/// The reason a rollback request gives, if any (an empty body gives none).
+pub fn parse_rollback_reason(body: &[u8]) -> Result<Option<String>, Vec<Problem>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let raw: RawRollback<'_> = serde_json::from_slice(body).map_err(body_problem)?;
+    match raw.reason {
+        None | Some(RequestValue::Null) => Ok(None),
+        Some(RequestValue::Text(text)) => {
+            let text = text.trim();
+            if text.is_empty() {
+                Err(vec![Problem::new("reason", "must not be empty")])
+            } else if text.chars().count() > MAX_REASON {
+                Err(vec![Problem::new(
+                    "reason",
+                    format!("must be at most {MAX_REASON} characters"),
+                )])
+            } else if text.contains('\0') {
+                Err(vec![Problem::new(
+                    "reason",
+                    "must not contain a NUL character",
+                )])
+            } else {
+                Ok(Some(text.to_owned()))
+            }
+        }
+        Some(other) => Err(vec![Problem::new(
+            "reason",
+            format!("must be a string, got {}", other.kind()),
+        )]),
     }
 }
 
@@ -503,22 +579,68 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_reason_is_optional_and_checked() {
+        assert_eq!(parse_rollback_reason(b""), Ok(None));
+        assert_eq!(parse_rollback_reason(b"{}"), Ok(None));
+        assert_eq!(
+            parse_rollback_reason(br#"{"reason": " bad model "}"#),
+            Ok(Some("bad model".to_owned()))
+        );
+        for (body, field) in [
+            (&br#"{"reason": 3}"#[..], "reason"),
+            (br#"{"reason": ""}"#, "reason"),
+            (b"not json", "body"),
+        ] {
+            assert_eq!(parse_rollback_reason(body).unwrap_err()[0].field, field);
+        }
+        let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(MAX_REASON + 1));
+        assert!(parse_rollback_reason(long.as_bytes()).is_err());
+    }
+
+    #[test]
     fn batches_name_the_listing() {
         let body = r#"{"listings": [
             {"bed": 3, "bath": 2, "acre_lot": 0.1, "house_size": 1500},
             {"bed": 3, "bath": 2, "acre_lot": 0.1, "house_size": -5}
         ]}"#;
-        let found = parse_batch(body.as_bytes(), TODAY, 10).unwrap_err();
+        let found = parse_batch(body.as_bytes(), TODAY, 10, 10).unwrap_err();
         assert_eq!(found[0].field, "listings[1].house_size");
         let ok = r#"{"listings": [{"bed": 3, "bath": 2, "acre_lot": 0.1, "house_size": 1500}]}"#;
-        assert_eq!(parse_batch(ok.as_bytes(), TODAY, 10).unwrap().len(), 1);
+        let batch = parse_batch(ok.as_bytes(), TODAY, 10, 10).unwrap();
+        assert_eq!((batch.listings.len(), batch.explain), (1, false));
+        let explained = ok.replace("]}", r#"], "explain": true}"#);
         assert!(
-            parse_batch(ok.as_bytes(), TODAY, 0).unwrap_err()[0]
+            parse_batch(explained.as_bytes(), TODAY, 10, 10)
+                .unwrap()
+                .explain
+        );
+        assert!(
+            parse_batch(explained.as_bytes(), TODAY, 10, 0).unwrap_err()[0]
+                .reason
+                .contains("with \"explain\": true")
+        );
+        assert_eq!(
+            parse_batch(ok.as_bytes(), TODAY, 10, 0)
+                .unwrap()
+                .listings
+                .len(),
+            1
+        );
+        let wrong = ok.replace("]}", r#"], "explain": "yes"}"#);
+        assert_eq!(
+            parse_batch(wrong.as_bytes(), TODAY, 10, 10).unwrap_err(),
+            vec![Problem::new(
+                "explain",
+                "must be true or false, got a string"
+            )]
+        );
+        assert!(
+            parse_batch(ok.as_bytes(), TODAY, 0, 0).unwrap_err()[0]
                 .reason
                 .contains("at most")
         );
         assert_eq!(
-            parse_batch(b"{}", TODAY, 10).unwrap_err()[0].field,
+            parse_batch(b"{}", TODAY, 10, 10).unwrap_err()[0].field,
             "listings"
         );
     }

@@ -8,7 +8,7 @@ use appraise_core::runtime;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, Path, Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{Html, IntoResponse, Response},
@@ -20,9 +20,14 @@ use serde_json::json;
 use crate::{
     Predictor,
     error::ApiError,
+    explanation::{self, PriceExplanation},
     history::{self, DriftReports, Models},
+    lineage,
     model_slot::Refresh,
-    oip, request,
+    oip,
+    prediction_id::PredictionId,
+    request::{self, Problem},
+    rollback,
 };
 
 /// The web page: one self-contained file, no external assets.
@@ -35,12 +40,26 @@ const MAX_PREDICT_BODY: usize = 64 * 1024;
 /// Largest event body accepted on `POST /` (axum's default, stated).
 const MAX_EVENT_BODY: usize = 2 * 1024 * 1024;
 
-/// `{predicted_price, model_version, model_rmse}`.
+/// `{predicted_price, model_version, model_rmse, prediction_id}`.
 #[derive(Debug, Serialize)]
 pub struct Prediction<'a> {
     pub predicted_price: f64,
     pub model_version: &'a str,
     pub model_rmse: f64,
+    /// Where the inference log and `GET /lineage/prediction/{id}` find this prediction.
+    pub prediction_id: PredictionId,
+}
+
+/// What `POST /explain` answers: the price, the base value and each input field's
+/// contribution ([`explanation`]).
+#[derive(Debug, Serialize)]
+pub struct ExplainedPrediction<'a> {
+    pub predicted_price: f64,
+    pub model_version: &'a str,
+    pub model_rmse: f64,
+    pub prediction_id: PredictionId,
+    #[serde(flatten)]
+    pub explanation: PriceExplanation,
 }
 
 /// Every route of the predictor (the runtime adds `/healthz` and `/metrics`).
@@ -64,14 +83,21 @@ pub fn router(predictor: Predictor) -> Router {
             post(predict).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
         )
         .route(
+            "/explain",
+            post(explain).layer(DefaultBodyLimit::max(MAX_PREDICT_BODY)),
+        )
+        .route(
             "/predict/batch",
             post(predict_batch).layer(DefaultBodyLimit::max(request::MAX_BATCH_BODY)),
         )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/reload_model", post(reload_model))
+        .route("/models/{version}/promote", post(promote_model))
         .route("/api/models", get(api_models))
         .route("/api/drift", get(api_drift))
+        .route("/lineage/model/{version}", get(lineage_model))
+        .route("/lineage/prediction/{id}", get(lineage_prediction))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -130,13 +156,42 @@ async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
         request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;
     let price = model.artifact.predict(&listing.features(today));
+    let prediction_id = predictor.new_prediction_id();
     let response = Json(Prediction {
         predicted_price: price,
         model_version: model.version(),
         model_rmse: model.rmse(),
+        prediction_id,
     })
     .into_response();
-    predictor.log(&model, listing, price, started);
+    predictor.log(&model, prediction_id, listing, price, started);
+    Ok(response)
+}
+
+/// `POST /explain`: the `/predict` body, answered with the price taken apart. Logged as a
+/// prediction.
+async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let today = request::today();
+    let listing =
+        request::parse_listing(&body, today).map_err(|problems| predictor.invalid(problems))?;
+    let model = predictor.model()?;
+    let explanation::Explained {
+        mut listings,
+        prices,
+        mut explanations,
+    } = predictor.explain(&model, vec![listing], today).await?;
+    let (listing, price, explanation) = (listings.remove(0), prices[0], explanations.remove(0));
+    let prediction_id = predictor.new_prediction_id();
+    let response = Json(ExplainedPrediction {
+        predicted_price: price,
+        model_version: model.version(),
+        model_rmse: model.rmse(),
+        prediction_id,
+        explanation,
+    })
+    .into_response();
+    predictor.log(&model, prediction_id, listing, price, started);
     Ok(response)
 }
 
@@ -146,18 +201,44 @@ async fn predict_batch(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let today = request::today();
-    let listings = request::parse_batch(&body, today, predictor.config().max_batch)
-        .map_err(|problems| predictor.invalid(problems))?;
+    let request::Batch {
+        listings,
+        explain: explained,
+    } = request::parse_batch(
+        &body,
+        today,
+        predictor.config().max_batch,
+        predictor.config().max_explain_batch,
+    )
+    .map_err(|problems| predictor.invalid(problems))?;
     let model = predictor.model()?;
-    let prices = predictor.price(&model, &listings, today);
-    let response = Json(json!({
+    let (listings, prices, explanations) = if explained {
+        let explained = predictor.explain(&model, listings, today).await?;
+        (
+            explained.listings,
+            explained.prices,
+            Some(explained.explanations),
+        )
+    } else {
+        let prices = predictor.price(&model, &listings, today);
+        (listings, prices, None)
+    };
+    let prediction_ids: Vec<PredictionId> = prices
+        .iter()
+        .map(|_| predictor.new_prediction_id())
+        .collect();
+    let mut answer = json!({
         "predictions": prices,
         "model_version": model.version(),
         "model_rmse": model.rmse(),
-    }))
-    .into_response();
-    for (listing, price) in listings.into_iter().zip(prices) {
-        predictor.log(&model, listing, price, started);
+        "prediction_ids": prediction_ids,
+    });
+    if let Some(explanations) = explanations {
+        answer["explanations"] = json!(explanations);
+    }
+    let response = Json(answer).into_response();
+    for ((listing, price), id) in listings.into_iter().zip(prices).zip(prediction_ids) {
+        predictor.log(&model, id, listing, price, started);
     }
     Ok(response)
 }
@@ -191,18 +272,25 @@ async fn ready(State(predictor): State<Predictor>) -> Response {
     }
 }
 
+/// The bearer token check of the routes that change what is served (`PREDICT_RELOAD_TOKEN`;
+/// those routes are refused when it is unset).
+fn require_token(predictor: &Predictor, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    let Some(expected) = predictor.config().reload_token.as_deref() else {
+        return Err(ApiError::Forbidden(format!(
+            "{what} by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it"
+        )));
+    };
+    if !appraise_core::auth::bearer_token_matches(headers, expected) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(())
+}
+
 async fn reload_model(
     State(predictor): State<Predictor>,
     headers: HeaderMap,
 ) -> Result<Json<Refresh>, ApiError> {
-    let Some(expected) = predictor.config().reload_token.as_deref() else {
-        return Err(ApiError::Forbidden(
-            "reloading by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it".to_owned(),
-        ));
-    };
-    if !appraise_core::auth::bearer_token_matches(&headers, expected) {
-        return Err(ApiError::Unauthorized);
-    }
+    require_token(&predictor, &headers, "reloading")?;
     let refresh = predictor
         .refresh()
         .await
@@ -224,4 +312,77 @@ async fn api_drift(State(predictor): State<Predictor>) -> Result<Json<DriftRepor
             ApiError::Unavailable(format!("the drift reports are unavailable: {error:#}"))
         })?;
     Ok(Json(reports))
+}
+
+/// `GET /lineage/model/{version}`: the version's training, batches, drift report and promotion
+/// decisions ([`lineage::model`]).
+async fn lineage_model(
+    State(predictor): State<Predictor>,
+    Path(version): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    lineage::model(predictor.db(), &version)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the lineage is unavailable: {error:#}")))?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no model version {version:?}")))
+}
+
+/// `GET /lineage/prediction/{id}`: the logged prediction and its model's lineage
+/// ([`lineage::prediction`]).
+async fn lineage_prediction(
+    State(predictor): State<Predictor>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(prediction_id) = PredictionId::parse(&id) else {
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "prediction_id",
+            format!("must be a prediction id as answers give it (a UUID), got {id:?}"),
+        )]));
+    };
+    lineage::prediction(predictor.db(), prediction_id)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the lineage is unavailable: {error:#}")))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no prediction {prediction_id} in the inference log (it is written a few \
+                 milliseconds after the answer)"
+            ))
+        })
+}
+
+/// `POST /models/{version}/promote` (bearer token): puts a model that was in production before
+/// back in production ([`rollback`]), then loads it here at once.
+async fn promote_model(
+    State(predictor): State<Predictor>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<rollback::RolledBack>, ApiError> {
+    require_token(&predictor, &headers, "promoting")?;
+    let reason = request::parse_rollback_reason(&body).map_err(ApiError::Invalid)?;
+    let reason = reason.as_deref().unwrap_or(rollback::DEFAULT_REASON);
+    let outcome = rollback::rollback(predictor.db(), predictor.objects(), &version, reason)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the rollback failed: {error}")))?;
+    match outcome {
+        rollback::Outcome::RolledBack(done) => {
+            if let Err(error) = predictor.refresh().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "rolled back; this replica will load the model at its next poll"
+                );
+            }
+            Ok(Json(done))
+        }
+        rollback::Outcome::UnknownVersion => Err(ApiError::NotFound(format!(
+            "there is no model version {version:?}"
+        ))),
+        rollback::Outcome::NeverInProduction => Err(ApiError::Conflict(format!(
+            "{version} was never in production: only a model that was can be put back"
+        ))),
+        rollback::Outcome::AlreadyInProduction => Err(ApiError::Conflict(format!(
+            "{version} is already in production"
+        ))),
+    }
 }

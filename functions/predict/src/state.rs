@@ -17,8 +17,10 @@ use serde_json::json;
 use crate::{
     config::PredictConfig,
     error::ApiError,
+    explanation::Explained,
     inference_log::{Entry, InferenceLog},
     model_slot::{LoadedModel, ModelSlot, Refresh},
+    prediction_id::{PredictionId, PredictionIds},
     request::{ListingInput, Problem},
 };
 
@@ -34,6 +36,7 @@ struct Inner {
     objects: ObjectStore,
     db: DbPool,
     log: InferenceLog,
+    ids: PredictionIds,
     /// When the production pointer was last read by [`Predictor::poll_if_due`].
     last_poll: Mutex<Option<Instant>>,
     latency: metrics::Histogram,
@@ -70,6 +73,7 @@ impl Predictor {
                 objects,
                 db,
                 log,
+                ids: PredictionIds::default(),
                 last_poll: Mutex::new(None),
                 latency: metrics::histogram!("prediction_latency_seconds"),
                 invalid: metrics::counter!("prediction_errors_total", "reason" => "invalid_input"),
@@ -88,6 +92,10 @@ impl Predictor {
 
     pub(crate) fn db(&self) -> &DbPool {
         &self.inner.db
+    }
+
+    pub(crate) fn objects(&self) -> &ObjectStore {
+        &self.inner.objects
     }
 
     /// Loads the production model now, then re-reads the pointer every poll interval.
@@ -181,10 +189,32 @@ impl Predictor {
             .collect()
     }
 
+    /// Prices and explains validated listings with one model, on a blocking thread (an
+    /// explanation costs up to milliseconds per row; see [`crate::explanation`]).
+    pub(crate) async fn explain(
+        &self,
+        model: &Arc<LoadedModel>,
+        listings: Vec<ListingInput>,
+        today: time::Date,
+    ) -> Result<Explained, ApiError> {
+        let model = Arc::clone(model);
+        tokio::task::spawn_blocking(move || {
+            crate::explanation::explain_all(&model.artifact, listings, today)
+        })
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the explanation failed: {error}")))?
+    }
+
+    /// A new prediction id ([`crate::prediction_id`]).
+    pub(crate) fn new_prediction_id(&self) -> PredictionId {
+        self.inner.ids.next()
+    }
+
     /// Records one answered prediction: its latency, the model's count, the inference log.
     pub(crate) fn log(
         &self,
         model: &LoadedModel,
+        prediction_id: PredictionId,
         listing: ListingInput,
         price: f64,
         started: Instant,
@@ -193,6 +223,7 @@ impl Predictor {
         self.inner.latency.record(elapsed.as_secs_f64());
         model.predictions.increment(1);
         self.inner.log.record(Entry {
+            prediction_id,
             predicted_at: time::OffsetDateTime::now_utc(),
             model_version: model.log_version.clone(),
             listing,

@@ -397,6 +397,7 @@ impl Train {
             fitted,
             validation,
             test,
+            importance,
         } in fitted
         {
             let algorithm = fitted.model.algorithm();
@@ -436,6 +437,7 @@ impl Train {
                     fit_seconds,
                     artifact_key: &artifact_key,
                     code_version: CODE_VERSION,
+                    importance: importance.as_ref(),
                 },
             )
             .await?;

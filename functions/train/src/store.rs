@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use appraise_core::{db::locks, model::metrics::Metrics};
+use appraise_core::{
+    db::locks,
+    model::{GlobalImportance, metrics::Metrics},
+};
 use tokio_postgres::Transaction;
 
 use crate::drift::DriftReport;
@@ -219,6 +222,8 @@ pub struct ModelVersionRecord<'a> {
     pub fit_seconds: f64,
     pub artifact_key: &'a str,
     pub code_version: &'a str,
+    /// `None` stores NULL.
+    pub importance: Option<&'a GlobalImportance>,
 }
 
 /// Records a trained model.
@@ -229,8 +234,9 @@ pub async fn insert_model_version(
     transaction
         .execute(
             "INSERT INTO ops.model_versions (version, training_id, algorithm, params, validation,
-                                             test, fit_seconds, artifact_key, code_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                             test, fit_seconds, artifact_key, code_version,
+                                             importance)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &model.version,
                 &model.training_id,
@@ -241,6 +247,7 @@ pub async fn insert_model_version(
                 &model.fit_seconds,
                 &model.artifact_key,
                 &model.code_version,
+                &model.importance.map(serde_json::to_value).transpose()?,
             ],
         )
         .await?;

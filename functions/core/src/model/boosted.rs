@@ -51,6 +51,12 @@ impl super::packed::Packed for BoostedNode {
 pub struct BoostedTree {
     #[serde(with = "super::packed")]
     pub nodes: Vec<BoostedNode>,
+    /// Per node, the hessian sum of the training rows that reached it (XGBoost's
+    /// `sum_hessian`, its "cover"; for squared error, the row count): what TreeSHAP weighs a
+    /// split's children by ([`super::shap`]). Empty in models saved before covers were
+    /// recorded; those predict but cannot be explained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "super::packed")]
+    pub covers: Vec<f32>,
 }
 
 /// Hyperparameters the ensemble was fitted with (recorded for lineage).
@@ -122,7 +128,31 @@ impl BoostedTree {
                 return Err("a split on a feature the model does not have");
             }
         }
-        Ok(())
+        super::shap::validate_covers(&self.covers, n)
+    }
+}
+
+impl super::shap::ExplainableTree for BoostedTree {
+    fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+    fn split(&self, node: usize) -> Option<(usize, usize, usize)> {
+        let node = self.nodes[node];
+        (node.left >= 0).then_some((
+            (node.feature & !DEFAULT_LEFT) as usize,
+            node.left as usize,
+            node.right as usize,
+        ))
+    }
+    fn goes_left(&self, node: usize, x: &[f64]) -> bool {
+        let node = self.nodes[node];
+        node.next(x) == node.left as usize
+    }
+    fn leaf_value(&self, node: usize) -> f64 {
+        f64::from(self.nodes[node].condition)
+    }
+    fn cover(&self, node: usize) -> f64 {
+        f64::from(self.covers[node])
     }
 }
 
@@ -165,5 +195,22 @@ impl BoostedTrees {
             }
         }
         f64::from(sum)
+    }
+
+    /// Adds each feature's contribution to [`BoostedTrees::predict_row`] of `x` into `phi` and
+    /// returns the base value: `base_score` plus the trees' expected values (XGBoost's
+    /// `pred_contribs` bias column). The arithmetic is `f64`; the prediction's is `f32`, so
+    /// base plus contributions equals it to within `f32` rounding.
+    pub fn contributions(&self, x: &[f64], phi: &mut [f64]) -> Result<f64, super::shap::ShapError> {
+        let mut scratch = super::shap::Scratch::default();
+        let mut base = f64::from(self.base_score);
+        for tree in &self.trees {
+            if tree.covers.is_empty() {
+                return Err(super::shap::ShapError::NoCovers);
+            }
+            super::shap::add_contributions(tree, x, 1.0, phi, &mut scratch)?;
+            base += super::shap::expected_value(tree, &mut scratch);
+        }
+        Ok(base)
     }
 }

@@ -88,6 +88,11 @@ impl super::packed::Packed for Node {
 pub struct Tree {
     #[serde(with = "super::packed")]
     pub nodes: Vec<Node>,
+    /// Per node, how many of the tree's (bootstrap) training rows reached it: what TreeSHAP
+    /// weighs a split's children by ([`super::shap`]). Empty in models saved before covers
+    /// were recorded; those predict but cannot be explained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "super::packed")]
+    pub covers: Vec<f64>,
 }
 
 impl Tree {
@@ -99,9 +104,10 @@ impl Tree {
         node.threshold
     }
 
-    /// Appends a leaf and returns its index.
-    pub fn push_leaf(&mut self, value: f64) -> usize {
+    /// Appends a leaf that `cover` training rows reached and returns its index.
+    pub fn push_leaf(&mut self, value: f64, cover: f64) -> usize {
         self.nodes.push(Node::leaf(value));
+        self.covers.push(cover);
         self.nodes.len() - 1
     }
 
@@ -123,7 +129,31 @@ impl Tree {
                 return Err("a child index out of range");
             }
         }
-        Ok(())
+        super::shap::validate_covers(&self.covers, self.nodes.len())
+    }
+}
+
+impl super::shap::ExplainableTree for Tree {
+    fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+    fn split(&self, node: usize) -> Option<(usize, usize, usize)> {
+        let node = self.nodes[node];
+        (node.feature != LEAF).then_some((
+            node.feature as usize,
+            node.left as usize,
+            node.left as usize + 1,
+        ))
+    }
+    fn goes_left(&self, node: usize, x: &[f64]) -> bool {
+        let node = self.nodes[node];
+        node.next(x) == node.left as usize
+    }
+    fn leaf_value(&self, node: usize) -> f64 {
+        self.nodes[node].threshold
+    }
+    fn cover(&self, node: usize) -> f64 {
+        self.covers[node]
     }
 }
 
@@ -173,5 +203,22 @@ impl Forest {
             }
         }
         sum / self.trees.len() as f64
+    }
+
+    /// Adds each feature's contribution to [`Forest::predict_row`] of `x` into `phi` and
+    /// returns the base value: the trees' TreeSHAP values and expected values, averaged as
+    /// their predictions are.
+    pub fn contributions(&self, x: &[f64], phi: &mut [f64]) -> Result<f64, super::shap::ShapError> {
+        let scale = 1.0 / self.trees.len() as f64;
+        let mut scratch = super::shap::Scratch::default();
+        let mut base = 0.0;
+        for tree in &self.trees {
+            if tree.covers.is_empty() {
+                return Err(super::shap::ShapError::NoCovers);
+            }
+            super::shap::add_contributions(tree, x, scale, phi, &mut scratch)?;
+            base += super::shap::expected_value(tree, &mut scratch);
+        }
+        Ok(base * scale)
     }
 }

@@ -44,3 +44,24 @@ pub fn deserialize<'de, T: Packed, D: Deserializer<'de>>(
 pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
+
+/// Node covers (see [`super::shap`]) are stored like the nodes: packed.
+impl Packed for f64 {
+    const SIZE: usize = 8;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read(bytes: &[u8]) -> f64 {
+        f64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+    }
+}
+
+impl Packed for f32 {
+    const SIZE: usize = 4;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read(bytes: &[u8]) -> f32 {
+        f32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"))
+    }
+}

@@ -25,3 +25,21 @@ impl Ridge {
                 .sum::<f64>()
     }
 }
+
+impl Ridge {
+    /// Writes each feature's exact contribution `w_k (x_k − mean_k) / scale_k` into `phi` and
+    /// returns the base value, the intercept: the prediction at the training means of the
+    /// features (for a linear model these are its Shapley values under independent features).
+    pub fn contributions(&self, features: &[f64], phi: &mut [f64]) -> f64 {
+        for ((((phi, x), m), s), w) in phi
+            .iter_mut()
+            .zip(features)
+            .zip(&self.means)
+            .zip(&self.scales)
+            .zip(&self.weights)
+        {
+            *phi += (x - m) / s * w;
+        }
+        self.intercept
+    }
+}

@@ -97,6 +97,7 @@ impl BoostedTrees {
                         right: tree.right_children[i],
                     })
                     .collect(),
+                covers: tree.sum_hessian,
             };
             tree.validate(features)
                 .map_err(|reason| XgboostJsonError::BadTree {
@@ -159,6 +160,9 @@ mod xgb {
         pub default_left: Vec<Flag>,
         #[serde(default)]
         pub split_type: Vec<u8>,
+        /// The nodes' covers; absent from models written before appraise recorded them.
+        #[serde(default)]
+        pub sum_hessian: Vec<f32>,
     }
 
     /// XGBoost writes `default_left` as 0/1; some versions wrote booleans.
@@ -293,10 +297,12 @@ mod tests {
         "gradient_booster": {"name": "gbtree", "model": {"trees": [
             {"split_indices": [0, 0, 0], "split_conditions": [1.5, -1.0, 2.0],
              "left_children": [1, -1, -1], "right_children": [2, -1, -1],
-             "default_left": [1, 0, 0], "split_type": [0, 0, 0]},
+             "default_left": [1, 0, 0], "split_type": [0, 0, 0],
+             "sum_hessian": [6.0, 3.0, 3.0]},
             {"split_indices": [1, 0, 0], "split_conditions": [0.0, 0.25, 0.5],
              "left_children": [1, -1, -1], "right_children": [2, -1, -1],
-             "default_left": [0, 0, 0], "split_type": [0, 0, 0]}
+             "default_left": [0, 0, 0], "split_type": [0, 0, 0],
+             "sum_hessian": [6.0, 3.0, 3.0]}
         ]}}
     }}"#;
 
@@ -383,6 +389,7 @@ mod tests {
                 .iter()
                 .map(|tree| BoostedTree {
                     nodes: tree.iter().map(|n| n.node).collect(),
+                    covers: tree.iter().map(|n| n.hessian).collect(),
                 })
                 .collect(),
         };

@@ -24,6 +24,8 @@ struct World {
     production: String,
     predict: FunctionProcess,
     client: reqwest::Client,
+    /// The predictor's environment, for starting another replica.
+    env: Vec<(String, String)>,
     _s3: S3Server,
 }
 
@@ -55,6 +57,7 @@ impl World {
             production,
             predict,
             client: reqwest::Client::new(),
+            env,
             _s3: s3,
         };
         // Ready once the model is loaded.
@@ -120,6 +123,19 @@ impl World {
             )
             .await
             .unwrap();
+    }
+
+    /// `POST /reload_model` with the token; its answer.
+    async fn reload(&self) -> Value {
+        let response = self
+            .client
+            .post(self.url("/reload_model"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     async fn other_version(&self) -> String {
@@ -262,6 +278,532 @@ async fn predicts_explains_bad_input_and_logs_every_prediction() {
 }
 
 #[tokio::test]
+async fn explains_prices_with_each_algorithm_and_the_parts_add_up() {
+    let world = World::start().await;
+    // One version of each algorithm, served in turn.
+    let versions: Vec<(String, String)> = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT DISTINCT ON (algorithm) version, algorithm FROM ops.model_versions
+             ORDER BY algorithm, version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    let peer = r#"{"bed":3,"bath":2,"acre_lot":0.25,"house_size":1800,"zip_code":90210,"state":"California","status":"for_sale"}"#;
+    for (version, algorithm) in &versions {
+        world.point_at(version).await;
+        world.reload().await;
+        let (_, predicted) = world.post("/predict", SEED_BODY).await;
+        assert_eq!(predicted["model_version"], version.as_str());
+        let price = predicted["predicted_price"].as_f64().unwrap();
+
+        let (status, explained) = world.post("/explain", SEED_BODY).await;
+        assert_eq!(status, 200, "{algorithm}: {explained}");
+        assert_eq!(explained["model_version"], version.as_str());
+        assert_eq!(explained["predicted_price"].as_f64().unwrap(), price);
+        let contributions = explained["contributions"].as_array().unwrap();
+        let base = explained["base_value"].as_f64().unwrap();
+        let total = base
+            + contributions
+                .iter()
+                .map(|c| c["contribution"].as_f64().unwrap())
+                .sum::<f64>();
+        // Boosted trees predict in f32: their parts add up to within its rounding.
+        assert!(
+            (total - price).abs() <= 1e-6 * price,
+            "{algorithm}: base {base} + contributions = {total}, price {price}"
+        );
+        let mut fields: Vec<&str> = contributions
+            .iter()
+            .map(|c| c["field"].as_str().unwrap())
+            .collect();
+        let sizes: Vec<f64> = contributions
+            .iter()
+            .map(|c| c["contribution"].as_f64().unwrap().abs())
+            .collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] >= w[1]),
+            "{algorithm}: sorted by size: {explained}"
+        );
+        assert!(sizes[0] > 0.0, "{algorithm}: something matters");
+        fields.sort_unstable();
+        let mut expected = appraise_core::features::INPUT_FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(fields, expected, "{algorithm}: one entry per input field");
+        let value = |field: &str| {
+            contributions
+                .iter()
+                .find(|c| c["field"] == field)
+                .map(|c| c["value"].clone())
+                .unwrap()
+        };
+        assert_eq!(value("house_size"), 1800.0);
+        assert_eq!(value("state"), "Texas");
+        assert_eq!(value("zip_code"), "12345");
+        assert_eq!(value("prev_sold_date"), "2015-06-01");
+        assert_eq!(value("brokered_by"), 101);
+
+        // The batch form explains each listing the same way, by the same model.
+        let batch = format!(r#"{{"listings": [{SEED_BODY}, {peer}], "explain": true}}"#);
+        let (status, answer) = world.post("/predict/batch", batch).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["predictions"][0].as_f64().unwrap(), price);
+        assert_eq!(
+            answer["explanations"][0]["base_value"],
+            explained["base_value"]
+        );
+        assert_eq!(
+            answer["explanations"][0]["contributions"],
+            explained["contributions"]
+        );
+        assert_eq!(
+            answer["explanations"][1]["contributions"][0]["field"]
+                .as_str()
+                .map(|f| appraise_core::features::INPUT_FIELDS.contains(&f)),
+            Some(true)
+        );
+        let plain = format!(r#"{{"listings": [{SEED_BODY}]}}"#);
+        let (_, answer) = world.post("/predict/batch", plain).await;
+        assert!(answer.get("explanations").is_none(), "{answer}");
+    }
+
+    // The model history carries each version's global importance, one entry per input field.
+    let (_, models) = world.get("/api/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    for model in models["models"].as_array().unwrap() {
+        let fields = model["importance"]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 10, "{model}");
+        assert!(fields[0]["mean_abs_contribution"].as_f64().unwrap() > 0.0);
+    }
+
+    // Bad input is refused as /predict refuses it, naming the field.
+    let (status, answer) = world
+        .post(
+            "/explain",
+            r#"{"bed":3,"bath":2,"acre_lot":1,"house_size":-4}"#,
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["problems"][0]["field"], "house_size");
+    let bad_flag = format!(r#"{{"listings": [{SEED_BODY}], "explain": "yes"}}"#);
+    let (status, answer) = world.post("/predict/batch", bad_flag).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["problems"][0]["field"], "explain");
+
+    // A model saved before trees recorded their covers predicts, and refuses to explain (409).
+    let (forest, _) = versions
+        .iter()
+        .find(|(_, algorithm)| algorithm == "random_forest")
+        .unwrap();
+    world.point_at(forest).await;
+    let pointer: ProductionPointer = serde_json::from_slice(
+        &world
+            .objects
+            .get(keys::PRODUCTION_POINTER)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut artifact: Value = serde_json::from_slice(
+        &world
+            .objects
+            .get(&pointer.artifact_key)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    for tree in artifact["model"]["trees"].as_array_mut().unwrap() {
+        tree.as_object_mut().unwrap().remove("covers").unwrap();
+    }
+    artifact["version"] = json!("saved-without-covers");
+    let old_key = "models/saved-without-covers/model.json";
+    world
+        .objects
+        .put(
+            old_key,
+            Bytes::from(serde_json::to_vec(&artifact).unwrap()),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let old_pointer = ProductionPointer {
+        version: "saved-without-covers".to_owned(),
+        artifact_key: old_key.to_owned(),
+        ..pointer
+    };
+    world
+        .objects
+        .put(
+            keys::PRODUCTION_POINTER,
+            Bytes::from(serde_json::to_vec(&old_pointer).unwrap()),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.reload().await["outcome"], "loaded");
+    let (status, answer) = world.post("/predict", SEED_BODY).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = world.post("/explain", SEED_BODY).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("covers"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn lineage_walks_from_a_prediction_back_to_its_model_and_data() {
+    let world = World::start().await;
+    let (status, answer) = world.post("/predict", SEED_BODY).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["prediction_id"].as_str().unwrap().to_owned();
+    assert_eq!((id.len(), &id[14..15]), (36, "7"), "a version 7 UUID: {id}");
+    let price = answer["predicted_price"].as_f64().unwrap();
+
+    // The model's lineage, checked against the tables the stages wrote.
+    let (status, body) = world
+        .get(&format!("/lineage/model/{}", world.production))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let model: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(model["model"]["version"], world.production.as_str());
+    assert_eq!(model["model"]["in_production"], true);
+    assert!(model["model"]["importance"]["fields"].is_array());
+    let client = world.db.get().await.unwrap();
+    let training = client
+        .query_one(
+            "SELECT t.id, t.first_batch, t.last_batch, t.drift_report_id FROM ops.trainings t
+             JOIN ops.model_versions v ON v.training_id = t.id WHERE v.version = $1",
+            &[&world.production],
+        )
+        .await
+        .unwrap();
+    let (training_id, first, last): (i64, i32, i32) =
+        (training.get(0), training.get(1), training.get(2));
+    let drift_report: Option<i64> = training.get(3);
+    assert_eq!(model["training"]["id"], training_id);
+    let batches = model["batches"].as_array().unwrap();
+    let numbers: Vec<i64> = batches
+        .iter()
+        .map(|b| b["batch_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, (first..=last).map(i64::from).collect::<Vec<_>>());
+    for batch in batches {
+        let number = batch["batch_number"].as_i64().unwrap() as i32;
+        let row = client
+            .query_one(
+                "SELECT b.rows_received, b.response_key, b.manifest_key, c.rows_kept, c.manifest_key
+                 FROM ops.batches b JOIN ops.clean_batches c USING (batch_number)
+                 WHERE batch_number = $1",
+                &[&number],
+            )
+            .await
+            .unwrap();
+        assert_eq!(batch["rows_received"], row.get::<_, i32>(0));
+        assert_eq!(batch["raw_response_key"], row.get::<_, String>(1));
+        assert_eq!(batch["raw_manifest_key"], row.get::<_, String>(2));
+        assert_eq!(batch["clean_rows_kept"], row.get::<_, i32>(3));
+        assert_eq!(batch["clean_manifest_key"], row.get::<_, String>(4));
+    }
+    assert_eq!(
+        model["drift_report"]["id"].as_i64(),
+        drift_report,
+        "{}",
+        model["drift_report"]
+    );
+    let promotions = model["promotions"].as_array().unwrap();
+    assert!(
+        promotions
+            .iter()
+            .any(|p| p["role"] == "candidate" && p["decision"] == "promoted"),
+        "{promotions:?}"
+    );
+    let (status, _) = world.get("/lineage/model/t999999-nothing").await;
+    assert_eq!(status, 404);
+
+    // The prediction's lineage: the logged prediction, its model and everything above. The
+    // log is written off the request path, within milliseconds.
+    let path = format!("/lineage/prediction/{id}");
+    let mut found = None;
+    for _ in 0..200 {
+        let (status, body) = world.get(&path).await;
+        if status == 200 {
+            found = Some(serde_json::from_str::<Value>(&body).unwrap());
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lineage = found.expect("the prediction reaches the inference log");
+    assert_eq!(lineage["prediction"]["prediction_id"], id.as_str());
+    assert_eq!(lineage["prediction"]["predicted_price"], price);
+    assert_eq!(lineage["prediction"]["input"]["house_size"], 1800.0);
+    assert_eq!(lineage["prediction"]["input"]["zip_code"], "12345");
+    for part in ["model", "training", "batches", "drift_report", "promotions"] {
+        assert_eq!(lineage[part], model[part], "{part}");
+    }
+    let logged: i64 = client
+        .query_one(
+            "SELECT count(*) FROM ops.inference_log WHERE prediction_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 1);
+
+    let (status, body) = world.get("/lineage/prediction/not-an-id").await;
+    assert_eq!(status, 422, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["problems"][0]["field"], "prediction_id");
+    let (status, _) = world
+        .get("/lineage/prediction/019ad9c8-b200-7000-8000-000000000000")
+        .await;
+    assert_eq!(status, 404);
+
+    // Every answered price has its own id: batches and explanations too.
+    let batch = format!(r#"{{"listings": [{SEED_BODY}, {SEED_BODY}]}}"#);
+    let (_, answer) = world.post("/predict/batch", batch).await;
+    let ids = answer["prediction_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(ids[0], id.as_str());
+    let (_, answer) = world.post("/explain", SEED_BODY).await;
+    assert_eq!(answer["prediction_id"].as_str().map(str::len), Some(36));
+}
+
+#[tokio::test]
+async fn rolls_back_by_token_under_load_and_every_replica_follows() {
+    let world = Arc::new(World::start().await);
+    // The first training's promoted model, which the second training's replaced.
+    let earlier: String = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT candidate_version FROM ops.promotions
+             WHERE decision = 'promoted' AND candidate_version <> $1 ORDER BY id LIMIT 1",
+            &[&world.production],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A second replica that notices promotions only by polling the pointer.
+    let mut env = world.env.clone();
+    env.retain(|(name, _)| name != "PREDICT_POLL_SECONDS");
+    env.push(("PREDICT_POLL_SECONDS".to_owned(), "1".to_owned()));
+    let replica = FunctionProcess::start(
+        "predict-replica",
+        env!("CARGO_BIN_EXE_predict").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let promote = |version: &str, token: Option<&str>, body: &'static str| {
+        let mut request = world
+            .client
+            .post(world.url(&format!("/models/{version}/promote")))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Refused without the token, for a version never in production, for the one in production,
+    // for an unknown one, and with a reason that is not a string.
+    assert_eq!(promote(&earlier, None, "").await.unwrap().status(), 401);
+    assert_eq!(
+        promote(&earlier, Some("wrong"), "").await.unwrap().status(),
+        401
+    );
+    let never = world.other_version().await;
+    let never_promoted: bool = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM ops.promotions WHERE candidate_version = $1)",
+            &[&never],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if never_promoted {
+        let response = promote(&never, Some(TOKEN), "").await.unwrap();
+        assert_eq!(response.status(), 409);
+    }
+    let response = promote(&world.production, Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 409);
+    let response = promote("t999999-nothing", Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 404);
+    let response = promote(&earlier, Some(TOKEN), r#"{"reason": 7}"#)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["problems"][0]["field"], "reason");
+
+    // Back and forth while eight clients predict: no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let world = world.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut failed) = (0u32, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, answer) = world.post("/predict", SEED_BODY).await;
+                    answered += 1;
+                    if status != 200 {
+                        failed.push(format!("{status}: {answer}"));
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    let mut rolled = Vec::new();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (to, from) = if round % 2 == 0 {
+            (&earlier, &world.production)
+        } else {
+            (&world.production, &earlier)
+        };
+        let response = promote(to, Some(TOKEN), r#"{"reason": "drill"}"#)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["model_version"], to.as_str());
+        assert_eq!(answer["previous_version"], from.as_str());
+        assert_eq!(answer["reason"], "drill");
+        // The replica that answered serves it at once.
+        let (_, predicted) = world.post("/predict", SEED_BODY).await;
+        assert_eq!(predicted["model_version"], to.as_str());
+        rolled.push(answer["promotion_id"].as_i64().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for worker in load {
+        let (answered, failed) = worker.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += answered;
+    }
+    assert!(total > 100, "the load generator ran ({total} requests)");
+
+    // One last rollback, without a reason: the audit row, the pointer written through the
+    // outbox, and the other replica following by itself.
+    let response = promote(&earlier, Some(TOKEN), "").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let promotion_id = answer["promotion_id"].as_i64().unwrap();
+    let audit = world
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT kind, decision, reason, production_version, candidate_version
+             FROM ops.promotions WHERE id = $1",
+            &[&promotion_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.get::<_, String>(0), "rollback");
+    assert_eq!(audit.get::<_, String>(1), "promoted");
+    assert_eq!(audit.get::<_, String>(2), "rolled back by hand");
+    assert_eq!(audit.get::<_, String>(3), world.production);
+    assert_eq!(audit.get::<_, String>(4), earlier);
+    let rollbacks: i64 = fixtures::query_value(
+        &world.db,
+        "SELECT count(*) FROM ops.promotions WHERE kind = 'rollback'",
+    )
+    .await;
+    assert_eq!(rollbacks, 7);
+    let pointer: ProductionPointer = serde_json::from_slice(
+        &world
+            .objects
+            .get(keys::PRODUCTION_POINTER)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (pointer.version.as_str(), pointer.promotion_id),
+        (earlier.as_str(), promotion_id)
+    );
+    let replica_url = format!("{}/predict", replica.url());
+    let mut followed = false;
+    for _ in 0..300 {
+        let answer: Value = world
+            .client
+            .post(&replica_url)
+            .body(SEED_BODY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["model_version"] == earlier.as_str() {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(followed, "the other replica never served {earlier}");
+
+    // The history and the lineage show it.
+    let (_, models) = world.get("/api/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    let entry = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == earlier.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(models["production"], earlier.as_str());
+    assert_eq!(
+        entry["decision"], "promoted",
+        "its own decision is unchanged"
+    );
+    assert_eq!(entry["rollbacks"].as_array().unwrap().len(), 4);
+    let (_, lineage) = world.get(&format!("/lineage/model/{earlier}")).await;
+    let lineage: Value = serde_json::from_str(&lineage).unwrap();
+    let kinds: Vec<&str> = lineage["promotions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "candidate")
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["decision", "rollback", "rollback", "rollback", "rollback"]
+    );
+    replica.stop().await;
+}
+
+#[tokio::test]
 async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     let world = World::start().await;
     let other = world.other_version().await;
@@ -351,6 +893,10 @@ async fn reloads_on_events_and_by_token_and_speaks_the_inference_protocol() {
     for path in [
         "/predict",
         "/predict/batch",
+        "/explain",
+        "/lineage/model/{version}",
+        "/lineage/prediction/{id}",
+        "/models/{version}/promote",
         "/reload_model",
         "/v2/models/{name}/infer",
     ] {

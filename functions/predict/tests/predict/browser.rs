@@ -1,6 +1,6 @@
 //! The predictor's web page in a real headless Chromium, driven over the Chrome DevTools
-//! Protocol: a prediction through the form, the model history, the RMSE chart and the drift
-//! report, all from a throw-away world with a real trained and promoted model. Leaves a
+//! Protocol: a prediction through the form with its waterfall of contributions, the model
+//! history, a model's importance and lineage, the RMSE chart and the drift report, all from a throw-away world with a real trained and promoted model. Leaves a
 //! screenshot of the page in `target/screenshots/predictor.png`.
 //!
 //! Without a Chromium on PATH the test skips, unless `CI` is set: then it fails and asks for
@@ -379,6 +379,70 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
         expected.production_version
     );
     eprintln!("the page predicted {price_text} ({model})");
+
+    // Next to the price, its waterfall: the expected price, one step per input field, the price;
+    // the steps add up from the one to the other.
+    let waterfall = cdp.wait_for(
+        "the waterfall of the prediction",
+        r#"(() => {
+            const bars = [...document.querySelectorAll('#waterfall rect.wf-bar')];
+            if (bars.length === 0 || document.getElementById('waterfall-wrap').hidden) return null;
+            return bars.map(bar => ({
+                kind: bar.getAttribute('class').replace('wf-bar ', ''),
+                field: bar.getAttribute('data-field'),
+                value: Number(bar.getAttribute('data-value')),
+            }));
+        })()"#,
+        deadline,
+    )?;
+    let bars = waterfall.as_array().context("waterfall bars")?;
+    anyhow::ensure!(
+        bars.len() == 12,
+        "base, 10 fields and the price: {waterfall}"
+    );
+    anyhow::ensure!(
+        bars[0]["kind"] == "base" && bars[11]["kind"] == "total",
+        "{waterfall}"
+    );
+    let base = bars[0]["value"].as_f64().unwrap_or(f64::NAN);
+    let total = bars[11]["value"].as_f64().unwrap_or(f64::NAN);
+    let steps: Vec<f64> = bars[1..11]
+        .iter()
+        .map(|bar| bar["value"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let sum = base + steps.iter().sum::<f64>();
+    anyhow::ensure!(
+        (sum - total).abs() <= 1e-6 * total.abs() && (total - price).abs() <= 0.5,
+        "the steps add up to {sum}, the waterfall's price is {total}, the page shows {price}"
+    );
+    anyhow::ensure!(
+        steps.windows(2).all(|w| w[0].abs() >= w[1].abs()),
+        "largest first: {steps:?}"
+    );
+
+    // Per model version, its global importance and its lineage (the production one first).
+    let details = cdp.wait_for(
+        "the production model's importance and lineage",
+        r#"(() => {
+            const rows = document.querySelectorAll('#importance .importance-row').length;
+            const batches = document.querySelectorAll('#lineage-batches tbody tr').length;
+            if (rows === 0 || batches === 0) return null;
+            return { rows, batches, version: document.getElementById('detail-version').value,
+                     lineage: document.getElementById('lineage').textContent };
+        })()"#,
+        deadline,
+    )?;
+    anyhow::ensure!(
+        details["rows"] == 10,
+        "one importance row per input field: {details}"
+    );
+    anyhow::ensure!(
+        details["version"] == expected.production_version.as_str()
+            && details["lineage"]
+                .as_str()
+                .is_some_and(|text| text.contains("is in production")),
+        "the details show the production model: {details}"
+    );
 
     // Let the page settle (fonts, layout) before the picture.
     cdp.evaluate("document.fonts ? document.fonts.ready.then(() => true) : true")?;

@@ -159,10 +159,13 @@ fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, ind
     let mut counts = vec![0u32; cols * 256];
     let mut sums = vec![0f64; cols * 256];
 
-    let mut tree = Tree { nodes: Vec::new() };
+    let mut tree = Tree {
+        nodes: Vec::new(),
+        covers: Vec::new(),
+    };
     let mean_of =
         |rows: &[u32]| rows.iter().map(|&i| y[i as usize]).sum::<f64>() / rows.len() as f64;
-    let root = tree.push_leaf(mean_of(&sample));
+    let root = tree.push_leaf(mean_of(&sample), rows as f64);
     let mut pending = vec![Pending {
         node: root,
         start: 0,
@@ -253,8 +256,8 @@ fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, ind
             }
         }
         // Children side by side: the right one is always `left + 1`.
-        let left = tree.push_leaf(mean_of(&node_rows[..boundary]));
-        let right = tree.push_leaf(mean_of(&node_rows[boundary..]));
+        let left = tree.push_leaf(mean_of(&node_rows[..boundary]), boundary as f64);
+        let right = tree.push_leaf(mean_of(&node_rows[boundary..]), (n - boundary) as f64);
         tree.nodes[node] = Node {
             threshold: binned.edges[feature][split_bin],
             feature: feature as u32,

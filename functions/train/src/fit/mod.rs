@@ -13,9 +13,10 @@ use std::time::Instant;
 use anyhow::Context;
 use appraise_core::{
     clean::{CleanRow, Side, split_side},
-    features::FeatureSpec,
-    model::{Matrix, TrainedModel, metrics::Metrics},
+    features::{FEATURE_COUNT, FeatureSpec},
+    model::{GlobalImportance, Matrix, TrainedModel, metrics::Metrics},
 };
+use rayon::prelude::*;
 
 use crate::config::TrainConfig;
 
@@ -60,11 +61,34 @@ pub fn fit_models(x: &Matrix, y: &[f64], config: &TrainConfig) -> anyhow::Result
     ])
 }
 
-/// A fitted model with its validation and test metrics.
+/// A fitted model with its validation and test metrics, and its global importance on the
+/// test rows (`None` when the model cannot be explained, e.g. trees deeper than TreeSHAP's
+/// limit: the training still counts).
 pub struct ScoredFit {
     pub fitted: FittedModel,
     pub validation: Metrics,
     pub test: Metrics,
+    pub importance: Option<GlobalImportance>,
+}
+
+/// Test rows a model's global importance is computed over, at most: evenly spread over them.
+/// (A forest's explanation costs milliseconds per row.)
+pub const IMPORTANCE_ROWS: usize = 200;
+
+/// The mean absolute contribution of each input field over [`IMPORTANCE_ROWS`] of the rows of
+/// `x` (all of them when there are fewer), evenly spread, explained on every core.
+pub fn global_importance(model: &TrainedModel, x: &Matrix) -> anyhow::Result<GlobalImportance> {
+    let count = x.rows.min(IMPORTANCE_ROWS);
+    let rows: Vec<usize> = (0..count).map(|k| k * x.rows / count).collect();
+    let contributions = rows
+        .par_iter()
+        .map(|&i| {
+            let values = model.contributions(x.row(i))?.values;
+            <[f64; FEATURE_COUNT]>::try_from(values)
+                .map_err(|_| anyhow::anyhow!("a model over other than {FEATURE_COUNT} features"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(GlobalImportance::from_contributions(&contributions))
 }
 
 /// Splits the rows 70 / 15 / 15 by fingerprint, fits the features on the training side and
@@ -127,10 +151,20 @@ pub fn fit_all(
         .into_iter()
         .map(|fitted| {
             let (validation, test) = score(&fitted.model)?;
+            let importance = global_importance(&fitted.model, &test_x)
+                .inspect_err(|error| {
+                    tracing::warn!(
+                        algorithm = fitted.model.algorithm(),
+                        error = format!("{error:#}"),
+                        "no global importance for this model"
+                    );
+                })
+                .ok();
             Ok(ScoredFit {
                 fitted,
                 validation,
                 test,
+                importance,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -134,6 +134,7 @@ fn boost(
         xgboost_json.push_tree(&grown.nodes);
         trees.push(BoostedTree {
             nodes: grown.nodes.iter().map(|n| n.node).collect(),
+            covers: grown.nodes.iter().map(|n| n.hessian).collect(),
         });
     }
     let model = BoostedTrees {

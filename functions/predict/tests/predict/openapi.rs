@@ -1,0 +1,59 @@
+//! The OpenAPI document is valid OpenAPI 3.0, as an independent validator reads it
+//! (`openapi-spec-validator` in the tools virtualenv; without it the test says so and passes,
+//! except in CI), and describes the explanation, lineage and rollback routes.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/openapi.json");
+
+#[test]
+fn the_openapi_document_is_valid_and_describes_explanations_lineage_and_rollback() {
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(DOCUMENT).unwrap()).unwrap();
+    let explain = &document["paths"]["/explain"]["post"];
+    for status in ["200", "409", "413", "422", "503"] {
+        assert!(
+            explain["responses"][status].is_object(),
+            "/explain {status}"
+        );
+    }
+    let batch = &document["paths"]["/predict/batch"]["post"];
+    assert_eq!(
+        batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["explain"]["type"],
+        "boolean"
+    );
+    let fields =
+        &document["components"]["schemas"]["FieldContribution"]["properties"]["field"]["enum"];
+    let fields: Vec<&str> = fields
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(fields, appraise_core::features::INPUT_FIELDS);
+
+    let python = appraise_testkit::fixtures::tools_venv().join("bin/python");
+    let has_validator = Command::new(&python)
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_validator {
+        appraise_testkit::fixtures::skip_without_tool(
+            "no openapi-spec-validator in target/tools-venv: run scripts/setup-tools.sh",
+        );
+        return;
+    }
+    let out = Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(DOCUMENT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
