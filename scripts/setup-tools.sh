@@ -22,6 +22,7 @@ PIP_TOOLS=(
   "aws-sam-translator==1.115.0"
   "cargo-lambda==1.9.2"
   "cloudevents==2.2.0"
+  "mlflow==3.17.2"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(

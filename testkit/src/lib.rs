@@ -1,7 +1,7 @@
 //! `appraise-testkit`: the real infrastructure the tests stand on, and the local harness too:
 //! a throw-away PostgreSQL cluster ([`postgres`]), an embedded S3 server with MinIO-style
 //! notifications ([`s3_server`]), the function binaries run as child processes
-//! ([`processes`]), an emulator of the Lambda runtime API ([`lambda_emulator`]), an
+//! ([`processes`]), a real MLflow tracking server ([`mlflow_server`]), an emulator of the Lambda runtime API ([`lambda_emulator`]), an
 //! independent double of the course's batch API ([`course_api_double`]), and the helpers
 //! tests share ([`fixtures`]: a fresh migrated database, an S3 server with its bucket).
 //!
@@ -11,6 +11,7 @@
 pub mod course_api_double;
 pub mod fixtures;
 pub mod lambda_emulator;
+pub mod mlflow_server;
 pub mod postgres;
 pub mod processes;
 pub mod s3_server;
