@@ -371,3 +371,41 @@ async fn a_function_that_cannot_start_says_why_on_the_console() {
         "the source's own reason is on the console:\n{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_main_job_with_mlflow_mirrors_every_training_to_a_local_server() {
+    if appraise_testkit::mlflow_server::mlflow_command().is_none() {
+        fixtures::skip_without_tool("no mlflow in target/tools-venv: run scripts/setup-tools.sh");
+        return;
+    }
+    let (success, stdout, stderr) = main_job(&[
+        "--mlflow",
+        "--scale",
+        "0.01",
+        "--first-sample",
+        "400",
+        "--later-sample",
+        "50",
+    ])
+    .await;
+    assert!(success, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("MLflow: server at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let trained = stdout.matches("  trained (training ").count();
+    assert!(trained >= 1, "{stdout}");
+    // Printed once the mirror caught up: every training the run made is in MLflow.
+    let plural = if trained == 1 {
+        "training"
+    } else {
+        "trainings"
+    };
+    assert!(
+        stdout.contains(&format!(
+            "{trained} {plural} mirrored to experiment and model `appraise`)"
+        )),
+        "{trained} trainings:\n{stdout}"
+    );
+    assert!(stdout.contains("mlflow: http://127.0.0.1:"), "{stdout}");
+}
