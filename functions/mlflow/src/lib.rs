@@ -378,9 +378,9 @@ impl Mirror {
                         .upload_artifact(&run.info.artifact_uri, name, body)
                         .await?;
                 }
-                client
-                    .finish_run(&run.info.run_id, training.trained_at_ms)
-                    .await?;
+                // The run lasts the model's fit, for MLflow's duration column.
+                let end_ms = training.trained_at_ms + (model.fit_seconds * 1000.0).round() as i64;
+                client.finish_run(&run.info.run_id, end_ms).await?;
             }
             let versions = client
                 .versions_of_run(&settings.registered_model, &run.info.run_id)
