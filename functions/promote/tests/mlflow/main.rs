@@ -405,3 +405,32 @@ async fn an_mlflow_outage_fails_nothing_and_the_mirror_catches_up() {
     let production: String = query_value(&world.db, "SELECT version FROM ops.production").await;
     assert_eq!(mlflow["champion"], production.as_str());
 }
+
+#[tokio::test]
+async fn a_promotion_whose_training_was_never_mirrored_is_passed_over_with_a_note() {
+    let Some(world) = world().await else { return };
+    // A decision on a training made before MLFLOW_TRACKING_URI was set: nothing to tag.
+    let work = appraise_mlflow::Work::Promotion(appraise_mlflow::PromotionVerdict {
+        training_id: 7,
+        candidate_version: "t000007-xgboost".to_owned(),
+        promoted: true,
+        reason: "no production model yet".to_owned(),
+    });
+    appraise_mlflow::queue(&**world.db.get().await.unwrap(), &work)
+        .await
+        .unwrap();
+    let drained = world.mirror.drain().await;
+    assert_eq!(
+        (drained.mirrored, drained.skipped, drained.pending),
+        (0, 1, Some(0)),
+        "{drained:?}"
+    );
+    let note: String = query_value(
+        &world.db,
+        "SELECT last_error FROM ops.mlflow_outbox WHERE work_key = 'promotion-000007'",
+    )
+    .await;
+    assert!(note.contains("t000007-xgboost"), "{note}");
+    let mlflow = world.read_back();
+    assert_eq!(mlflow["aliases"], serde_json::json!({}), "{mlflow}");
+}
