@@ -15,7 +15,8 @@
 //!   a crash, a redelivered event) leaves one run and one version.
 //!
 //! Metrics: `mlflow_pending_writes` (work queued and not mirrored yet, after each drain) and
-//! `mlflow_writes_total{outcome="mirrored"|"skipped"|"failed"}`, both registered at 0.
+//! `mlflow_writes_total{outcome="mirrored"|"skipped"|"failed"}`, both registered at 0 by
+//! train and promote, mirroring or not ([`register_metrics`]).
 //!
 //! The REST calls are in [`client`]; what is queued is in [`work`].
 
@@ -121,6 +122,15 @@ fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// Registers the mirror's metrics at 0. Train and promote call it at start whether or not they
+/// mirror, so dashboards find the series (0 waiting, nothing written) either way.
+pub fn register_metrics() {
+    for outcome in ["mirrored", "skipped", "failed"] {
+        metrics::counter!("mlflow_writes_total", "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!("mlflow_pending_writes").set(0.0);
+}
+
 /// What one drain did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Drained {
@@ -161,10 +171,7 @@ impl Mirror {
         db: DbPool,
         objects: ObjectStore,
     ) -> anyhow::Result<Mirror> {
-        for outcome in ["mirrored", "skipped", "failed"] {
-            metrics::counter!("mlflow_writes_total", "outcome" => outcome).increment(0);
-        }
-        metrics::gauge!("mlflow_pending_writes").set(0.0);
+        register_metrics();
         Ok(Mirror {
             inner: Arc::new(Inner {
                 client: MlflowClient::new(settings.connection.clone())?,

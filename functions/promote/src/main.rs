@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let objects = ObjectStore::from_env()?;
     // With MLFLOW_TRACKING_URI set: mirror to MLflow, and retry waiting work in the background.
+    appraise_mlflow::register_metrics();
     let mirror = Mirror::from_env(&pool, &objects)?;
     if let Some(mirror) = &mirror {
         tokio::spawn(mirror.clone().retry_forever());
