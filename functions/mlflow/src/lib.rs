@@ -233,6 +233,16 @@ impl Mirror {
             .await
             .context("getting a database connection")?;
         let transaction = client.transaction().await?;
+        // The transaction waits on MLflow between statements. A drainer that stops answering
+        // (a frozen Lambda environment, a stalled process) loses its session, and with it the
+        // lock, instead of holding both: what it did is redone, to the same effect.
+        let idle_limit_ms =
+            (self.inner.settings.connection.timeout.as_millis() * 2 + 10_000).min(i32::MAX as u128);
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {idle_limit_ms}"
+            ))
+            .await?;
         let locked: bool = transaction
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&locks::MLFLOW])
             .await?
