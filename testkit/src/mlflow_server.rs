@@ -19,6 +19,8 @@ use anyhow::{Context, bail};
 
 use crate::postgres::shell_quote;
 
+const READ_BACK: &str = include_str!("mlflow_read_back.py");
+
 /// A running (or stopped, and restartable) MLflow server.
 pub struct MlflowServer {
     port: u16,
@@ -72,6 +74,27 @@ impl MlflowServer {
     /// The server's log file.
     pub fn log_path(&self) -> PathBuf {
         self.root.join("server.log")
+    }
+
+    /// What MLflow's own Python client reads back from this server about `experiment` and the
+    /// registered model `model` (`mlflow_read_back.py`): the training runs with their tags, the
+    /// model runs with metrics, parameters and artifacts (downloaded; each `model.json` parsed,
+    /// each `xgboost.json` loaded into xgboost and made to predict), the registered versions,
+    /// the model's aliases and the version `champion` names.
+    pub fn read_back(&self, experiment: &str, model: &str) -> anyhow::Result<serde_json::Value> {
+        let python = crate::fixtures::tools_venv().join("bin/python");
+        let out = Command::new(&python)
+            .args(["-c", READ_BACK, experiment, model])
+            .env("MLFLOW_TRACKING_URI", self.url())
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        if !out.status.success() {
+            bail!(
+                "mlflow_read_back.py failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
     }
 
     /// Stops the server (its whole process group) and waits for it; the data stays.

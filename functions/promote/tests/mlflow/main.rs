@@ -1,14 +1,15 @@
 //! Mirroring to a real MLflow tracking server (`mlflow server` from the tools virtualenv,
 //! started by each test), with trainings and decisions made by the real train and promote
-//! stages, and read back by MLflow's own Python client (`read_back.py`): the experiment, one
-//! run per training with a nested run per model whose metrics equal `ops.model_versions`, the
-//! registered versions, the `champion` alias on the production model, and the artifacts, which
-//! download and load (`xgboost.json` into xgboost). Duplicate events and work redone after a
-//! lost acknowledgement make nothing twice; an outage fails nothing, and the mirror catches up.
+//! stages, and read back by MLflow's own Python client (`testkit/src/mlflow_read_back.py`): the
+//! experiment, one run per training with a nested run per model whose metrics equal
+//! `ops.model_versions`, the registered versions, the `champion` alias on the production
+//! model, and the artifacts, which download and load (`xgboost.json` into xgboost). Duplicate
+//! events and work redone after a lost acknowledgement make nothing twice; an outage fails
+//! nothing, and the mirror catches up.
 //!
 //! Without mlflow in the tools virtualenv the tests say so and pass, except in CI (`CI=true`).
 
-use std::{collections::HashMap, process::Command};
+use std::collections::HashMap;
 
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
 use appraise_mlflow::{Mirror, MlflowSettings};
@@ -20,8 +21,6 @@ use appraise_testkit::{
 };
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 use serde_json::Value;
-
-const READ_BACK: &str = include_str!("read_back.py");
 
 struct World {
     db: DbPool,
@@ -98,18 +97,7 @@ impl World {
 
     /// What MLflow's Python client reads back.
     fn read_back(&self) -> Value {
-        let python = fixtures::tools_venv().join("bin/python");
-        let out = Command::new(python)
-            .args(["-c", READ_BACK, "appraise", "appraise"])
-            .env("MLFLOW_TRACKING_URI", self.mlflow.url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "read_back.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.mlflow.read_back("appraise", "appraise").unwrap()
     }
 
     async fn pending(&self) -> i64 {

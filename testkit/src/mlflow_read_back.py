@@ -1,6 +1,7 @@
 """Reads back, with MLflow's own Python client, what appraise mirrored to the tracking server
-at $MLFLOW_TRACKING_URI, and prints it as one JSON document for the Rust test to compare with
-PostgreSQL. Artifacts are downloaded; each model.json is parsed and each xgboost.json is loaded
+at $MLFLOW_TRACKING_URI (experiment and registered model named by the two arguments), and
+prints it as one JSON document for the Rust tests to compare with PostgreSQL
+(`MlflowServer::read_back`). Artifacts are downloaded; each model.json is parsed and each xgboost.json is loaded
 into xgboost and made to predict."""
 
 import json
