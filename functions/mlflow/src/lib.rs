@@ -207,6 +207,7 @@ impl Mirror {
     /// Writes every queued piece of work to MLflow, oldest first, until one fails. Never fails
     /// itself: what could not be written waits for the next drain, and the answer says why.
     pub async fn drain(&self) -> Drained {
+        let started = std::time::Instant::now();
         let drained = match self.try_drain().await {
             Ok(drained) => drained,
             Err(error) => Drained {
@@ -220,7 +221,11 @@ impl Mirror {
         if let Some(error) = &drained.error {
             tracing::warn!(error, pending = ?drained.pending, "MLflow mirroring waits");
         } else if drained.mirrored > 0 {
-            tracing::info!(mirrored = drained.mirrored, "mirrored to MLflow");
+            tracing::info!(
+                mirrored = drained.mirrored,
+                seconds = started.elapsed().as_secs_f64(),
+                "mirrored to MLflow"
+            );
         }
         drained
     }
