@@ -26,6 +26,7 @@ PIP_TOOLS=(
   "cargo-lambda==1.9.2"
   "cloudevents==2.2.0"
   "moto[server]==5.2.5"
+  "mlflow==3.17.2"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(

@@ -3,7 +3,8 @@
 //! notifications ([`s3_server`]), the function binaries run as child processes
 //! ([`processes`]), an emulator of the Lambda runtime API ([`lambda_emulator`]), an
 //! independent double of the course's batch API ([`course_api_double`]), a CA and TLS servers
-//! for tests ([`tls`]), local AWS Secrets Manager and SSM ([`moto`]), and the helpers
+//! for tests ([`tls`]), local AWS Secrets Manager and SSM ([`moto`]), a real MLflow tracking
+//! server ([`mlflow_server`]), and the helpers
 //! tests share ([`fixtures`]: a fresh migrated database, an S3 server with its bucket).
 //!
 //! The function crates use it only as a dev-dependency; the harness (`local/`, `appraise run`)
@@ -12,6 +13,7 @@
 pub mod course_api_double;
 pub mod fixtures;
 pub mod lambda_emulator;
+pub mod mlflow_server;
 pub mod moto;
 pub mod postgres;
 pub mod processes;

@@ -406,6 +406,7 @@ fn as_owner(command: &mut Command, owner: Option<(u32, u32)>) {
     }
 }
 
-fn shell_quote(path: &Path) -> String {
+/// `path` as one single-quoted shell word.
+pub(crate) fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }

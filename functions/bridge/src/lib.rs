@@ -262,7 +262,7 @@ pub fn router(config: BridgeConfig, db: db::DbPool) -> Router {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .expect("an HTTP client without TLS builds");
+        .expect("the bridge's HTTP client builds");
     Router::new()
         .route("/", post(receive).with_state(Bridge { config, client }))
         .route("/dead-letters", post(dead_letters::receive).with_state(db))

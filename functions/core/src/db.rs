@@ -43,6 +43,8 @@ pub mod locks {
     pub const TRAIN: i64 = 0x6170_7072_0003;
     /// Held while promote decides: the production pointer moves one decision at a time.
     pub const PROMOTE: i64 = 0x6170_7072_0004;
+    /// Held (tried, never waited for) while one process drains the MLflow queue.
+    pub const MLFLOW: i64 = 0x6170_7072_0005;
 }
 
 /// A table (or temporary table) written with binary `COPY`: its columns in the order rows are
@@ -108,6 +110,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         7,
         "explanations, lineage and rollbacks: global importance, prediction ids, promotion kinds",
         include_str!("../migrations/0007_explanations_lineage_rollback.sql"),
+    ),
+    (
+        8,
+        "the MLflow queue: what train and promote still have to mirror",
+        include_str!("../migrations/0008_mlflow_outbox.sql"),
     ),
 ];
 

@@ -20,6 +20,11 @@
 //! never be decided (no test rows, an unreadable artifact) is logged and passed over, as its own
 //! event would have been refused; one that fails for now fails the invocation (503, retried).
 //!
+//! When an MLflow [`Mirror`] is configured (`MLFLOW_TRACKING_URI`), each decision also queues
+//! an [`appraise_mlflow::PromotionVerdict`] in `ops.mlflow_outbox`, in the same transaction:
+//! the judged version gets the decision and reason as tags and, when promoted, the `champion`
+//! alias. Every invocation drains that queue after its work.
+//!
 //! A training id is its clean batch's number (see the train stage). An event for a training
 //! that is not recorded is answered 503 (the platform retries) while its candidates object
 //! exists and was written less than `STAGE_PENDING_WINDOW_SECS` (default 600) ago, by the
@@ -46,6 +51,7 @@ use appraise_core::{
     outbox,
     runtime::{self, StageError, StageResult},
 };
+use appraise_mlflow::Mirror;
 use serde::Serialize;
 use tokio_postgres::Transaction;
 
@@ -61,15 +67,27 @@ struct Inner {
     config: PromoteConfig,
     db: DbPool,
     objects: ObjectStore,
+    mirror: Option<Mirror>,
 }
 
 impl Promote {
     pub fn new(config: PromoteConfig, db: DbPool, objects: ObjectStore) -> Self {
+        Promote::with_mlflow(config, db, objects, None)
+    }
+
+    /// The stage, mirroring its decisions to MLflow through `mirror` when there is one.
+    pub fn with_mlflow(
+        config: PromoteConfig,
+        db: DbPool,
+        objects: ObjectStore,
+        mirror: Option<Mirror>,
+    ) -> Self {
         Promote {
             inner: Arc::new(Inner {
                 config,
                 db,
                 objects,
+                mirror,
             }),
         }
     }
@@ -91,6 +109,15 @@ impl Promote {
         &self,
         object: &ObjectCreated,
     ) -> Result<PromoteReport, StageError> {
+        let outcome = self.decide_object(object).await;
+        // After the work, whatever its outcome: this decision and any mirroring that waits.
+        if let Some(mirror) = &self.inner.mirror {
+            mirror.drain().await;
+        }
+        outcome
+    }
+
+    async fn decide_object(&self, object: &ObjectCreated) -> Result<PromoteReport, StageError> {
         let Some(training_id) = keys::training_of_candidates(&object.key) else {
             return Ok(PromoteReport::Ignored {
                 key: object.key.clone(),
@@ -247,6 +274,15 @@ impl Promote {
         )
         .await
         .map_err(unavailable)?;
+        if self.inner.mirror.is_some() {
+            let work = appraise_mlflow::Work::Promotion(appraise_mlflow::PromotionVerdict {
+                training_id,
+                candidate_version: candidate_score.version.clone(),
+                promoted: verdict.promote,
+                reason: verdict.reason.clone(),
+            });
+            appraise_mlflow::queue(transaction, &work).await?;
+        }
         if verdict.promote {
             let promoted_at =
                 move_production(transaction, &candidate_score.version, promotion_id).await?;

@@ -1,9 +1,11 @@
-//! The promote function: `DATABASE_URL`, the S3 variables and `PROMOTE_MIN_IMPROVEMENT` in;
+//! The promote function: `DATABASE_URL`, the S3 variables and `PROMOTE_MIN_IMPROVEMENT` (and
+//! `MLFLOW_TRACKING_URI`, optional) in;
 //! promotion decisions and the production pointer out.
 
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_mlflow::Mirror;
 use appraise_promote::{Promote, config::PromoteConfig};
 
 #[tokio::main]
@@ -12,7 +14,18 @@ async fn main() -> anyhow::Result<()> {
     let config = PromoteConfig::from_env()?;
     let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
-    let promote = Promote::new(config, pool, ObjectStore::from_env()?);
+    let objects = ObjectStore::from_env()?;
+    // With MLFLOW_TRACKING_URI set: mirror to MLflow, and retry waiting work in the background
+    // (not on Lambda, which freezes the process between invocations: there every invocation
+    // drains before it answers).
+    appraise_mlflow::register_metrics();
+    let mirror = Mirror::from_env(&pool, &objects)?;
+    if let Some(mirror) = &mirror
+        && !appraise_core::platform::on_lambda()
+    {
+        tokio::spawn(mirror.clone().retry_forever());
+    }
+    let promote = Promote::with_mlflow(config, pool, objects, mirror);
     runtime::serve("promote", move |trigger| {
         let promote = promote.clone();
         async move { promote.handle(trigger).await }

@@ -30,6 +30,11 @@
 //!    and its row in `ops.model_versions`; then `candidates/training-{batch:06}.json`, queued
 //!    in the same transaction and written after the commit, which wakes `promote`.
 //!
+//! When an MLflow [`Mirror`] is configured (`MLFLOW_TRACKING_URI`), a training also queues
+//! its [`appraise_mlflow::TrainingRun`] in `ops.mlflow_outbox`, in the same transaction, and
+//! every invocation drains that queue after its work: MLflow's state never decides the
+//! answer.
+//!
 //! An event for a batch that is not in `ops.clean_batches` is answered 503 (the platform
 //! retries) while its manifest exists and was written less than `STAGE_PENDING_WINDOW_SECS`
 //! (default 600) ago, by the manifest's `Last-Modified`: the rows it announces may not be
@@ -57,6 +62,7 @@ use appraise_core::{
     outbox,
     runtime::{self, StageError, StageResult},
 };
+use appraise_mlflow::Mirror;
 use bytes::Bytes;
 use tokio_postgres::Transaction;
 
@@ -89,6 +95,7 @@ struct Inner {
     config: TrainConfig,
     db: DbPool,
     objects: ObjectStore,
+    mirror: Option<Mirror>,
 }
 
 /// The numeric columns tested for drift.
@@ -109,11 +116,22 @@ const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Train {
     pub fn new(config: TrainConfig, db: DbPool, objects: ObjectStore) -> Self {
+        Train::with_mlflow(config, db, objects, None)
+    }
+
+    /// The stage, mirroring its trainings to MLflow through `mirror` when there is one.
+    pub fn with_mlflow(
+        config: TrainConfig,
+        db: DbPool,
+        objects: ObjectStore,
+        mirror: Option<Mirror>,
+    ) -> Self {
         Train {
             inner: Arc::new(Inner {
                 config,
                 db,
                 objects,
+                mirror,
             }),
         }
     }
@@ -136,6 +154,15 @@ impl Train {
     /// than `STAGE_PENDING_WINDOW_SECS` (its rows may not be visible yet), and rejected (400)
     /// otherwise.
     pub async fn train_object(&self, object: &ObjectCreated) -> Result<TrainReport, StageError> {
+        let outcome = self.decide_object(object).await;
+        // After the work, whatever its outcome: this training's runs and any that still wait.
+        if let Some(mirror) = &self.inner.mirror {
+            mirror.drain().await;
+        }
+        outcome
+    }
+
+    async fn decide_object(&self, object: &ObjectCreated) -> Result<TrainReport, StageError> {
         let Some(batch_number) = appraise_core::keys::batch_of_manifest("clean", &object.key)
         else {
             return Ok(TrainReport::Ignored {
@@ -352,6 +379,12 @@ impl Train {
                     drift_summary,
                 )
                 .await?;
+            if self.inner.mirror.is_some() {
+                let work = self
+                    .mlflow_work(transaction, &report, first_batch, new_rows, drift_report_id)
+                    .await?;
+                appraise_mlflow::queue(transaction, &work).await?;
+            }
             Ok(Some(report))
         }
         .await;
@@ -484,6 +517,79 @@ impl Train {
             caught_up: Vec::new(),
             orphan_artifacts_removed: 0,
         })
+    }
+}
+
+impl Train {
+    /// What MLflow is to show of a training: the report, the model parameters as recorded, and
+    /// every artifact stored under each model's version.
+    async fn mlflow_work(
+        &self,
+        transaction: &Transaction<'_>,
+        report: &TrainReport,
+        first_batch: i32,
+        new_rows: i64,
+        drift_report_id: Option<i64>,
+    ) -> anyhow::Result<appraise_mlflow::Work> {
+        let TrainReport::Trained {
+            training_id,
+            batch_number,
+            reason,
+            drift,
+            rows_train,
+            rows_validation,
+            rows_test,
+            candidates,
+            ..
+        } = report
+        else {
+            anyhow::bail!("only a training that trained is mirrored");
+        };
+        let params = store::model_params(transaction, *training_id).await?;
+        let mut models = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let mut artifact_keys = self
+                .inner
+                .objects
+                .list(&format!("{MODELS_PREFIX}{}/", candidate.version))
+                .await?;
+            artifact_keys.sort();
+            models.push(appraise_mlflow::ModelRun {
+                version: candidate.version.clone(),
+                algorithm: candidate.algorithm.clone(),
+                params: params.get(&candidate.version).cloned().unwrap_or_default(),
+                validation: candidate.validation,
+                test: candidate.test,
+                fit_seconds: candidate.fit_seconds,
+                artifact_keys,
+            });
+        }
+        Ok(appraise_mlflow::Work::Training(
+            appraise_mlflow::TrainingRun {
+                training_id: *training_id,
+                batch_number: *batch_number,
+                first_batch,
+                last_batch: *batch_number,
+                new_rows,
+                rows_train: *rows_train,
+                rows_validation: *rows_validation,
+                rows_test: *rows_test,
+                split_seed: self.inner.config.split_seed as i64,
+                drift: drift
+                    .as_ref()
+                    .zip(drift_report_id)
+                    .map(|(drift, report_id)| appraise_mlflow::DriftVerdict {
+                        drifted: drift.drifted,
+                        report_id,
+                        worst_feature: drift.worst_feature.clone(),
+                    }),
+                reason: reason.clone(),
+                code_version: CODE_VERSION.to_owned(),
+                trained_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                    as i64,
+                models,
+            },
+        ))
     }
 }
 

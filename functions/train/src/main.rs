@@ -1,9 +1,10 @@
-//! The train function: `DATABASE_URL`, the S3 variables and the training settings in;
-//! decisions, models and candidates out.
+//! The train function: `DATABASE_URL`, the S3 variables and the training settings in
+//! (and `MLFLOW_TRACKING_URI`, optional); decisions, models and candidates out.
 
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, runtime, telemetry};
+use appraise_mlflow::Mirror;
 use appraise_train::{Train, config::TrainConfig};
 
 #[tokio::main]
@@ -12,7 +13,18 @@ async fn main() -> anyhow::Result<()> {
     let config = TrainConfig::from_env()?;
     let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
-    let train = Train::new(config, pool, ObjectStore::from_env()?);
+    let objects = ObjectStore::from_env()?;
+    // With MLFLOW_TRACKING_URI set: mirror to MLflow, and retry waiting work in the background
+    // (not on Lambda, which freezes the process between invocations: there every invocation
+    // drains before it answers).
+    appraise_mlflow::register_metrics();
+    let mirror = Mirror::from_env(&pool, &objects)?;
+    if let Some(mirror) = &mirror
+        && !appraise_core::platform::on_lambda()
+    {
+        tokio::spawn(mirror.clone().retry_forever());
+    }
+    let train = Train::with_mlflow(config, pool, objects, mirror);
     runtime::serve("train", move |trigger| {
         let train = train.clone();
         async move { train.handle(trigger).await }

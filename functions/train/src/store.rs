@@ -226,6 +226,22 @@ pub struct ModelVersionRecord<'a> {
     pub importance: Option<&'a GlobalImportance>,
 }
 
+/// The parameters of each model of a training, by version.
+pub async fn model_params(
+    transaction: &Transaction<'_>,
+    training_id: i64,
+) -> anyhow::Result<std::collections::HashMap<String, serde_json::Value>> {
+    Ok(transaction
+        .query(
+            "SELECT version, params FROM ops.model_versions WHERE training_id = $1",
+            &[&training_id],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
 /// Records a trained model.
 pub async fn insert_model_version(
     transaction: &Transaction<'_>,

@@ -161,6 +161,39 @@ pub(crate) async fn show_predictor(client: &reqwest::Client, url: &str) -> anyho
     Ok(())
 }
 
+/// Waits (up to a minute) for train and promote to finish mirroring to MLflow, then says what
+/// it holds and where.
+pub(crate) async fn show_mlflow(db: &appraise_core::db::DbPool, url: &str) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    let pending_sql = "SELECT count(*) FROM ops.mlflow_outbox WHERE mirrored_at IS NULL";
+    let mut pending: i64 = client.query_one(pending_sql, &[]).await?.get(0);
+    for _ in 0..120 {
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pending = client.query_one(pending_sql, &[]).await?.get(0);
+    }
+    let trainings: i64 = client
+        .query_one(
+            "SELECT count(*) FROM ops.mlflow_outbox
+             WHERE mirrored_at IS NOT NULL AND work_key LIKE 'training-%'",
+            &[],
+        )
+        .await?
+        .get(0);
+    let waiting = if pending > 0 {
+        format!(", {pending} still waiting: see the train and promote logs")
+    } else {
+        String::new()
+    };
+    println!(
+        "mlflow: {url} ({trainings} {} mirrored to experiment and model `appraise`{waiting})",
+        plural(trainings as usize, "training", "trainings")
+    );
+    Ok(())
+}
+
 /// The drift verdict, the decision and each model's test metrics, one line each.
 pub(crate) fn describe_training(batch: i64, report: &TrainReport) -> Vec<String> {
     let drift = match report {

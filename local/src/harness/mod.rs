@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use self::{
     console::{
         describe_cleaning, describe_promotion, describe_training, plural, print_summary,
-        report_delivery, say, show_predictor, summary_lines, thousands, training_of,
+        report_delivery, say, show_mlflow, show_predictor, summary_lines, thousands, training_of,
     },
     stack::{Stack, start_stack},
 };
@@ -60,9 +60,13 @@ pub struct RunArgs {
     /// Trees of the random forest (`TRAIN_RF_TREES`).
     #[arg(long, default_value_t = 100)]
     pub trees: usize,
-    /// Keep the predictor serving after the run, until Ctrl-C.
+    /// Keep the predictor (and MLflow, with --mlflow) serving after the run, until Ctrl-C.
     #[arg(long)]
     pub serve: bool,
+    /// Start a local MLflow server (from the tools virtualenv: SQLite, local artifacts,
+    /// loopback) and have train and promote mirror their runs, versions and promotions to it.
+    #[arg(long)]
+    pub mlflow: bool,
     /// Stop after this many firings even if the source has more.
     #[arg(long)]
     pub max_firings: Option<u32>,
@@ -156,6 +160,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     print_ending(&stack, &seconds, started.elapsed()).await?;
     show_predictor(&client, &stack.predict.url()).await?;
+    if let Some(mlflow) = &stack.mlflow {
+        show_mlflow(&stack.db, &mlflow.url()).await?;
+    }
     if args.serve {
         println!("serving until Ctrl-C");
         std::future::pending::<()>().await;

@@ -1,9 +1,11 @@
-//! Everything a run starts (PostgreSQL, the bucket, the batch API, the functions), and how the
+//! Everything a run starts (PostgreSQL, the bucket, the batch API, the functions, MLflow with
+//! `--mlflow`), and how the
 //! functions hear of new objects.
 
 use anyhow::Context;
 use appraise_core::objects::{ObjectStore, ObjectStoreConfig};
 use appraise_testkit::{
+    mlflow_server::MlflowServer,
     postgres::Postgres,
     processes::FunctionProcess,
     s3_server::{Delivery, NotificationRule, S3Server},
@@ -32,6 +34,8 @@ pub(crate) struct Stack {
     pub(crate) train: FunctionProcess,
     pub(crate) promote: FunctionProcess,
     pub(crate) predict: FunctionProcess,
+    /// The MLflow server train and promote mirror to, with `--mlflow`.
+    pub(crate) mlflow: Option<MlflowServer>,
 }
 
 pub(crate) async fn start_stack(
@@ -159,9 +163,29 @@ pub(crate) async fn start_stack(
         ),
         ("TRAIN_RF_TREES".to_owned(), args.trees.to_string()),
     ]);
+    // MLflow, with --mlflow: train and promote mirror to it, retrying every few seconds.
+    let mlflow = if args.mlflow {
+        let root = run_dir.join("mlflow");
+        let server = MlflowServer::start(root.clone(), 0).await?;
+        step(&format!(
+            "MLflow: server at {} (database and artifacts in {})",
+            server.url(),
+            root.display()
+        ));
+        Some(server)
+    } else {
+        None
+    };
+    let mut promote_env = stage_env.clone();
+    if let Some(server) = &mlflow {
+        for env in [&mut train_env, &mut promote_env] {
+            env.push(("MLFLOW_TRACKING_URI".to_owned(), server.url()));
+            env.push(("MLFLOW_RETRY_SECS".to_owned(), "5".to_owned()));
+        }
+    }
     let train = FunctionProcess::start_logged("train", &train_env, log_dir).await?;
     step(&format!("train: listening at {}", train.url()));
-    let promote = FunctionProcess::start_logged("promote", &stage_env, log_dir).await?;
+    let promote = FunctionProcess::start_logged("promote", &promote_env, log_dir).await?;
     step(&format!("promote: listening at {}", promote.url()));
     let predict = FunctionProcess::start_logged("predict", &stage_env, log_dir).await?;
     step(&format!("predict: listening at {}", predict.url()));
@@ -210,6 +234,7 @@ pub(crate) async fn start_stack(
         train,
         promote,
         predict,
+        mlflow,
     })
 }
 

@@ -69,6 +69,9 @@ fn kubectl_kustomize_builds_the_kustomization_with_default_load_restrictions() {
         "DATABASE_URL: ",
         "MINIO_ROOT_PASSWORD: ",
         "alert: AppraiseStageUnavailable",
+        // The MLflow component: its server, and the tracking URI train and promote read.
+        "image: ghcr.io/mlflow/mlflow:",
+        "MLFLOW_TRACKING_URI: http://mlflow.appraise.svc.cluster.local\n",
     ] {
         assert!(built.contains(needle), "{needle:?} not built");
     }
@@ -85,6 +88,33 @@ fn kubectl_kustomize_builds_the_kustomization_with_default_load_restrictions() {
         stdout.contains("kubectl kustomize (default load restrictions) builds"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_mlflow_component_can_be_left_out() {
+    if !usable_kubectl() {
+        return;
+    }
+    let copy = copy_of_the_manifests();
+    let knative = copy.path().join("knative");
+    edit(
+        &knative.join("kustomization.yaml"),
+        "  - components/mlflow\n",
+        "",
+    );
+    let build = run(Command::new("kubectl").arg("kustomize").arg(&knative));
+    assert!(build.status.success(), "{}", text(&build));
+    let built = String::from_utf8_lossy(&build.stdout);
+    assert!(
+        !built.contains("MLFLOW_TRACKING_URI: "),
+        "no tracking URI without the component"
+    );
+    assert!(
+        !built.contains("name: mlflow"),
+        "no MLflow server without the component"
+    );
+    let output = check_manifests(&knative, &workspace().join("infra/schemas"));
+    assert!(output.status.success(), "{}", text(&output));
 }
 
 #[test]

@@ -538,3 +538,61 @@ fn the_sam_template_passes_cfn_lint() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn train_and_promote_on_lambda_mirror_to_mlflow_within_their_invocations() {
+    if appraise_testkit::mlflow_server::mlflow_command().is_none() {
+        fixtures::skip_without_tool("no mlflow in target/tools-venv: run scripts/setup-tools.sh");
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let (db_url, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, _objects): (S3Server, ObjectStore) = fixtures::s3_server(vec![]).await.unwrap();
+    let mlflow = appraise_testkit::mlflow_server::MlflowServer::start_in_temp_dir()
+        .await
+        .unwrap();
+    fixtures::insert_clean_batch(&db, 0, 2_000, 1.0)
+        .await
+        .unwrap();
+    let mut env = s3.env(fixtures::BUCKET);
+    env.push(("DATABASE_URL".into(), db_url));
+    env.push(("MLFLOW_TRACKING_URI".into(), mlflow.url()));
+    let mut promote = LambdaFunction::start("promote", &env, logs.path()).await;
+    env.extend([
+        ("TRAIN_MIN_NEW_ROWS".into(), "100".into()),
+        ("TRAIN_RF_TREES".into(), "5".into()),
+    ]);
+    let mut train = LambdaFunction::start("train", &env, logs.path()).await;
+
+    let report = train
+        .report(s3_event("clean/batch-000000/manifest.json"))
+        .await;
+    assert_eq!(report["results"][0]["outcome"], "trained", "{report}");
+    let report = promote
+        .report(s3_event("candidates/training-000000.json"))
+        .await;
+    assert_eq!(report["results"][0]["promoted"], true, "{report}");
+
+    // No background task runs in a frozen environment: each invocation drained before it
+    // answered, and said so in its EMF.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ops.mlflow_outbox WHERE mirrored_at IS NULL"
+        )
+        .await,
+        0
+    );
+    let pending = promote
+        .emf()
+        .into_iter()
+        .rev()
+        .find_map(|d| d.get("mlflow_pending_writes").cloned())
+        .expect("promote reports mlflow_pending_writes");
+    assert_eq!(pending, 0.0, "nothing waits");
+    let mlflow = mlflow.read_back("appraise", "appraise").unwrap();
+    assert_eq!(mlflow["trainings"].as_array().unwrap().len(), 1, "{mlflow}");
+    assert_eq!(mlflow["versions"].as_array().unwrap().len(), 3, "{mlflow}");
+    let production: String = fixtures::query_value(&db, "SELECT version FROM ops.production").await;
+    assert_eq!(mlflow["champion"], production.as_str(), "{mlflow}");
+}

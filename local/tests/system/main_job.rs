@@ -165,13 +165,18 @@ async fn the_s3_server_announces_matching_objects_like_minio() {
 /// its own PostgreSQL and S3 server; returns whether it succeeded, its stdout and its stderr.
 async fn main_job(args: &[&str]) -> (bool, String, String) {
     let work_dir = tempfile::tempdir().unwrap();
+    main_job_in(work_dir.path(), args).await
+}
+
+/// [`main_job`] with its run files in `work_dir`, which outlives the run.
+async fn main_job_in(work_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let binary = appraise_testkit::processes::binary("appraise").unwrap();
     let output = tokio::process::Command::new(binary)
         .arg("run")
         .args(args)
         .args(["--min-new-rows", "100", "--trees", "5"])
         .arg("--work-dir")
-        .arg(work_dir.path())
+        .arg(work_dir)
         .env_remove("DATABASE_URL")
         .env_remove("S3_ENDPOINT")
         .output()
@@ -370,4 +375,79 @@ async fn a_function_that_cannot_start_says_why_on_the_console() {
         stderr.contains("source exited at start") && stderr.contains("UTF-16"),
         "the source's own reason is on the console:\n{stderr}"
     );
+}
+
+#[tokio::test]
+async fn the_main_job_with_mlflow_mirrors_every_training_to_a_local_server() {
+    if appraise_testkit::mlflow_server::mlflow_command().is_none() {
+        fixtures::skip_without_tool("no mlflow in target/tools-venv: run scripts/setup-tools.sh");
+        return;
+    }
+    let work_dir = tempfile::tempdir().unwrap();
+    let (success, stdout, stderr) = main_job_in(
+        work_dir.path(),
+        &[
+            "--mlflow",
+            "--scale",
+            "0.01",
+            "--first-sample",
+            "400",
+            "--later-sample",
+            "50",
+        ],
+    )
+    .await;
+    assert!(success, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("MLflow: server at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let trained = stdout.matches("  trained (training ").count();
+    assert!(trained >= 1, "{stdout}");
+    // Printed once the mirror caught up: every training the run made is in MLflow.
+    let plural = if trained == 1 {
+        "training"
+    } else {
+        "trainings"
+    };
+    assert!(
+        stdout.contains(&format!(
+            "{trained} {plural} mirrored to experiment and model `appraise`)"
+        )),
+        "{trained} trainings:\n{stdout}"
+    );
+    assert!(stdout.contains("mlflow: http://127.0.0.1:"), "{stdout}");
+
+    // The run's MLflow data, served again and read by MLflow's Python client: a run per
+    // training, a version per model, `champion` on the production model.
+    let run_dir = std::fs::read_dir(work_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.join("mlflow/mlflow.db").exists())
+        .expect("the run kept its MLflow data");
+    let server = appraise_testkit::mlflow_server::MlflowServer::start(run_dir.join("mlflow"), 0)
+        .await
+        .unwrap();
+    let mlflow = server.read_back("appraise", "appraise").unwrap();
+    assert_eq!(
+        mlflow["trainings"].as_array().unwrap().len(),
+        trained,
+        "{mlflow}"
+    );
+    assert_eq!(
+        mlflow["models"].as_array().unwrap().len(),
+        3 * trained,
+        "{mlflow}"
+    );
+    assert_eq!(
+        mlflow["versions"].as_array().unwrap().len(),
+        3 * trained,
+        "{mlflow}"
+    );
+    let production = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("production model: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a production model");
+    assert_eq!(mlflow["champion"], production, "{mlflow}");
 }

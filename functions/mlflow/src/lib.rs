@@ -1,0 +1,630 @@
+//! Mirroring to MLflow: every training a run (one nested run per model), every model a version
+//! of a registered model, every promotion the `champion` alias and a decision tag.
+//!
+//! appraise's own record stays in PostgreSQL; MLflow gets a copy for the users who know its UI.
+//! The copy must never hold the pipeline up and never duplicate anything, so:
+//!
+//! - train and promote [`queue`](work::queue) a [`Work`] in `ops.mlflow_outbox`, in the same
+//!   transaction as their result: it exists exactly when the result does;
+//! - after their commit, and every `MLFLOW_RETRY_SECS` in the background, a [`Mirror`] drains
+//!   the queue in order (one drainer at a time, by a tried advisory lock), stopping at the first
+//!   failure: the work waits and is retried, a promotion never overtakes its training, and the
+//!   stage's answer does not depend on MLflow at all;
+//! - every write looks up first (experiment by name, runs by the tag `appraise.key`, model
+//!   versions by run) and logs values with fixed timestamps, so work done twice (a retry after
+//!   a crash, a redelivered event) leaves one run and one version.
+//!
+//! Metrics: `mlflow_pending_writes` (work queued and not mirrored yet, after each drain) and
+//! `mlflow_writes_total{outcome="mirrored"|"skipped"|"failed"}`, both registered at 0 by
+//! train and promote, mirroring or not ([`register_metrics`]).
+//!
+//! The REST calls are in [`client`]; what is queued is in [`work`].
+
+pub mod client;
+pub mod work;
+
+pub use work::{DriftVerdict, ModelRun, PromotionVerdict, TrainingRun, Work, queue};
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use appraise_core::{
+    config::{self, ConfigError},
+    db::{DbPool, locks},
+    objects::ObjectStore,
+};
+
+use crate::client::{Connection, Credentials, Metric, MlflowClient, Run, Tag};
+
+/// The tag whose value identifies a run: a training's `training-NNNNNN`, or a model's version
+/// name.
+pub const KEY_TAG: &str = "appraise.key";
+/// The alias promote moves to the production model.
+pub const CHAMPION: &str = "champion";
+
+/// Where and how to mirror, from the environment.
+#[derive(Debug, Clone)]
+pub struct MlflowSettings {
+    /// `MLFLOW_TRACKING_URI` (`http://host:port`), and the credentials MLflow's clients read.
+    pub connection: Connection,
+    /// `MLFLOW_EXPERIMENT_NAME` (default `appraise`).
+    pub experiment: String,
+    /// `MLFLOW_REGISTERED_MODEL` (default `appraise`).
+    pub registered_model: String,
+    /// `MLFLOW_RETRY_SECS` (default 60): how often waiting work is retried in the background.
+    pub retry_every: Duration,
+}
+
+impl MlflowSettings {
+    /// `None` when `MLFLOW_TRACKING_URI` is unset or empty: nothing is mirrored or queued.
+    pub fn from_env() -> Result<Option<MlflowSettings>, ConfigError> {
+        let Some(uri) = config::maybe::<String>("MLFLOW_TRACKING_URI")? else {
+            return Ok(None);
+        };
+        let credentials = match (
+            config::maybe::<String>("MLFLOW_TRACKING_TOKEN")?,
+            config::maybe::<String>("MLFLOW_TRACKING_USERNAME")?,
+        ) {
+            (Some(token), _) => Some(Credentials::Bearer(token)),
+            (None, Some(username)) => Some(Credentials::Basic {
+                username,
+                password: config::required(
+                    "MLFLOW_TRACKING_PASSWORD",
+                    "the password for MLFLOW_TRACKING_USERNAME",
+                )?,
+            }),
+            (None, None) => None,
+        };
+        Ok(Some(MlflowSettings {
+            connection: Connection {
+                base_url: tracking_base_url(&uri)?,
+                credentials,
+                timeout: config::seconds("MLFLOW_TIMEOUT_SECS", Duration::from_secs(30))?,
+            },
+            experiment: config::optional("MLFLOW_EXPERIMENT_NAME", "appraise".to_owned())?,
+            registered_model: config::optional("MLFLOW_REGISTERED_MODEL", "appraise".to_owned())?,
+            retry_every: config::seconds("MLFLOW_RETRY_SECS", Duration::from_secs(60))?,
+        }))
+    }
+
+    /// Settings for the server at `base_url`, with the defaults.
+    pub fn for_server(base_url: &str) -> Result<MlflowSettings, ConfigError> {
+        Ok(MlflowSettings {
+            connection: Connection {
+                base_url: tracking_base_url(base_url)?,
+                credentials: None,
+                timeout: Duration::from_secs(30),
+            },
+            experiment: "appraise".to_owned(),
+            registered_model: "appraise".to_owned(),
+            retry_every: Duration::from_secs(60),
+        })
+    }
+}
+
+/// The tracking URI as a base URL: `http://…` or `https://…` (rustls, the system's roots),
+/// without a trailing slash. Anything else (`databricks`, a file path) is refused at start.
+fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
+    let uri = uri.trim().trim_end_matches('/');
+    match uri.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
+        _ => Err(ConfigError::invalid(
+            "MLFLOW_TRACKING_URI",
+            uri,
+            "must be an http:// or https:// URL of an MLflow tracking server",
+        )),
+    }
+}
+
+/// Registers the mirror's metrics at 0. Train and promote call it at start whether or not they
+/// mirror, so dashboards find the series (0 waiting, nothing written) either way.
+pub fn register_metrics() {
+    for outcome in ["mirrored", "skipped", "failed"] {
+        metrics::counter!("mlflow_writes_total", "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!("mlflow_pending_writes").set(0.0);
+}
+
+/// What one drain did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drained {
+    /// Work written to MLflow.
+    pub mirrored: usize,
+    /// Work passed over because what it refers to was never mirrored (e.g. a promotion of a
+    /// training made before mirroring was turned on).
+    pub skipped: usize,
+    /// Work still waiting (`None` when the queue could not be read).
+    pub pending: Option<i64>,
+    /// Why the drain stopped early, if it did.
+    pub error: Option<String>,
+    /// Another process was draining: this one left the queue to it.
+    pub busy: bool,
+}
+
+/// Writes queued work to MLflow. Cheap to clone.
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: MlflowSettings,
+    client: MlflowClient,
+    db: DbPool,
+    objects: ObjectStore,
+}
+
+enum Outcome {
+    Mirrored,
+    Skipped(String),
+}
+
+impl Mirror {
+    pub fn new(
+        settings: MlflowSettings,
+        db: DbPool,
+        objects: ObjectStore,
+    ) -> anyhow::Result<Mirror> {
+        register_metrics();
+        Ok(Mirror {
+            inner: Arc::new(Inner {
+                client: MlflowClient::new(settings.connection.clone())?,
+                settings,
+                db,
+                objects,
+            }),
+        })
+    }
+
+    /// A mirror when `MLFLOW_TRACKING_URI` is set, `None` otherwise.
+    pub fn from_env(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<Option<Mirror>> {
+        MlflowSettings::from_env()?
+            .map(|settings| Mirror::new(settings, db.clone(), objects.clone()))
+            .transpose()
+    }
+
+    pub fn settings(&self) -> &MlflowSettings {
+        &self.inner.settings
+    }
+
+    /// Retries waiting work every `MLFLOW_RETRY_SECS`, forever (spawn it).
+    pub async fn retry_forever(self) {
+        let mut tick =
+            tokio::time::interval(self.inner.settings.retry_every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.drain().await;
+        }
+    }
+
+    /// Writes every queued piece of work to MLflow, oldest first, until one fails. Never fails
+    /// itself: what could not be written waits for the next drain, and the answer says why.
+    pub async fn drain(&self) -> Drained {
+        let started = std::time::Instant::now();
+        let drained = match self.try_drain().await {
+            Ok(drained) => drained,
+            Err(error) => Drained {
+                error: Some(format!("{error:#}")),
+                ..Drained::default()
+            },
+        };
+        if let Some(pending) = drained.pending {
+            metrics::gauge!("mlflow_pending_writes").set(pending as f64);
+        }
+        if let Some(error) = &drained.error {
+            tracing::warn!(error, pending = ?drained.pending, "MLflow mirroring waits");
+        } else if drained.mirrored > 0 {
+            tracing::info!(
+                mirrored = drained.mirrored,
+                seconds = started.elapsed().as_secs_f64(),
+                "mirrored to MLflow"
+            );
+        }
+        drained
+    }
+
+    async fn try_drain(&self) -> anyhow::Result<Drained> {
+        let mut client = self
+            .inner
+            .db
+            .get()
+            .await
+            .context("getting a database connection")?;
+        let transaction = client.transaction().await?;
+        // The transaction waits on MLflow between statements. A drainer that stops answering
+        // (a frozen Lambda environment, a stalled process) loses its session, and with it the
+        // lock, instead of holding both: what it did is redone, to the same effect.
+        let idle_limit_ms =
+            (self.inner.settings.connection.timeout.as_millis() * 2 + 10_000).min(i32::MAX as u128);
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {idle_limit_ms}"
+            ))
+            .await?;
+        let locked: bool = transaction
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&locks::MLFLOW])
+            .await?
+            .get(0);
+        if !locked {
+            return Ok(Drained {
+                busy: true,
+                ..Drained::default()
+            });
+        }
+        let rows = transaction
+            .query(
+                "SELECT id, work_key, work FROM ops.mlflow_outbox WHERE mirrored_at IS NULL
+                 ORDER BY id",
+                &[],
+            )
+            .await
+            .context("reading ops.mlflow_outbox")?;
+        let mut drained = Drained::default();
+        let mut done = 0;
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let key: String = row.get(1);
+            let outcome = match serde_json::from_value::<Work>(row.get(2)) {
+                Ok(work) => self.mirror(&work).await,
+                Err(error) => Err(anyhow::anyhow!(
+                    "{key} is not work this version knows: {error}"
+                )),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    let note = match &outcome {
+                        Outcome::Mirrored => {
+                            drained.mirrored += 1;
+                            metrics::counter!("mlflow_writes_total", "outcome" => "mirrored")
+                                .increment(1);
+                            None
+                        }
+                        Outcome::Skipped(why) => {
+                            drained.skipped += 1;
+                            metrics::counter!("mlflow_writes_total", "outcome" => "skipped")
+                                .increment(1);
+                            tracing::warn!(key, why, "MLflow work passed over");
+                            Some(why.clone())
+                        }
+                    };
+                    transaction
+                        .execute(
+                            "UPDATE ops.mlflow_outbox SET mirrored_at = now(), attempts = attempts + 1,
+                                 last_attempt_at = now(), last_error = $2
+                             WHERE id = $1",
+                            &[&id, &note],
+                        )
+                        .await?;
+                    done += 1;
+                }
+                Err(error) => {
+                    let error = format!("{key}: {error:#}");
+                    metrics::counter!("mlflow_writes_total", "outcome" => "failed").increment(1);
+                    transaction
+                        .execute(
+                            "UPDATE ops.mlflow_outbox SET attempts = attempts + 1,
+                                 last_attempt_at = now(), last_error = $2
+                             WHERE id = $1",
+                            &[&id, &error],
+                        )
+                        .await?;
+                    drained.error = Some(error);
+                    break;
+                }
+            }
+        }
+        transaction.commit().await?;
+        drained.pending = Some((rows.len() - done) as i64);
+        Ok(drained)
+    }
+
+    async fn mirror(&self, work: &Work) -> anyhow::Result<Outcome> {
+        match work {
+            Work::Training(training) => self.mirror_training(training).await,
+            Work::Promotion(promotion) => self.mirror_promotion(promotion).await,
+        }
+    }
+
+    /// The training's run, a nested run per model (parameters, metrics, artifacts) and a
+    /// registered version per model.
+    async fn mirror_training(&self, training: &TrainingRun) -> anyhow::Result<Outcome> {
+        let client = &self.inner.client;
+        let settings = &self.inner.settings;
+        let experiment = client.ensure_experiment(&settings.experiment).await?;
+        let key = work::training_key(training.training_id);
+        let training_tags = training_tags(training);
+        let mut tags = vec![
+            Tag::new(KEY_TAG, &key),
+            Tag::new("appraise.kind", "training"),
+        ];
+        tags.extend(training_tags.iter().cloned());
+        let parent = self
+            .find_or_create_run(
+                &experiment.experiment_id,
+                &key,
+                training.trained_at_ms,
+                &tags,
+            )
+            .await?;
+        let parent_id = parent.info.run_id.clone();
+        if parent.info.status != "FINISHED" {
+            client
+                .log_batch(&parent_id, &[], &training_params(training), &tags)
+                .await?;
+        }
+        client
+            .ensure_registered_model(&settings.registered_model)
+            .await?;
+        for model in &training.models {
+            let mut tags = vec![
+                Tag::new(KEY_TAG, &model.version),
+                Tag::new("appraise.kind", "model"),
+                Tag::new("mlflow.parentRunId", &parent_id),
+                Tag::new("appraise.version", &model.version),
+                Tag::new("appraise.algorithm", &model.algorithm),
+            ];
+            tags.extend(training_tags.iter().cloned());
+            let run = self
+                .find_or_create_run(
+                    &experiment.experiment_id,
+                    &model.version,
+                    training.trained_at_ms,
+                    &tags,
+                )
+                .await?;
+            if run.info.status != "FINISHED" {
+                client
+                    .log_batch(
+                        &run.info.run_id,
+                        &model_metrics(model, training.trained_at_ms),
+                        &flatten_params(&model.params),
+                        &tags,
+                    )
+                    .await?;
+                for artifact_key in &model.artifact_keys {
+                    let body = self
+                        .inner
+                        .objects
+                        .get(artifact_key)
+                        .await?
+                        .with_context(|| format!("artifact {artifact_key} is not in the bucket"))?;
+                    let name = artifact_key.rsplit('/').next().unwrap_or(artifact_key);
+                    client
+                        .upload_artifact(&run.info.artifact_uri, name, body)
+                        .await?;
+                }
+                // The run lasts the model's fit, for MLflow's duration column.
+                let end_ms = training.trained_at_ms + (model.fit_seconds * 1000.0).round() as i64;
+                client.finish_run(&run.info.run_id, end_ms).await?;
+            }
+            let versions = client
+                .versions_of_run(&settings.registered_model, &run.info.run_id)
+                .await?;
+            if versions.is_empty() {
+                client
+                    .create_model_version(
+                        &settings.registered_model,
+                        &run.info.artifact_uri,
+                        &run.info.run_id,
+                        &[
+                            Tag::new("appraise.version", &model.version),
+                            Tag::new("appraise.algorithm", &model.algorithm),
+                            Tag::new("appraise.training_id", training.training_id),
+                        ],
+                    )
+                    .await?;
+            }
+        }
+        if parent.info.status != "FINISHED" {
+            client
+                .finish_run(&parent_id, training.trained_at_ms)
+                .await?;
+        }
+        Ok(Outcome::Mirrored)
+    }
+
+    /// The decision and reason as tags of the judged version; the `champion` alias on it when
+    /// promoted.
+    async fn mirror_promotion(&self, promotion: &PromotionVerdict) -> anyhow::Result<Outcome> {
+        let client = &self.inner.client;
+        let settings = &self.inner.settings;
+        let version = &promotion.candidate_version;
+        let Some(experiment) = client.experiment_by_name(&settings.experiment).await? else {
+            return Ok(Outcome::Skipped(format!(
+                "experiment {} does not exist: {version}'s training was never mirrored",
+                settings.experiment
+            )));
+        };
+        let runs = client
+            .runs_tagged(&experiment.experiment_id, KEY_TAG, version)
+            .await?;
+        let Some(run) = runs.first() else {
+            return Ok(Outcome::Skipped(format!("{version} has no MLflow run")));
+        };
+        let versions = client
+            .versions_of_run(&settings.registered_model, &run.info.run_id)
+            .await?;
+        let Some(registered) = versions.first() else {
+            return Ok(Outcome::Skipped(format!(
+                "{version} is not a version of {}",
+                settings.registered_model
+            )));
+        };
+        let decision = if promotion.promoted {
+            "promoted"
+        } else {
+            "rejected"
+        };
+        for tag in [
+            Tag::new("appraise.decision", decision),
+            Tag::new("appraise.reason", &promotion.reason),
+        ] {
+            client
+                .set_model_version_tag(&registered.name, &registered.version, &tag)
+                .await?;
+        }
+        if promotion.promoted {
+            client
+                .set_alias(&registered.name, CHAMPION, &registered.version)
+                .await?;
+        }
+        Ok(Outcome::Mirrored)
+    }
+
+    /// The run tagged `appraise.key = key`, created with `tags` when there is none.
+    async fn find_or_create_run(
+        &self,
+        experiment_id: &str,
+        key: &str,
+        start_time_ms: i64,
+        tags: &[Tag],
+    ) -> anyhow::Result<Run> {
+        let client = &self.inner.client;
+        if let Some(run) = client
+            .runs_tagged(experiment_id, KEY_TAG, key)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Ok(run);
+        }
+        Ok(client
+            .create_run(experiment_id, key, start_time_ms, tags)
+            .await?)
+    }
+}
+
+/// The tags every run of a training carries.
+fn training_tags(training: &TrainingRun) -> Vec<Tag> {
+    let mut tags = vec![
+        Tag::new("appraise.training_id", training.training_id),
+        Tag::new("appraise.batch_number", training.batch_number),
+        Tag::new(
+            "appraise.batches",
+            format!("{}..={}", training.first_batch, training.last_batch),
+        ),
+        Tag::new("appraise.new_rows", training.new_rows),
+        Tag::new("appraise.rows_train", training.rows_train),
+        Tag::new("appraise.rows_validation", training.rows_validation),
+        Tag::new("appraise.rows_test", training.rows_test),
+        Tag::new("appraise.reason", &training.reason),
+        Tag::new("appraise.code_version", &training.code_version),
+    ];
+    match &training.drift {
+        Some(drift) => {
+            tags.push(Tag::new(
+                "appraise.drift",
+                if drift.drifted { "drifted" } else { "no drift" },
+            ));
+            tags.push(Tag::new("appraise.drift_report_id", drift.report_id));
+            if let Some(feature) = &drift.worst_feature {
+                tags.push(Tag::new("appraise.drift_worst_feature", feature));
+            }
+        }
+        None => tags.push(Tag::new(
+            "appraise.drift",
+            "not tested (no production model)",
+        )),
+    }
+    tags
+}
+
+fn training_params(training: &TrainingRun) -> Vec<Tag> {
+    vec![
+        Tag::new("first_batch", training.first_batch),
+        Tag::new("last_batch", training.last_batch),
+        Tag::new("split_seed", training.split_seed),
+    ]
+}
+
+/// `validation_rmse`, …, `test_mape` and `fit_seconds`.
+fn model_metrics(model: &ModelRun, timestamp: i64) -> Vec<Metric> {
+    let mut metrics = Vec::new();
+    for (side, values) in [("validation", &model.validation), ("test", &model.test)] {
+        for (name, value) in [
+            ("rmse", values.rmse),
+            ("mae", values.mae),
+            ("r2", values.r2),
+            ("mape", values.mape),
+            ("rows", values.rows as f64),
+        ] {
+            metrics.push(Metric {
+                key: format!("{side}_{name}"),
+                value,
+                timestamp,
+                step: 0,
+            });
+        }
+    }
+    metrics.push(Metric {
+        key: "fit_seconds".to_owned(),
+        value: model.fit_seconds,
+        timestamp,
+        step: 0,
+    });
+    metrics
+}
+
+/// A JSON object of parameters as MLflow parameters: nested keys joined with `.`, strings as
+/// they are, other values as JSON.
+fn flatten_params(params: &serde_json::Value) -> Vec<Tag> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<Tag>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    let key = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&key, value, out);
+                }
+            }
+            serde_json::Value::String(text) => out.push(Tag::new(prefix, text)),
+            other => out.push(Tag::new(prefix, other)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        if params.is_object() { "" } else { "params" },
+        params,
+        &mut out,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_flatten_to_dotted_keys() {
+        let params = serde_json::json!({"alpha": 1.0, "trees": {"count": 100, "kind": "full"}});
+        assert_eq!(
+            flatten_params(&params),
+            [
+                Tag::new("alpha", "1.0"),
+                Tag::new("trees.count", "100"),
+                Tag::new("trees.kind", "full"),
+            ]
+        );
+    }
+
+    #[test]
+    fn tracking_uris_must_be_http_or_https() {
+        assert_eq!(
+            tracking_base_url("http://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            tracking_base_url("https://mlflow.example").unwrap(),
+            "https://mlflow.example"
+        );
+        let error = tracking_base_url("databricks").unwrap_err().to_string();
+        assert!(
+            error.contains("MLFLOW_TRACKING_URI") && error.contains("http://"),
+            "{error}"
+        );
+    }
+}
