@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead letters: events Knative could not deliver",
         include_str!("../migrations/0006_dead_letters.sql"),
     ),
+    (
+        9,
+        "stage runs: each batch's state in each stage",
+        include_str!("../migrations/0009_stage_runs.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string; or

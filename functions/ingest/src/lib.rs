@@ -43,6 +43,7 @@ use appraise_core::{
     objects::ObjectStore,
     outbox,
     rng::{SplitMix64, sample_indices},
+    runs::{Attempt, Stage},
     runtime::{StageError, StageResult},
 };
 use tokio_postgres::Transaction;
@@ -125,7 +126,24 @@ impl Ingest {
 
     /// Handles one schedule firing's own work (no catch-up).
     pub async fn ingest_tick(&self, tick: &ScheduleTick) -> Result<IngestReport, StageError> {
-        let report = self.ingest_tick_inner(tick).await?;
+        let attempt = Attempt::start(Stage::Ingest);
+        let mut batch_number = None;
+        let report = match self
+            .ingest_tick_inner(tick, &attempt, &mut batch_number)
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => {
+                // The batch it was after, once known (not for the very first batch, whose
+                // number only the batch API's answer tells).
+                if let Some(batch_number) = batch_number {
+                    attempt
+                        .failed(&self.inner.db, batch_number, &format!("{error:#}"))
+                        .await;
+                }
+                return Err(error.into());
+            }
+        };
         let outcome = match &report {
             IngestReport::Stored(_) => "stored",
             IngestReport::Exhausted => "exhausted",
@@ -147,7 +165,14 @@ impl Ingest {
         Ok(report)
     }
 
-    async fn ingest_tick_inner(&self, tick: &ScheduleTick) -> anyhow::Result<IngestReport> {
+    /// The firing's work; `batch_number` is set to the batch it is after as soon as that is
+    /// known, so a failure can be recorded against it.
+    async fn ingest_tick_inner(
+        &self,
+        tick: &ScheduleTick,
+        attempt: &Attempt,
+        batch_number: &mut Option<i32>,
+    ) -> anyhow::Result<IngestReport> {
         let inner = &self.inner;
         let mut client = inner
             .db
@@ -193,9 +218,15 @@ impl Ingest {
             Wanted::Number(number) => in_flight == Some(number),
             Wanted::First => false,
         };
+        if let Wanted::Number(number) = wanted {
+            *batch_number = Some(number);
+        }
         self.mark_in_flight(wanted).await?;
 
         let taken = cursor::take_batch(&inner.source, wanted, earlier_loss).await?;
+        if let Some(taken) = &taken {
+            *batch_number = Some(taken.batch.batch_number);
+        }
         let report = match taken {
             None => {
                 record_tick(&transaction, tick, "exhausted", None).await?;
@@ -214,6 +245,7 @@ impl Ingest {
                 &[],
             )
             .await?;
+        attempt.finished(&transaction, &report).await?;
         transaction.commit().await.context("committing the batch")?;
         // The rows are committed: now announce them (and anything a crash left unannounced).
         outbox::flush(&**client, &inner.objects).await?;

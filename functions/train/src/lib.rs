@@ -52,6 +52,7 @@ use appraise_core::{
     model::ModelArtifact,
     objects::ObjectStore,
     outbox,
+    runs::{Attempt, Stage},
     runtime::{self, StageError, StageResult},
 };
 use bytes::Bytes;
@@ -216,12 +217,25 @@ impl Train {
 
     /// Decides one batch in its own transaction; `None` when the batch is not in
     /// `ops.clean_batches`.
+    /// The decision is recorded in `ops.stage_runs` in its transaction, a failure after it.
     async fn decide(&self, batch_number: i32) -> Result<Option<TrainReport>, StageError> {
+        let attempt = Attempt::start(Stage::Train);
         let report =
             outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
-                self.decide_and_train(transaction, batch_number).await
+                let report = self.decide_and_train(transaction, batch_number).await?;
+                if let Some(report) = &report {
+                    attempt.finished(transaction, report).await?;
+                }
+                Ok(report)
             })
-            .await?;
+            .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => {
+                attempt.failed(&self.inner.db, batch_number, &error).await;
+                return Err(error);
+            }
+        };
         if let Some(TrainReport::Trained { candidates, .. }) = &report {
             for candidate in candidates {
                 ::metrics::gauge!("model_test_rmse", "algorithm" => candidate.algorithm.clone())
