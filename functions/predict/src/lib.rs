@@ -11,6 +11,7 @@
 //!   process's own (memory, CPU); and the pipeline's progress read from PostgreSQL
 //!   ([`pipeline_gauges`]), for the alerts the stages that scale to zero cannot feed.
 //! - The Open Inference Protocol v2 subset KServe clients use ([`oip`]).
+//! - `GET /runs`: each batch's state in each stage, newest first ([`runs`]).
 //! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form, model
 //!   history, RMSE chart, drift reports), fed by `GET /api/models` and `GET /api/drift`.
 //!
@@ -48,6 +49,7 @@ pub mod oip;
 pub mod pipeline_gauges;
 pub mod request;
 pub mod routes;
+pub mod runs;
 pub mod state;
 
 pub use error::ApiError;

@@ -22,7 +22,7 @@ use crate::{
     error::ApiError,
     history::{self, DriftReports, Models},
     model_slot::Refresh,
-    oip, request,
+    oip, request, runs,
 };
 
 /// The web page: one self-contained file, no external assets.
@@ -77,6 +77,7 @@ pub fn router(predictor: Predictor) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .merge(oip::routes())
+        .merge(runs::routes())
         .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(predictor)
 }
