@@ -19,6 +19,11 @@
 //!
 //! Each stage derives its row from the report it returns ([`RunOutcome`]), so what the grid
 //! shows is what the stage answered.
+//!
+//! [`rerun`] asks a stage to redo a batch whose last attempt failed, through the event the
+//! platforms already deliver: the object that announced the work to the stage is written
+//! again from `ops.outbox` (as [`crate::catch_up`] does for lost events), so it works the same
+//! on the harness, Knative and Lambda.
 
 use std::time::Instant;
 
@@ -28,7 +33,11 @@ use time::OffsetDateTime;
 use tokio_postgres::GenericClient;
 
 use crate::{
+    catch_up,
     db::DbPool,
+    keys,
+    objects::ObjectStore,
+    outbox,
     reports::{IngestReport, ProcessReport, ProcessedBatch, PromoteReport, TrainReport},
 };
 
@@ -56,6 +65,20 @@ impl Stage {
     }
 }
 
+impl Stage {
+    /// The object whose creation wakes this stage for `batch_number`: the raw manifest for
+    /// process, the clean manifest for train, the training's candidates for promote. Ingest
+    /// runs on the schedule, not on an object: `None`.
+    pub fn announcement(self, batch_number: i32) -> Option<String> {
+        match self {
+            Stage::Ingest => None,
+            Stage::Process => Some(keys::batch_manifest("raw", batch_number)),
+            Stage::Train => Some(keys::batch_manifest("clean", batch_number)),
+            Stage::Promote => Some(keys::candidates(i64::from(batch_number))),
+        }
+    }
+}
+
 impl std::str::FromStr for Stage {
     type Err = String;
 
@@ -63,9 +86,7 @@ impl std::str::FromStr for Stage {
         Stage::ALL
             .into_iter()
             .find(|stage| stage.as_str() == name)
-            .ok_or_else(|| {
-                format!("stage {name:?} is not one of ingest, process, train, promote")
-            })
+            .ok_or_else(|| format!("stage {name:?} is not one of ingest, process, train, promote"))
     }
 }
 
@@ -421,4 +442,92 @@ pub async fn recent(client: &impl GenericClient, limit: i64) -> anyhow::Result<V
         }
     }
     Ok(batches)
+}
+
+/// Why a re-run was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunError {
+    /// Ingest takes the next batch on each schedule firing; it is not re-run by batch.
+    #[error(
+        "ingest is not re-run by batch: each schedule firing takes the next batch the pipeline \
+         lacks, a failed one included"
+    )]
+    NotByBatch,
+    /// Only a stage whose last attempt failed is re-run.
+    #[error(
+        "the last {stage} attempt at batch {batch_number} did not fail ({state}): only a failed attempt is re-run"
+    )]
+    NotFailed {
+        stage: &'static str,
+        batch_number: i32,
+        /// `done`, `skipped`, or `no attempt yet`.
+        state: String,
+    },
+    /// The work was never announced (or its announcement is gone).
+    #[error("no announcement {key} to write again")]
+    NoAnnouncement { key: String },
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// What a re-run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rerun {
+    pub stage: Stage,
+    pub batch_number: i32,
+    /// The object written again, whose event wakes the stage.
+    pub reannounced: String,
+}
+
+/// Asks `stage` to redo `batch_number`, whose last attempt failed: its announcement is marked
+/// unwritten in `ops.outbox` and the outbox flushed, which writes the same object again and so
+/// delivers the stage a new object-created event. The stage, idempotent, then does the work (or
+/// finds it done, if an attempt of its own got there first).
+pub async fn rerun(
+    db: &DbPool,
+    objects: &ObjectStore,
+    stage: Stage,
+    batch_number: i32,
+) -> Result<Rerun, RerunError> {
+    let key = stage
+        .announcement(batch_number)
+        .ok_or(RerunError::NotByBatch)?;
+    let mut client = db.get().await.context("getting a database connection")?;
+    let transaction = tokio_postgres::Client::transaction(&mut client)
+        .await
+        .context("starting a transaction")?;
+    let state: Option<String> = transaction
+        .query_opt(
+            "SELECT state FROM ops.stage_runs WHERE batch_number = $1 AND stage = $2 FOR UPDATE",
+            &[&batch_number, &stage.as_str()],
+        )
+        .await
+        .context("reading ops.stage_runs")?
+        .map(|row| row.get(0));
+    if state.as_deref() != Some("failed") {
+        return Err(RerunError::NotFailed {
+            stage: stage.as_str(),
+            batch_number,
+            state: state.unwrap_or_else(|| "no attempt yet".to_owned()),
+        });
+    }
+    if !catch_up::requeue(&transaction, &key).await? {
+        return Err(RerunError::NoAnnouncement { key });
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the re-run")?;
+    outbox::flush(&**client, objects).await?;
+    tracing::info!(
+        stage = stage.as_str(),
+        batch = batch_number,
+        key,
+        "re-run asked: announcement written again"
+    );
+    Ok(Rerun {
+        stage,
+        batch_number,
+        reannounced: key,
+    })
 }

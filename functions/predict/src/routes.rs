@@ -192,18 +192,29 @@ async fn ready(State(predictor): State<Predictor>) -> Response {
     }
 }
 
+/// The check of every operator action (`POST /reload_model`, the re-runs of [`runs`]): the
+/// bearer token must be `PREDICT_RELOAD_TOKEN`; without one configured, `action` is refused.
+pub(crate) fn require_operator_token(
+    predictor: &Predictor,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<(), ApiError> {
+    let Some(expected) = predictor.config().reload_token.as_deref() else {
+        return Err(ApiError::Forbidden(format!(
+            "{action} is disabled: set PREDICT_RELOAD_TOKEN to enable it"
+        )));
+    };
+    if !appraise_core::auth::bearer_token_matches(headers, expected) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(())
+}
+
 async fn reload_model(
     State(predictor): State<Predictor>,
     headers: HeaderMap,
 ) -> Result<Json<Refresh>, ApiError> {
-    let Some(expected) = predictor.config().reload_token.as_deref() else {
-        return Err(ApiError::Forbidden(
-            "reloading by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it".to_owned(),
-        ));
-    };
-    if !appraise_core::auth::bearer_token_matches(&headers, expected) {
-        return Err(ApiError::Unauthorized);
-    }
+    require_operator_token(&predictor, &headers, "reloading by hand")?;
     let refresh = predictor
         .refresh()
         .await

@@ -3,16 +3,23 @@
 //! `ops.stage_runs` (see [`appraise_core::runs`]); the page draws it as a grid.
 //!
 //! `?limit=N` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) bounds the number of batches.
+//!
+//! `POST /runs/{stage}/{batch}` (bearer token `PREDICT_RELOAD_TOKEN`, like `/reload_model`)
+//! asks process, train or promote to redo a batch whose last attempt failed: the object that
+//! announced the work is written again ([`runs::rerun`]), and its event reaches the stage as
+//! every event does, on the harness, Knative and Lambda alike. 202: asked; the stage's row
+//! says how it went.
 
-use appraise_core::runs::{self, BatchRuns};
+use appraise_core::runs::{self, BatchRuns, Rerun, RerunError, Stage};
 use axum::{
     Json, Router,
-    extract::{Query, State, rejection::QueryRejection},
-    routing::get,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Predictor, error::ApiError, request::Problem};
+use crate::{Predictor, error::ApiError, request::Problem, routes::require_operator_token};
 
 /// Batches answered when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -21,7 +28,9 @@ pub const MAX_LIMIT: i64 = 1000;
 
 /// The routes of this module.
 pub fn routes() -> Router<Predictor> {
-    Router::new().route("/runs", get(get_runs))
+    Router::new()
+        .route("/runs", get(get_runs))
+        .route("/runs/{stage}/{batch}", post(rerun))
 }
 
 /// `GET /runs`'s answer.
@@ -61,4 +70,45 @@ async fn get_runs(
         .map_err(|error| unavailable(error.into()))?;
     let batches = runs::recent(&**client, limit).await.map_err(unavailable)?;
     Ok(Json(Runs { batches }))
+}
+
+async fn rerun(
+    State(predictor): State<Predictor>,
+    headers: HeaderMap,
+    Path((stage, batch)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Rerun>), ApiError> {
+    require_operator_token(&predictor, &headers, "re-running a stage")?;
+    let mut problems = Vec::new();
+    let stage = stage
+        .parse::<Stage>()
+        .map_err(|reason| problems.push(Problem::new("stage", reason)))
+        .ok();
+    let batch = batch
+        .parse::<i32>()
+        .ok()
+        .filter(|batch| *batch >= 0)
+        .or_else(|| {
+            problems.push(Problem::new(
+                "batch",
+                format!("{batch:?} is not a batch number (a whole number, 0 or more)"),
+            ));
+            None
+        });
+    let (Some(stage), Some(batch)) = (stage, batch) else {
+        return Err(ApiError::Invalid(problems));
+    };
+    match runs::rerun(predictor.db(), predictor.objects(), stage, batch).await {
+        Ok(rerun) => Ok((StatusCode::ACCEPTED, Json(rerun))),
+        Err(RerunError::Unavailable(error)) => Err(ApiError::Unavailable(format!(
+            "the re-run could not be asked: {error:#}"
+        ))),
+        Err(error @ RerunError::NotByBatch) => Err(ApiError::Invalid(vec![Problem::new(
+            "stage",
+            error.to_string(),
+        )])),
+        Err(error) => Err(ApiError::Invalid(vec![Problem::new(
+            "batch",
+            error.to_string(),
+        )])),
+    }
 }

@@ -90,6 +90,10 @@ impl Predictor {
         &self.inner.db
     }
 
+    pub(crate) fn objects(&self) -> &ObjectStore {
+        &self.inner.objects
+    }
+
     /// Loads the production model now, then re-reads the pointer every poll interval.
     pub fn watch(&self) {
         let predictor = self.clone();

@@ -1,8 +1,10 @@
-//! Stage runs (`ops.stage_runs`, `GET /runs`): the real ingest, process, train and promote
-//! stages driven in order as the harness drives them (ingest from the course-API double, each
-//! next stage on the object its predecessor wrote), with a duplicate event, a redelivered
-//! firing, and a promote attempt that fails and is retried; then the real predictor binary's
-//! `GET /runs`, checked against the OpenAPI document's schema by Python's jsonschema.
+//! Stage runs (`ops.stage_runs`, `GET /runs`, `POST /runs/{stage}/{batch}`): the real ingest,
+//! process, train and promote stages driven in order as the harness drives them (ingest from
+//! the course-API double, each next stage on the object its predecessor wrote), with a promote
+//! attempt that fails, is re-run from the real predictor binary's API and reaches done through
+//! the S3 server's notification to the promote stage's event endpoint (as on the harness),
+//! duplicates of every event, and `GET /runs`, checked against the OpenAPI document's schema by
+//! Python's jsonschema.
 
 use std::{collections::HashMap, process::Stdio};
 
@@ -11,6 +13,7 @@ use appraise_core::{
     events::{ObjectCreated, ScheduleTick},
     keys,
     objects::ObjectStore,
+    runtime,
 };
 use appraise_ingest::{
     Ingest, IngestReport,
@@ -22,9 +25,12 @@ use appraise_testkit::{
     course_api_double::{CourseApi, Plan},
     fixtures,
     processes::FunctionProcess,
+    s3_server::NotificationRule,
 };
 use appraise_train::{Train, TrainReport, config::TrainConfig, decision::RetrainRule};
 use serde_json::Value;
+
+const TOKEN: &str = "operator-token";
 
 /// The four stages over one database and bucket, as the harness runs them.
 struct Pipeline {
@@ -138,6 +144,21 @@ struct Row {
     timed: bool,
 }
 
+/// Serves the promote stage's event endpoint (`POST /`, every event shape) on a free port, as
+/// the harness serves each stage; returns its URL.
+async fn serve_promote(promote: Promote) -> String {
+    let endpoint = runtime::event_endpoint(move |trigger| {
+        let promote = promote.clone();
+        async move { promote.handle(trigger).await }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(
+        async move { axum::serve(listener, axum::Router::new().route("/", endpoint)).await },
+    );
+    url
+}
+
 fn event(key: &str) -> ObjectCreated {
     fixtures::object_created(key)
 }
@@ -195,14 +216,84 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
         0
     );
 
-    // The artifacts are back: the retry decides, and the row says it took two attempts.
+    // The predictor, with an operator token; candidates/ objects now wake the promote stage
+    // through its event endpoint, as the harness routes them.
+    let mut env = s3.env(fixtures::BUCKET);
+    env.extend([
+        ("DATABASE_URL".to_owned(), db_url),
+        ("PREDICT_RELOAD_TOKEN".to_owned(), TOKEN.to_owned()),
+    ]);
+    let predict = FunctionProcess::start(
+        "predict",
+        env!("CARGO_BIN_EXE_predict").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let promote_url = serve_promote(pipeline.promote.clone()).await;
+    s3.set_rules(vec![NotificationRule {
+        prefix: "candidates/".into(),
+        suffix: String::new(),
+        target: Some(promote_url),
+    }]);
+    let client = reqwest::Client::new();
+    let rerun = async |path: &str, token: Option<&str>| -> (u16, Value) {
+        let mut request = client.post(format!("{}{path}", predict.url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    // Without the token, or with a wrong one, nothing is asked.
+    assert_eq!(rerun("/runs/promote/1", None).await.0, 401);
+    assert_eq!(rerun("/runs/promote/1", Some("wrong")).await.0, 401);
+    // Bad names are named.
+    let (status, body) = rerun("/runs/deploy/x", Some(TOKEN)).await;
+    assert_eq!(status, 422, "{body}");
+    let fields: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["stage", "batch"]);
+    // Only a failed attempt is re-run.
+    let (status, body) = rerun("/runs/train/1", Some(TOKEN)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["problems"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not fail (done)"),
+        "{body}"
+    );
+
+    // The artifacts are back; the operator re-runs promote on batch 1: its candidates object
+    // is written again, its event reaches promote, and the run is done, in two attempts.
     for (key, body) in artifacts {
         objects.put(&key, body, "application/json").await.unwrap();
     }
-    let PromoteReport::Decided { promoted, .. } = pipeline.promote(1).await.unwrap() else {
-        panic!("the retry did not decide");
+    let mut deliveries = s3.deliveries();
+    let (status, body) = rerun("/runs/promote/1", Some(TOKEN)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["reannounced"], keys::candidates(1));
+    let delivery = loop {
+        let delivery = deliveries.recv().await.unwrap();
+        if delivery.key == keys::candidates(1) {
+            break delivery;
+        }
     };
-    assert!(promoted);
+    assert_eq!(delivery.status, Some(200), "{}", delivery.response);
+    let answer: Value = serde_json::from_str(&delivery.response).unwrap();
+    let report: PromoteReport = serde_json::from_value(answer["results"][0].clone()).unwrap();
+    assert!(
+        matches!(report, PromoteReport::Decided { promoted: true, .. }),
+        "{report:?}"
+    );
+    s3.set_rules(Vec::new());
 
     // Duplicates of every event of batch 1 change nothing.
     let before = pipeline.runs(1).await;
@@ -283,17 +374,6 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
     assert!(!runs.contains_key("promote"));
 
     // The predictor answers it, newest batch first, each batch with its four stages.
-    let mut env = s3.env(fixtures::BUCKET);
-    env.push(("DATABASE_URL".to_owned(), db_url));
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
-    let client = reqwest::Client::new();
     let response = client
         .get(format!("{}/runs", predict.url()))
         .send()
