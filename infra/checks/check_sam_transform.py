@@ -98,7 +98,8 @@ BUCKET_ITSELF = ""
 #            delete models/ (orphan sweep), head clean/…/manifest.json, flush (candidates/)
 #   promote  functions/promote/src/lib.rs    get models/<v>/model.json, head candidates/…,
 #            flush (production/current.json)
-#   predict  functions/predict/src/model_slot.rs  get production/current.json, models/<v>/…
+#   predict  functions/predict/src/model_slot.rs  get production/current.json, models/<v>/…;
+#            functions/core/src/runs.rs (re-runs) flush (every announcement)
 EXPECTED_S3: dict[str, dict[str, dict[str, list[str]]]] = {
     "IngestFunction": {
         "s3:PutObject": {
@@ -143,6 +144,8 @@ EXPECTED_S3: dict[str, dict[str, dict[str, list[str]]]] = {
             "allowed": ["models/*", "production/*"],
             "needed": ["production/current.json", "models/t000001-xgboost/model.json"],
         },
+        # Re-runs (POST /runs/{stage}/{batch}) write an announcement again and flush.
+        "s3:PutObject": {"allowed": ANNOUNCEMENTS, "needed": ANNOUNCED},
         "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
     },
     "SourceFunction": {},
