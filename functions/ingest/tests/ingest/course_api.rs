@@ -267,4 +267,23 @@ async fn a_restart_that_answers_5xx_delays_but_loses_nothing() {
     assert_eq!(drained.stored, vec![2, 3, 4]);
     assert!(api.calls().1 >= restarts_before + 2);
     assert_stored_as_served(&world, &api, "restart failing during recovery").await;
+
+    // Both failed firings were after batch 2 and are counted in its run (ops.stage_runs), which
+    // the firing that stored it made done, keeping the last error for the operator.
+    let client = world.db.get().await.unwrap();
+    let run = client
+        .query_one(
+            "SELECT state, attempts, error FROM ops.stage_runs
+             WHERE batch_number = 2 AND stage = 'ingest'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.get::<_, &str>(0), "done");
+    assert_eq!(run.get::<_, i32>(1), 3);
+    let error: Option<&str> = run.get(2);
+    assert!(
+        error.is_some_and(|e| e.contains("restart_data_generation")),
+        "{error:?}"
+    );
 }
