@@ -19,6 +19,10 @@
 //!    queued in the same transaction (core's outbox) and written after the commit; a crash
 //!    in between is repaired by the next firing, which flushes the outbox first.
 //!
+//! Besides the schedule, an operator can ask for a firing: the predictor's `POST /runs/ingest`
+//! writes `triggers/ingest/<id>.json`, whose object-created event ingest takes as a firing with
+//! that key for its id (so a redelivery of it does nothing).
+//!
 //! After its own work, whatever came of it (a batch stored, the API exhausted, a redelivered
 //! firing, a failure), every firing runs the pipeline's catch-up
 //! ([`appraise_core::catch_up`]): work announced more than `CATCH_UP_AFTER_SECS` ago (default
@@ -39,6 +43,7 @@ use appraise_core::{
     catch_up::{self, CatchUpConfig},
     db::{DbPool, locks},
     events::{ScheduleTick, Trigger},
+    keys,
     listing::parse_api_record,
     objects::ObjectStore,
     outbox,
@@ -95,8 +100,27 @@ impl Ingest {
                 let report = self.fire(&tick).await?;
                 Ok(serde_json::to_value(report).expect("a report serializes"))
             }
+            // An operator's request (the predictor's POST /runs/ingest): a firing whose id is
+            // the request's key, so a redelivered request does nothing.
+            Trigger::ObjectCreated(object) if keys::is_ingest_request(&object.key) => {
+                if object.bucket != self.inner.objects.bucket() {
+                    return Err(StageError::Rejected(format!(
+                        "ingest request in bucket {:?}, but this function works on {:?}",
+                        object.bucket,
+                        self.inner.objects.bucket()
+                    )));
+                }
+                let tick = ScheduleTick {
+                    id: Some(object.key),
+                    time: None,
+                    payload: serde_json::Value::Null,
+                };
+                let report = self.fire(&tick).await?;
+                Ok(serde_json::to_value(report).expect("a report serializes"))
+            }
             Trigger::ObjectCreated(object) => Err(StageError::Rejected(format!(
-                "ingest runs on the schedule and takes no object events (got {})",
+                "ingest runs on the schedule and on triggers/ingest/ requests, and takes no \
+                 other object events (got {})",
                 object.key
             ))),
         }

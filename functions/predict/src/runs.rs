@@ -8,9 +8,13 @@
 //! asks process, train or promote to redo a batch whose last attempt failed: the object that
 //! announced the work is written again ([`runs::rerun`]), and its event reaches the stage as
 //! every event does, on the harness, Knative and Lambda alike. 202: asked; the stage's row
-//! says how it went.
+//! says how it went. `POST /runs/ingest` (same token) fires an ingest now: it writes
+//! `triggers/ingest/<id>.json`, whose event ingest takes as a schedule firing.
 
-use appraise_core::runs::{self, BatchRuns, Rerun, RerunError, Stage};
+use appraise_core::{
+    keys,
+    runs::{self, BatchRuns, Rerun, RerunError, Stage},
+};
 use axum::{
     Json, Router,
     extract::{Path, Query, State, rejection::QueryRejection},
@@ -30,6 +34,7 @@ pub const MAX_LIMIT: i64 = 1000;
 pub fn routes() -> Router<Predictor> {
     Router::new()
         .route("/runs", get(get_runs))
+        .route("/runs/ingest", post(request_ingest))
         .route("/runs/{stage}/{batch}", post(rerun))
 }
 
@@ -111,4 +116,43 @@ async fn rerun(
             error.to_string(),
         )])),
     }
+}
+
+/// `POST /runs/ingest`'s answer.
+#[derive(Debug, Serialize)]
+pub struct IngestRequested {
+    /// The request object written, whose event fires ingest (and the firing's id).
+    pub requested: String,
+}
+
+async fn request_ingest(
+    State(predictor): State<Predictor>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<IngestRequested>), ApiError> {
+    require_operator_token(&predictor, &headers, "firing an ingest by hand")?;
+    let now = time::OffsetDateTime::now_utc();
+    let key = keys::ingest_request(&now.unix_timestamp_nanos().to_string());
+    let body = serde_json::json!({
+        "requested_at": now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    });
+    predictor
+        .objects()
+        .put(
+            &key,
+            bytes::Bytes::from(body.to_string()),
+            "application/json",
+        )
+        .await
+        .map_err(|error| {
+            ApiError::Unavailable(format!(
+                "the ingest request could not be written: {error:#}"
+            ))
+        })?;
+    tracing::info!(key, "ingest requested by hand");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestRequested { requested: key }),
+    ))
 }

@@ -3,17 +3,17 @@
 //! the course-API double, each next stage on the object its predecessor wrote), with a promote
 //! attempt that fails, is re-run from the real predictor binary's API and reaches done through
 //! the S3 server's notification to the promote stage's event endpoint (as on the harness),
-//! duplicates of every event, and `GET /runs`, checked against the OpenAPI document's schema by
-//! Python's jsonschema.
+//! duplicates of every event, an ingest fired from the API (`POST /runs/ingest`) the same way,
+//! and `GET /runs`, checked against the OpenAPI document's schema by Python's jsonschema.
 
-use std::{collections::HashMap, process::Stdio};
+use std::{collections::HashMap, future::Future, process::Stdio};
 
 use appraise_core::{
     db::DbPool,
-    events::{ObjectCreated, ScheduleTick},
+    events::{ObjectCreated, ScheduleTick, Trigger},
     keys,
     objects::ObjectStore,
-    runtime,
+    runtime::{self, StageResult},
 };
 use appraise_ingest::{
     Ingest, IngestReport,
@@ -144,13 +144,14 @@ struct Row {
     timed: bool,
 }
 
-/// Serves the promote stage's event endpoint (`POST /`, every event shape) on a free port, as
-/// the harness serves each stage; returns its URL.
-async fn serve_promote(promote: Promote) -> String {
-    let endpoint = runtime::event_endpoint(move |trigger| {
-        let promote = promote.clone();
-        async move { promote.handle(trigger).await }
-    });
+/// Serves a stage's event endpoint (`POST /`, every event shape) on a free port, as the
+/// harness serves each stage; returns its URL.
+async fn serve_stage<H, F>(handler: H) -> String
+where
+    H: Fn(Trigger) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = StageResult> + Send + 'static,
+{
+    let endpoint = runtime::event_endpoint(handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(
@@ -231,7 +232,12 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
     )
     .await
     .unwrap();
-    let promote_url = serve_promote(pipeline.promote.clone()).await;
+    let promote = pipeline.promote.clone();
+    let promote_url = serve_stage(move |trigger| {
+        let promote = promote.clone();
+        async move { promote.handle(trigger).await }
+    })
+    .await;
     s3.set_rules(vec![NotificationRule {
         prefix: "candidates/".into(),
         suffix: String::new(),
@@ -434,11 +440,38 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
     assert_eq!(batches[1]["stages"][0]["rows_in"], stored.rows_received);
     assert!(promote["duration_seconds"].as_f64().unwrap() >= 0.0);
 
+    // The operator fires an ingest from the API: the request object's event reaches ingest
+    // (routed as the harness routes it), which stores batch 3.
+    let ingest = pipeline.ingest.clone();
+    let ingest_url = serve_stage(move |trigger| {
+        let ingest = ingest.clone();
+        async move { ingest.handle(trigger).await }
+    })
+    .await;
+    s3.set_rules(vec![NotificationRule {
+        prefix: keys::INGEST_REQUESTS.into(),
+        suffix: ".json".into(),
+        target: Some(ingest_url),
+    }]);
+    let mut deliveries = s3.deliveries();
+    assert_eq!(rerun("/runs/ingest", None).await.0, 401);
+    let (status, body) = rerun("/runs/ingest", Some(TOKEN)).await;
+    assert_eq!(status, 202, "{body}");
+    let requested = body["requested"].as_str().unwrap().to_owned();
+    assert!(keys::is_ingest_request(&requested), "{requested}");
+    let delivery = loop {
+        let delivery = deliveries.recv().await.unwrap();
+        if delivery.key == requested {
+            break delivery;
+        }
+    };
+    assert_eq!(delivery.status, Some(200), "{}", delivery.response);
+    let answer: Value = serde_json::from_str(&delivery.response).unwrap();
+    assert_eq!(answer["results"][0]["outcome"], "stored", "{answer}");
+    assert_eq!(answer["results"][0]["batch_number"], 3, "{answer}");
+    s3.set_rules(Vec::new());
+
     // A batch that process has not cleaned yet is waiting there, and in the stages after.
-    assert!(matches!(
-        pipeline.fire("tick-3").await,
-        IngestReport::Stored(_)
-    ));
     let answer: Value = client
         .get(format!("{}/runs?limit=1", predict.url()))
         .send()
