@@ -1,6 +1,7 @@
 //! The predictor's web page in a real headless Chromium, driven over the Chrome DevTools
 //! Protocol: a prediction through the form, the model history, the RMSE chart, the drift
-//! report, and the Runs grid (a failed train cell's error, and its re-run from the page), all
+//! report, and the Runs grid (a failed train cell's error, its re-run and an ingest asked from
+//! the page), all
 //! from a throw-away world with a real trained and promoted model. Leaves a
 //! screenshot of the page in `target/screenshots/predictor.png`.
 //!
@@ -555,6 +556,23 @@ fn check_runs(cdp: &mut Cdp, deadline: Instant) -> anyhow::Result<()> {
             "the re-run with token {token:?} should say {expect:?}: {outcome}"
         );
     }
+
+    // Ingest now, with the token: the request object is written.
+    cdp.evaluate("(() => { document.getElementById('ingest-now').click(); return true; })()")?;
+    let outcome = cdp.wait_for(
+        "the ingest request's outcome",
+        r#"(() => {
+            const text = document.getElementById('ingest-now-message').textContent;
+            return text && text !== 'Asking…' ? text : null;
+        })()"#,
+        deadline,
+    )?;
+    anyhow::ensure!(
+        outcome
+            .as_str()
+            .is_some_and(|text| text.starts_with("Asked: triggers/ingest/")),
+        "Ingest now should say it asked: {outcome}"
+    );
 
     // A done cell's detail has no error and no button.
     let done = cdp.evaluate(
