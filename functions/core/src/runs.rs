@@ -531,3 +531,87 @@ pub async fn rerun(
         reannounced: key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::StoredBatch;
+
+    #[test]
+    fn stages_parse_from_their_names_and_name_their_announcements() {
+        for stage in Stage::ALL {
+            assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
+        }
+        let error = "deploy".parse::<Stage>().unwrap_err();
+        assert!(error.contains("\"deploy\""), "{error}");
+        assert_eq!(Stage::Ingest.announcement(3), None);
+        assert_eq!(
+            Stage::Process.announcement(3).as_deref(),
+            Some("raw/batch-000003/manifest.json")
+        );
+        assert_eq!(
+            Stage::Train.announcement(3).as_deref(),
+            Some("clean/batch-000003/manifest.json")
+        );
+        assert_eq!(
+            Stage::Promote.announcement(3).as_deref(),
+            Some("candidates/training-000003.json")
+        );
+    }
+
+    #[test]
+    fn only_reports_of_work_done_make_a_run() {
+        let stored = IngestReport::Stored(StoredBatch {
+            batch_number: 4,
+            rows_received: 900,
+            rows_sampled: 100,
+            rows_flagged: 3,
+            rows_stored: 100,
+            response_bytes: 1,
+            skipped_batches: Vec::new(),
+            rewinds: 0,
+            manifest_key: "m".into(),
+        });
+        assert_eq!(
+            stored.run_outcome(),
+            Some(Finished {
+                batch_number: 4,
+                finish: Finish::Done,
+                note: None,
+                rows_in: Some(900),
+                rows_out: Some(100),
+            })
+        );
+        let skipped = TrainReport::Skipped {
+            batch_number: 5,
+            reason: "too few rows".into(),
+            drift: None,
+            caught_up: Vec::new(),
+            orphan_artifacts_removed: 0,
+        };
+        let run = skipped.run_outcome().unwrap();
+        assert_eq!(run.finish, Finish::Skipped);
+        assert_eq!(run.note.as_deref(), Some("too few rows"));
+        for nothing in [
+            IngestReport::Exhausted.run_outcome(),
+            ProcessReport::Duplicate {
+                batch_number: 1,
+                caught_up: Vec::new(),
+            }
+            .run_outcome(),
+            TrainReport::Duplicate {
+                batch_number: 1,
+                caught_up: Vec::new(),
+                orphan_artifacts_removed: 0,
+            }
+            .run_outcome(),
+            PromoteReport::Duplicate {
+                training_id: 1,
+                caught_up: Vec::new(),
+            }
+            .run_outcome(),
+        ] {
+            assert_eq!(nothing, None);
+        }
+    }
+}
