@@ -161,6 +161,39 @@ pub(crate) async fn show_predictor(client: &reqwest::Client, url: &str) -> anyho
     Ok(())
 }
 
+/// Each batch's state in each stage, as the predictor's `GET /runs` answers it (the page's
+/// grid), oldest batch first, one line per batch.
+pub(crate) async fn show_runs(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Runs {
+        batches: Vec<appraise_core::runs::BatchRuns>,
+    }
+    let runs: Runs = client
+        .get(format!("{url}/runs?limit=1000"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!("runs ({url}/runs):");
+    for batch in runs.batches.iter().rev() {
+        let stages: Vec<String> = batch
+            .stages
+            .iter()
+            .map(|run| {
+                let state = serde_json::to_value(run.state).unwrap_or_default();
+                format!("{} {}", run.stage.as_str(), state.as_str().unwrap_or("?"))
+            })
+            .collect();
+        println!(
+            "runs     batch {:>3}  {}",
+            batch.batch_number,
+            stages.join(" · ")
+        );
+    }
+    Ok(())
+}
+
 /// The drift verdict, the decision and each model's test metrics, one line each.
 pub(crate) fn describe_training(batch: i64, report: &TrainReport) -> Vec<String> {
     let drift = match report {
