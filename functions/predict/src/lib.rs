@@ -12,6 +12,8 @@
 //!   ([`pipeline_gauges`]), for the alerts the stages that scale to zero cannot feed.
 //! - The Open Inference Protocol v2 subset KServe clients use ([`oip`]).
 //! - `GET /runs`: each batch's state in each stage, newest first ([`runs`]).
+//! - `GET /drift/predictions`: the last predictions' inputs against the production model's
+//!   training rows, per field ([`input_drift`]).
 //! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form, model
 //!   history, RMSE chart, drift reports), fed by `GET /api/models` and `GET /api/drift`.
 //!
@@ -44,6 +46,7 @@ pub mod config;
 pub mod error;
 pub mod history;
 pub mod inference_log;
+pub mod input_drift;
 pub mod model_slot;
 pub mod oip;
 pub mod pipeline_gauges;

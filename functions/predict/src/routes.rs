@@ -21,6 +21,7 @@ use crate::{
     Predictor,
     error::ApiError,
     history::{self, DriftReports, Models},
+    input_drift,
     model_slot::Refresh,
     oip, request, runs,
 };
@@ -78,6 +79,7 @@ pub fn router(predictor: Predictor) -> Router {
         )
         .merge(oip::routes())
         .merge(runs::routes())
+        .merge(input_drift::routes())
         .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(predictor)
 }

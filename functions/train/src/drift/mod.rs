@@ -67,6 +67,22 @@ pub struct DriftConfig {
     pub seed: u64,
 }
 
+impl DriftConfig {
+    /// Reads `DRIFT_P_VALUE`, `DRIFT_MIN_STATISTIC`, `DRIFT_MAX_SAMPLE` and `DRIFT_SEED` (each
+    /// defaulting to [`DriftConfig::default`]'s): train's drift test and the predictor's test of
+    /// served inputs share them.
+    pub fn from_env() -> Result<Self, appraise_core::config::ConfigError> {
+        use appraise_core::config::optional;
+        let defaults = DriftConfig::default();
+        Ok(DriftConfig {
+            p_value_threshold: optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,
+            min_statistic: optional("DRIFT_MIN_STATISTIC", defaults.min_statistic)?,
+            max_sample: optional("DRIFT_MAX_SAMPLE", defaults.max_sample)?,
+            seed: optional("DRIFT_SEED", defaults.seed)?,
+        })
+    }
+}
+
 impl Default for DriftConfig {
     fn default() -> Self {
         DriftConfig {
