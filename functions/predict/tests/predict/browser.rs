@@ -1,6 +1,6 @@
 //! The predictor's web page in a real headless Chromium, driven over the Chrome DevTools
 //! Protocol: a prediction through the form, the model history, the RMSE chart, the drift
-//! report, and the Runs grid (a failed train cell's error, its re-run and an ingest asked from
+//! report, the drift in served inputs, and the Runs grid (a failed train cell's error, its re-run and an ingest asked from
 //! the page), all
 //! from a throw-away world with a real trained and promoted model. Leaves a
 //! screenshot of the page in `target/screenshots/predictor.png`.
@@ -351,6 +351,42 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
     }
 
     check_runs(cdp, deadline)?;
+
+    // Drift in served inputs: every field, with its test, against the production model.
+    let served = cdp.wait_for(
+        "the served-input drift",
+        r#"(() => {
+            const rows = [...document.querySelectorAll('#input-drift-table tbody tr')];
+            const message = document.getElementById('input-drift-message');
+            if (rows.length > 0) return { rows: rows.map(r => [r.dataset.field, r.children[1].textContent]),
+                                          message: message.textContent };
+            if (message && message.classList.contains('failed')) return { failed: message.textContent };
+            return null;
+        })()"#,
+        deadline,
+    )?;
+    if let Some(failed) = served.get("failed") {
+        bail!("the page could not show the served-input drift: {failed}");
+    }
+    let expected_rows = json!([
+        ["bed", "KS"],
+        ["bath", "KS"],
+        ["acre_lot", "KS"],
+        ["house_size", "KS"],
+        ["status", "PSI"],
+        ["state", "PSI"],
+        ["city", "PSI"]
+    ]);
+    anyhow::ensure!(
+        served["rows"] == expected_rows,
+        "the served-input drift should list every field with its test: {served}"
+    );
+    anyhow::ensure!(
+        served["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&expected.production_version)),
+        "the served-input drift should name the production model: {served}"
+    );
 
     let points = cdp.evaluate("document.querySelectorAll('#rmse-chart circle.point').length")?;
     anyhow::ensure!(
