@@ -66,7 +66,6 @@ impl PredictConfig {
             )?,
             input_drift: InputDriftConfig {
                 sample: config::optional("PREDICT_DRIFT_SAMPLE", defaults.input_drift.sample)?,
-                psi_min: config::optional("PREDICT_DRIFT_PSI_MIN", defaults.input_drift.psi_min)?,
                 ks: DriftConfig::from_env()?,
             },
             input_drift_interval: config::seconds(

@@ -9,14 +9,10 @@
 //! - **Numeric fields** (bed, bath, acre_lot, house_size): train's two-sample KS test, with the
 //!   same effect floor and subsample (`DRIFT_P_VALUE`, `DRIFT_MIN_STATISTIC`,
 //!   `DRIFT_MAX_SAMPLE`, `DRIFT_SEED`; see `appraise_train::drift`).
-//! - **Categorical fields** (status, state, city): the population stability index, PSI =
-//!   Σ (c − r)·ln(c / r) over categories, r and c each category's share of the reference and
-//!   current samples. Every reference category with at least 1 % of the reference rows is its
-//!   own bin; the rest, and categories the reference never saw, share one `(other)` bin; a
-//!   missing value is the category `(missing)`. Shares are smoothed by half a count per bin, so
-//!   an empty bin does not make the index infinite. PSI is an effect size already, and large
-//!   samples do not inflate it, so the floor idea is its threshold: a field drifts when
-//!   PSI ≥ `PREDICT_DRIFT_PSI_MIN` (default 0.2, the usual "significant shift" rule of thumb).
+//! - **Categorical fields** (status, state, city): the population stability index
+//!   (`appraise_train::drift::psi`, as train's report uses it), whose floor is the threshold: a
+//!   field drifts when PSI ≥ `DRIFT_PSI_MIN` (default 0.2, the usual "significant shift" rule
+//!   of thumb).
 //! - A field with no values on a side is reported untested, never drifted.
 //!
 //! The gauge holds each field's statistic (KS `D`, or PSI) from the last computation: on every
@@ -24,11 +20,11 @@
 //! in the background where a server runs (not on Lambda). Each series is exported at 0 from the
 //! start.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use appraise_core::db::DbPool;
-use appraise_train::drift::{DriftConfig, drift_report};
+use appraise_train::drift::{DriftConfig, drift_report, psi};
 use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 
@@ -38,17 +34,14 @@ use crate::{Predictor, error::ApiError};
 pub const NUMERIC_FIELDS: [&str; 4] = ["bed", "bath", "acre_lot", "house_size"];
 /// The categorical fields, tested with PSI.
 pub const CATEGORICAL_FIELDS: [&str; 3] = ["status", "state", "city"];
-/// A reference category with at least this share of the reference rows is its own bin.
-const OWN_BIN_SHARE: f64 = 0.01;
 
 /// What the test of served inputs uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputDriftConfig {
     /// `PREDICT_DRIFT_SAMPLE`: how many of the last predictions are compared (default 5,000).
     pub sample: usize,
-    /// `PREDICT_DRIFT_PSI_MIN`: the PSI from which a categorical field drifts (default 0.2).
-    pub psi_min: f64,
-    /// The KS test's thresholds and subsample, shared with train (`DRIFT_*`).
+    /// The KS test's thresholds and subsample, and the PSI floor, shared with train
+    /// (`DRIFT_*`).
     pub ks: DriftConfig,
 }
 
@@ -56,7 +49,6 @@ impl Default for InputDriftConfig {
     fn default() -> Self {
         InputDriftConfig {
             sample: 5_000,
-            psi_min: 0.2,
             ks: DriftConfig::default(),
         }
     }
@@ -152,7 +144,7 @@ pub async fn compute(db: &DbPool, config: &InputDriftConfig) -> anyhow::Result<I
     let thresholds = Thresholds {
         ks_p_value: config.ks.p_value_threshold,
         ks_min_statistic: config.ks.min_statistic,
-        psi_min: config.psi_min,
+        psi_min: config.ks.psi_min,
         sample: config.sample,
     };
     let production: Option<String> = client
@@ -195,7 +187,7 @@ pub async fn compute(db: &DbPool, config: &InputDriftConfig) -> anyhow::Result<I
     let reference = Sample::from_rows(&reference);
     let current = Sample::from_rows(&current);
     let ks_config = config.ks;
-    let psi_min = config.psi_min;
+    let psi_min = config.ks.psi_min;
     // CPU work: off the async runtime.
     let fields = tokio::task::spawn_blocking(move || {
         test_fields(&reference, &current, &ks_config, psi_min)
@@ -260,50 +252,6 @@ fn test_fields(
     Ok(fields)
 }
 
-/// The population stability index of `current` against `reference` (see the module docs for
-/// the bins and the smoothing); `None` when either side is empty.
-pub fn psi(reference: &[Option<String>], current: &[Option<String>]) -> Option<f64> {
-    if reference.is_empty() || current.is_empty() {
-        return None;
-    }
-    let name = |value: &Option<String>| value.as_deref().unwrap_or("(missing)").to_owned();
-    let mut reference_counts: HashMap<String, usize> = HashMap::new();
-    for value in reference {
-        *reference_counts.entry(name(value)).or_default() += 1;
-    }
-    let floor = OWN_BIN_SHARE * reference.len() as f64;
-    let own_bin = |category: &str| {
-        reference_counts
-            .get(category)
-            .is_some_and(|&count| count as f64 >= floor)
-    };
-    let bin = |category: String| {
-        if own_bin(&category) {
-            category
-        } else {
-            "(other)".to_owned()
-        }
-    };
-    let mut bins: HashMap<String, (f64, f64)> = HashMap::new();
-    for (category, count) in &reference_counts {
-        bins.entry(bin(category.clone())).or_default().0 += *count as f64;
-    }
-    for value in current {
-        bins.entry(bin(name(value))).or_default().1 += 1.0;
-    }
-    let size = bins.len() as f64;
-    let (reference_total, current_total) = (reference.len() as f64, current.len() as f64);
-    Some(
-        bins.values()
-            .map(|(r, c)| {
-                let r = (r + 0.5) / (reference_total + 0.5 * size);
-                let c = (c + 0.5) / (current_total + 0.5 * size);
-                (c - r) * (c / r).ln()
-            })
-            .sum(),
-    )
-}
-
 /// Sets `prediction_input_drift{field}` to each tested field's statistic.
 pub fn export(report: &InputDriftReport) {
     for field in &report.fields {
@@ -335,45 +283,4 @@ pub fn export_forever(db: DbPool, config: InputDriftConfig, interval: Duration) 
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn values(spec: &[(&str, usize)]) -> Vec<Option<String>> {
-        spec.iter()
-            .flat_map(|(name, count)| {
-                std::iter::repeat_n((!name.is_empty()).then(|| (*name).to_owned()), *count)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn psi_is_zero_for_the_same_shares_and_grows_with_the_shift() {
-        let reference = values(&[("TX", 500), ("OH", 500)]);
-        assert!(
-            psi(&reference, &values(&[("TX", 50), ("OH", 50)]))
-                .unwrap()
-                .abs()
-                < 1e-3
-        );
-        // By hand: shares 0.5/0.5 against 0.9/0.1 (smoothing aside):
-        // (0.9 − 0.5)·ln(0.9/0.5) + (0.1 − 0.5)·ln(0.1/0.5) = 0.2351 + 0.6438 = 0.8789.
-        let shifted = psi(&reference, &values(&[("TX", 9000), ("OH", 1000)])).unwrap();
-        assert!((shifted - 0.8789).abs() < 0.01, "{shifted}");
-        let small = psi(&reference, &values(&[("TX", 52), ("OH", 48)])).unwrap();
-        assert!(small < 0.01, "{small}");
-    }
-
-    #[test]
-    fn unseen_rare_and_missing_categories_have_their_bins() {
-        let reference = values(&[("TX", 990), ("AK", 5), ("", 5)]);
-        // AK (0.5 %) and anything unseen share (other); missing is a category of its own,
-        // but too rare here for its own bin, so it is (other) too.
-        let unseen = psi(&reference, &values(&[("TX", 50), ("Nowhere", 50)])).unwrap();
-        assert!(unseen > 1.0, "{unseen}");
-        assert_eq!(psi(&[], &reference), None);
-        assert_eq!(psi(&reference, &[]), None);
-    }
 }

@@ -12,7 +12,8 @@
 //! 1. Under the lock, skip a batch that was decided before (a redelivered or concurrent event).
 //! 2. Count the clean rows that arrived since the last training; when a production model
 //!    exists, test the new rows for [`drift`] against the rows it was trained on (two-sample
-//!    KS per numeric column) and store the report.
+//!    KS per numeric column; PSI for state, status and the city's first three letters, which
+//!    is reported but not counted by the retrain rule) and store the report.
 //! 3. Apply the [`decision`] rule — `new rows ≥ TRAIN_MIN_NEW_ROWS AND (drift OR no
 //!    production model)` — and record the decision and its reason either way, in
 //!    `ops.trainings`, whose id **is the batch's number** (one decision per clean batch). A
@@ -101,6 +102,36 @@ fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
         (DRIFT_COLUMNS[3], column(|r| r.acre_lot)),
         (DRIFT_COLUMNS[4], column(|r| r.house_size)),
     ]
+}
+
+/// The categorical columns whose drift is reported (PSI): state, status, and the city's first
+/// three letters (a bounded stand-in for thousands of city names).
+pub const CATEGORICAL_DRIFT_COLUMNS: [&str; 3] = ["state", "status", "city_prefix"];
+
+/// `(name, reference, current)` for each of [`CATEGORICAL_DRIFT_COLUMNS`].
+#[allow(clippy::type_complexity)]
+fn categorical_columns(
+    reference: &[CleanRow],
+    current: &[CleanRow],
+) -> Vec<(&'static str, Vec<Option<String>>, Vec<Option<String>>)> {
+    let pick = |rows: &[CleanRow], f: fn(&CleanRow) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter().map(f).collect()
+    };
+    let columns: [(&str, fn(&CleanRow) -> Option<String>); 3] = [
+        (CATEGORICAL_DRIFT_COLUMNS[0], |r| Some(r.state.clone())),
+        (CATEGORICAL_DRIFT_COLUMNS[1], |r| {
+            r.status.map(|s| s.as_str().to_owned())
+        }),
+        (CATEGORICAL_DRIFT_COLUMNS[2], |r| {
+            r.city
+                .as_deref()
+                .map(|city| city.chars().take(3).collect::<String>().to_uppercase())
+        }),
+    ];
+    columns
+        .into_iter()
+        .map(|(name, f)| (name, pick(reference, f), pick(current, f)))
+        .collect()
 }
 
 const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -297,7 +328,8 @@ impl Train {
                     clean::clean_rows(transaction, first_new_batch, batch_number).await?;
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
-                let report = drift_report(&reference, &current, &inner.config.drift)?;
+                let report = drift_report(&reference, &current, &inner.config.drift)?
+                    .with_categorical(categorical_columns(&reference_rows, &current_rows));
                 for feature in &report.features {
                     if let Some(statistic) = feature.statistic {
                         ::metrics::gauge!("drift_statistic", "feature" => feature.feature.clone())

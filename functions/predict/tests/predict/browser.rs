@@ -342,8 +342,14 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
     if let Some(failed) = drift.get("failed") {
         bail!("the page could not load the drift reports: {failed}");
     }
+    let text = drift["text"].as_str().unwrap_or_default();
+    for categorical in ["state (PSI)", "status (PSI)", "city_prefix (PSI)"] {
+        anyhow::ensure!(
+            text.contains(categorical),
+            "the drift report should show {categorical}: {text}"
+        );
+    }
     if let Some(worst) = &expected.worst_feature {
-        let text = drift["text"].as_str().unwrap_or_default();
         anyhow::ensure!(
             text.contains(&format!("worst feature: {worst}")),
             "the drift section should name the worst feature {worst}: {text}"
