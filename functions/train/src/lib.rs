@@ -62,7 +62,7 @@ use tokio_postgres::Transaction;
 use crate::{
     config::TrainConfig,
     decision::{Decision, Situation},
-    drift::{DriftReport, drift_report},
+    drift::{CategoricalColumn, DriftReport, drift_report},
 };
 
 /// The short account of a drift report that the train report carries.
@@ -108,29 +108,33 @@ fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
 /// three letters (a bounded stand-in for thousands of city names).
 pub const CATEGORICAL_DRIFT_COLUMNS: [&str; 3] = ["state", "status", "city_prefix"];
 
+/// A categorical column's value in a clean row (`None` for a column not among
+/// [`CATEGORICAL_DRIFT_COLUMNS`]).
+fn categorical_value(column: &str, row: &CleanRow) -> Option<String> {
+    match column {
+        "state" => Some(row.state.clone()),
+        "status" => row.status.map(|status| status.as_str().to_owned()),
+        "city_prefix" => row
+            .city
+            .as_deref()
+            .map(|city| city.chars().take(3).collect::<String>().to_uppercase()),
+        _ => None,
+    }
+}
+
 /// `(name, reference, current)` for each of [`CATEGORICAL_DRIFT_COLUMNS`].
-#[allow(clippy::type_complexity)]
 fn categorical_columns(
     reference: &[CleanRow],
     current: &[CleanRow],
-) -> Vec<(&'static str, Vec<Option<String>>, Vec<Option<String>>)> {
-    let pick = |rows: &[CleanRow], f: fn(&CleanRow) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(f).collect()
+) -> Vec<CategoricalColumn<'static>> {
+    let pick = |column: &str, rows: &[CleanRow]| -> Vec<Option<String>> {
+        rows.iter()
+            .map(|row| categorical_value(column, row))
+            .collect()
     };
-    let columns: [(&str, fn(&CleanRow) -> Option<String>); 3] = [
-        (CATEGORICAL_DRIFT_COLUMNS[0], |r| Some(r.state.clone())),
-        (CATEGORICAL_DRIFT_COLUMNS[1], |r| {
-            r.status.map(|s| s.as_str().to_owned())
-        }),
-        (CATEGORICAL_DRIFT_COLUMNS[2], |r| {
-            r.city
-                .as_deref()
-                .map(|city| city.chars().take(3).collect::<String>().to_uppercase())
-        }),
-    ];
-    columns
+    CATEGORICAL_DRIFT_COLUMNS
         .into_iter()
-        .map(|(name, f)| (name, pick(reference, f), pick(current, f)))
+        .map(|name| (name, pick(name, reference), pick(name, current)))
         .collect()
 }
 

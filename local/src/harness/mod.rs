@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use self::{
     console::{
         describe_cleaning, describe_promotion, describe_training, plural, print_summary,
-        report_delivery, say, show_predictor, show_runs, summary_lines, thousands, training_of,
+        report_delivery, say, show_input_drift, show_predictor, show_runs, summary_lines,
+        thousands, training_of,
     },
     stack::{Stack, start_stack},
 };
@@ -157,6 +158,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     print_ending(&stack, &seconds, started.elapsed()).await?;
     show_predictor(&client, &stack.predict.url()).await?;
     show_runs(&client, &stack.predict.url()).await?;
+    show_input_drift(&client, &stack.predict.url()).await?;
     if args.serve {
         println!("serving until Ctrl-C");
         std::future::pending::<()>().await;

@@ -261,6 +261,12 @@ async fn the_main_job_drains_the_source_and_reports_every_batch() {
             .contains("runs     batch   0  ingest done · process done · train done · promote done"),
         "{stdout}"
     );
+    // The predictor's GET /drift/predictions answers a per-field report after the run's
+    // prediction (the inference log is written off the request path: 0 or 1 compared).
+    assert!(
+        stdout.contains("served inputs: ") && stdout.contains(" 7 fields tested; drifted: "),
+        "{stdout}"
+    );
     // The generator's nulls make some rule drop rows in every run.
     assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");

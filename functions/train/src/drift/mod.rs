@@ -178,6 +178,9 @@ pub struct DriftReport {
     pub categorical_drifted: bool,
 }
 
+/// One categorical feature's values: `(name, reference, current)`, `None` for a missing value.
+pub type CategoricalColumn<'a> = (&'a str, Vec<Option<String>>, Vec<Option<String>>);
+
 /// The PSI of one categorical feature and its verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoricalDrift {
@@ -192,10 +195,7 @@ pub struct CategoricalDrift {
 
 impl DriftReport {
     /// Adds the categorical features' PSI to the report, each `(name, reference, current)`.
-    pub fn with_categorical(
-        mut self,
-        columns: Vec<(&str, Vec<Option<String>>, Vec<Option<String>>)>,
-    ) -> Self {
+    pub fn with_categorical(mut self, columns: Vec<CategoricalColumn<'_>>) -> Self {
         self.categorical = columns
             .into_iter()
             .map(|(feature, reference, current)| {
