@@ -326,6 +326,27 @@ impl Attempt {
     }
 }
 
+/// Forgets the failed ingest attempts recorded against batches from `batch_number` on, in the
+/// caller's transaction: the batch API answered that it has nothing left, so those batches
+/// never existed, and the grid must not show them. (Ingest records a failure against the batch
+/// it was after before it knows whether there is one.)
+pub async fn forget_failed_ingests_from(
+    transaction: &impl GenericClient,
+    batch_number: i32,
+) -> anyhow::Result<()> {
+    transaction
+        .execute(
+            "DELETE FROM ops.stage_runs
+             WHERE stage = 'ingest' AND state = 'failed' AND batch_number >= $1
+               AND NOT EXISTS (SELECT 1 FROM ops.batches b
+                               WHERE b.batch_number = ops.stage_runs.batch_number)",
+            &[&batch_number],
+        )
+        .await
+        .context("forgetting failed ingests of batches that do not exist")?;
+    Ok(())
+}
+
 /// The state of a batch in a stage, as `GET /runs` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

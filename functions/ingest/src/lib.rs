@@ -48,7 +48,7 @@ use appraise_core::{
     objects::ObjectStore,
     outbox,
     rng::{SplitMix64, sample_indices},
-    runs::{Attempt, Stage},
+    runs::{self, Attempt, Stage},
     runtime::{StageError, StageResult},
 };
 use tokio_postgres::Transaction;
@@ -254,6 +254,10 @@ impl Ingest {
         let report = match taken {
             None => {
                 record_tick(&transaction, tick, "exhausted", None).await?;
+                // Failures recorded against the batch this firing was after: there is none.
+                if let Wanted::Number(number) = wanted {
+                    runs::forget_failed_ingests_from(&transaction, number).await?;
+                }
                 IngestReport::Exhausted
             }
             Some(taken) => {
