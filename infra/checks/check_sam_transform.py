@@ -98,7 +98,9 @@ BUCKET_ITSELF = ""
 #            delete models/ (orphan sweep), head clean/…/manifest.json, flush (candidates/)
 #   promote  functions/promote/src/lib.rs    get models/<v>/model.json, head candidates/…,
 #            flush (production/current.json)
-#   predict  functions/predict/src/model_slot.rs  get production/current.json, models/<v>/…
+#   predict  functions/predict/src/model_slot.rs  get production/current.json, models/<v>/…;
+#            functions/core/src/runs.rs (re-runs) flush (every announcement),
+#            functions/predict/src/runs.rs put triggers/ingest/<id>.json
 EXPECTED_S3: dict[str, dict[str, dict[str, list[str]]]] = {
     "IngestFunction": {
         "s3:PutObject": {
@@ -142,6 +144,12 @@ EXPECTED_S3: dict[str, dict[str, dict[str, list[str]]]] = {
         "s3:GetObject": {
             "allowed": ["models/*", "production/*"],
             "needed": ["production/current.json", "models/t000001-xgboost/model.json"],
+        },
+        # Re-runs (POST /runs/{stage}/{batch}) write an announcement again and flush;
+        # POST /runs/ingest writes an ingest request.
+        "s3:PutObject": {
+            "allowed": ["triggers/ingest/*", *ANNOUNCEMENTS],
+            "needed": ["triggers/ingest/1.json", *ANNOUNCED],
         },
         "s3:ListBucket": {"allowed": [BUCKET_ITSELF], "needed": [BUCKET_ITSELF]},
     },

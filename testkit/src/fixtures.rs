@@ -106,9 +106,9 @@ pub fn object_created(key: &str) -> ObjectCreated {
 
 const STATES: [&str; 4] = ["Texas", "Ohio", "California", "Florida"];
 
-/// Records batch `batch` as ingested and processed, with `rows` synthetic clean listings whose
-/// price follows size and state; `scale` multiplies sizes and prices (1.0: the usual market;
-/// 2.0: a drifted one). What train reads, without running ingest and process.
+/// Records batch `batch` as ingested and processed (their runs too), with `rows` synthetic
+/// clean listings whose price follows size and state; `scale` multiplies sizes and prices
+/// (1.0: the usual market; 2.0: a drifted one). What train reads, without running ingest and process.
 pub async fn insert_clean_batch(
     db: &DbPool,
     batch: i32,
@@ -130,6 +130,15 @@ pub async fn insert_clean_batch(
             "INSERT INTO ops.clean_batches (batch_number, rows_in, rows_kept, dropped, stats, rules, manifest_key)
              VALUES ($1, $2, $2, '{}', '{}', '{}', 'c')",
             &[&batch, &(rows as i32)],
+        )
+        .await?;
+    // As ingest and process record their runs (`appraise_core::runs`).
+    transaction
+        .execute(
+            "INSERT INTO ops.stage_runs (batch_number, stage, state, started_at, duration_seconds,
+                                         rows_in, rows_out)
+             VALUES ($1, 'ingest', 'done', now(), 0, $2, $2), ($1, 'process', 'done', now(), 0, $2, $2)",
+            &[&batch, &(rows as i64)],
         )
         .await?;
     let insert = transaction

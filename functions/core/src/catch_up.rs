@@ -146,6 +146,24 @@ pub async fn reannounce_stalled(
     Ok(reannounced)
 }
 
+/// Marks one announcement (its `ops.outbox` row, by key) unwritten, whatever its age, so the
+/// next [`outbox::flush`] writes it again and its object-created event wakes its stage again:
+/// how an operator re-runs a failed stage ([`crate::runs::rerun`]). Returns whether there was
+/// such an announcement.
+pub async fn requeue(
+    client: &impl tokio_postgres::GenericClient,
+    key: &str,
+) -> anyhow::Result<bool> {
+    let updated = client
+        .execute(
+            "UPDATE ops.outbox SET written_at = NULL WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .with_context(|| format!("re-queueing the announcement {key}"))?;
+    Ok(updated == 1)
+}
+
 /// `pg_locks` rows of granted advisory locks in this database, as `l`.
 const ADVISORY_LOCKS: &str = "pg_locks l WHERE l.locktype = 'advisory' AND l.granted
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";

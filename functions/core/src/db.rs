@@ -116,6 +116,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the MLflow queue: what train and promote still have to mirror",
         include_str!("../migrations/0008_mlflow_outbox.sql"),
     ),
+    (
+        9,
+        "stage runs: each batch's state in each stage",
+        include_str!("../migrations/0009_stage_runs.sql"),
+    ),
 ];
 
 /// Builds a pool from `DATABASE_URL` (a `postgres://` URL or a libpq key=value string; or

@@ -3,10 +3,27 @@
 //! A stage announces a batch with `<stage>/batch-NNNNNN/manifest.json` (`raw/` by ingest,
 //! `clean/` by process); the next stage reads the batch number back from the key of the
 //! object event that woke it. Train announces a training's models with
-//! `candidates/training-NNNNNN.json`; promote moves `production/current.json`.
+//! `candidates/training-NNNNNN.json`; promote moves `production/current.json`. An operator's
+//! request for an ingest outside the schedule is an object under `triggers/ingest/`.
 
 /// Where promote writes the production pointer (a [`crate::model::ProductionPointer`]).
 pub const PRODUCTION_POINTER: &str = "production/current.json";
+
+/// Where the predictor's `POST /runs/ingest` writes a request for an ingest, whose
+/// object-created event fires ingest as a schedule firing would (its key is the firing's id).
+pub const INGEST_REQUESTS: &str = "triggers/ingest/";
+
+/// `triggers/ingest/<id>.json`: an ingest request.
+pub fn ingest_request(id: &str) -> String {
+    format!("{INGEST_REQUESTS}{id}.json")
+}
+
+/// Whether `key` is an ingest request ([`ingest_request`]).
+pub fn is_ingest_request(key: &str) -> bool {
+    key.strip_prefix(INGEST_REQUESTS)
+        .and_then(|rest| rest.strip_suffix(".json"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
 
 /// `candidates/training-000003.json` for training 3 (a training's id is the number of the clean
 /// batch it decided).
@@ -45,6 +62,21 @@ pub fn batch_of_manifest(stage: &str, key: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ingest_requests_are_json_objects_directly_under_their_prefix() {
+        let key = ingest_request("1764590000000000000");
+        assert_eq!(key, "triggers/ingest/1764590000000000000.json");
+        assert!(is_ingest_request(&key));
+        for other in [
+            "triggers/ingest/.json",
+            "triggers/ingest/a/b.json",
+            "triggers/ingest/x.txt",
+            "raw/batch-000001/manifest.json",
+        ] {
+            assert!(!is_ingest_request(other), "{other}");
+        }
+    }
 
     #[test]
     fn candidate_keys_round_trip() {

@@ -19,6 +19,7 @@
 //! - [`emf`]: metrics as CloudWatch embedded metric format, for Lambda;
 //! - [`listing`]: the twelve fields of a listing as the batch API sends them;
 //! - [`reports`]: what each stage answers for one trigger, typed for the stages and the harness;
+//! - [`runs`]: each batch's state in each stage, recorded as the stages work (`GET /runs`);
 //! - [`rng`]: the seeded generator behind every reproducible random choice;
 //! - [`secrets`]: secret variables read at start from the environment, Secrets Manager or SSM.
 
@@ -40,6 +41,7 @@ pub mod outbox;
 pub mod platform;
 pub mod reports;
 pub mod rng;
+pub mod runs;
 pub mod runtime;
 pub mod secrets;
 pub mod telemetry;

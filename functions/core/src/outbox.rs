@@ -85,7 +85,10 @@ pub async fn commit_then_flush<T>(
     transaction
         .commit()
         .await
-        .map_err(|e| StageError::Unavailable(format!("committing: {e}")))?;
+        // With its source: a bare tokio_postgres error says only "db error".
+        .map_err(|e| {
+            StageError::Unavailable(format!("committing: {:#}", anyhow::Error::from(e)))
+        })?;
     flush(&**client, objects).await?;
     Ok(outcome)
 }

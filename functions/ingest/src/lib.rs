@@ -19,6 +19,10 @@
 //!    queued in the same transaction (core's outbox) and written after the commit; a crash
 //!    in between is repaired by the next firing, which flushes the outbox first.
 //!
+//! Besides the schedule, an operator can ask for a firing: the predictor's `POST /runs/ingest`
+//! writes `triggers/ingest/<id>.json`, whose object-created event ingest takes as a firing with
+//! that key for its id (so a redelivery of it does nothing).
+//!
 //! After its own work, whatever came of it (a batch stored, the API exhausted, a redelivered
 //! firing, a failure), every firing runs the pipeline's catch-up
 //! ([`appraise_core::catch_up`]): work announced more than `CATCH_UP_AFTER_SECS` ago (default
@@ -39,10 +43,12 @@ use appraise_core::{
     catch_up::{self, CatchUpConfig},
     db::{DbPool, locks},
     events::{ScheduleTick, Trigger},
+    keys,
     listing::parse_api_record,
     objects::ObjectStore,
     outbox,
     rng::{SplitMix64, sample_indices},
+    runs::{self, Attempt, Stage},
     runtime::{StageError, StageResult},
 };
 use tokio_postgres::Transaction;
@@ -94,8 +100,27 @@ impl Ingest {
                 let report = self.fire(&tick).await?;
                 Ok(serde_json::to_value(report).expect("a report serializes"))
             }
+            // An operator's request (the predictor's POST /runs/ingest): a firing whose id is
+            // the request's key, so a redelivered request does nothing.
+            Trigger::ObjectCreated(object) if keys::is_ingest_request(&object.key) => {
+                if object.bucket != self.inner.objects.bucket() {
+                    return Err(StageError::Rejected(format!(
+                        "ingest request in bucket {:?}, but this function works on {:?}",
+                        object.bucket,
+                        self.inner.objects.bucket()
+                    )));
+                }
+                let tick = ScheduleTick {
+                    id: Some(object.key),
+                    time: None,
+                    payload: serde_json::Value::Null,
+                };
+                let report = self.fire(&tick).await?;
+                Ok(serde_json::to_value(report).expect("a report serializes"))
+            }
             Trigger::ObjectCreated(object) => Err(StageError::Rejected(format!(
-                "ingest runs on the schedule and takes no object events (got {})",
+                "ingest runs on the schedule and on triggers/ingest/ requests, and takes no \
+                 other object events (got {})",
                 object.key
             ))),
         }
@@ -125,7 +150,24 @@ impl Ingest {
 
     /// Handles one schedule firing's own work (no catch-up).
     pub async fn ingest_tick(&self, tick: &ScheduleTick) -> Result<IngestReport, StageError> {
-        let report = self.ingest_tick_inner(tick).await?;
+        let attempt = Attempt::start(Stage::Ingest);
+        let mut batch_number = None;
+        let report = match self
+            .ingest_tick_inner(tick, &attempt, &mut batch_number)
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => {
+                // The batch it was after, once known (not for the very first batch, whose
+                // number only the batch API's answer tells).
+                if let Some(batch_number) = batch_number {
+                    attempt
+                        .failed(&self.inner.db, batch_number, &format!("{error:#}"))
+                        .await;
+                }
+                return Err(error.into());
+            }
+        };
         let outcome = match &report {
             IngestReport::Stored(_) => "stored",
             IngestReport::Exhausted => "exhausted",
@@ -147,7 +189,14 @@ impl Ingest {
         Ok(report)
     }
 
-    async fn ingest_tick_inner(&self, tick: &ScheduleTick) -> anyhow::Result<IngestReport> {
+    /// The firing's work; `batch_number` is set to the batch it is after as soon as that is
+    /// known, so a failure can be recorded against it.
+    async fn ingest_tick_inner(
+        &self,
+        tick: &ScheduleTick,
+        attempt: &Attempt,
+        batch_number: &mut Option<i32>,
+    ) -> anyhow::Result<IngestReport> {
         let inner = &self.inner;
         let mut client = inner
             .db
@@ -193,12 +242,22 @@ impl Ingest {
             Wanted::Number(number) => in_flight == Some(number),
             Wanted::First => false,
         };
+        if let Wanted::Number(number) = wanted {
+            *batch_number = Some(number);
+        }
         self.mark_in_flight(wanted).await?;
 
         let taken = cursor::take_batch(&inner.source, wanted, earlier_loss).await?;
+        if let Some(taken) = &taken {
+            *batch_number = Some(taken.batch.batch_number);
+        }
         let report = match taken {
             None => {
                 record_tick(&transaction, tick, "exhausted", None).await?;
+                // Failures recorded against the batch this firing was after: there is none.
+                if let Wanted::Number(number) = wanted {
+                    runs::forget_failed_ingests_from(&transaction, number).await?;
+                }
                 IngestReport::Exhausted
             }
             Some(taken) => {
@@ -214,6 +273,7 @@ impl Ingest {
                 &[],
             )
             .await?;
+        attempt.finished(&transaction, &report).await?;
         transaction.commit().await.context("committing the batch")?;
         // The rows are committed: now announce them (and anything a crash left unannounced).
         outbox::flush(&**client, &inner.objects).await?;

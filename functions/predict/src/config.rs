@@ -3,10 +3,14 @@
 use std::time::Duration;
 
 use appraise_core::{config, secrets};
+use appraise_train::drift::DriftConfig;
+
+use crate::input_drift::InputDriftConfig;
 
 #[derive(Debug, Clone)]
 pub struct PredictConfig {
-    /// Bearer token that `POST /reload_model` requires; reloading by hand is refused when unset.
+    /// The operator's bearer token, which `POST /reload_model` and the `POST /runs/…` actions
+    /// require; they are refused when it is unset.
     /// A secret: `PREDICT_RELOAD_TOKEN`, or `_SECRET_ID` / `_SSM_PARAMETER` ([`secrets`]).
     pub reload_token: Option<String>,
     /// How often each replica reads `production/current.json` to notice a promotion by itself;
@@ -24,6 +28,11 @@ pub struct PredictConfig {
     /// How often the pipeline gauges are read from PostgreSQL ([`crate::pipeline_gauges`]);
     /// zero turns them off (they stay at 0).
     pub pipeline_gauges_interval: Duration,
+    /// The test of served inputs for drift ([`crate::input_drift`]).
+    pub input_drift: InputDriftConfig,
+    /// How often it runs in the background (`PREDICT_INPUT_DRIFT_SECONDS`; zero: only on
+    /// `GET /drift/predictions`).
+    pub input_drift_interval: Duration,
 }
 
 impl Default for PredictConfig {
@@ -36,6 +45,8 @@ impl Default for PredictConfig {
             max_explain_batch: 500,
             model_name: "appraise".to_owned(),
             pipeline_gauges_interval: Duration::from_secs(30),
+            input_drift: InputDriftConfig::default(),
+            input_drift_interval: Duration::from_secs(300),
         }
     }
 }
@@ -60,6 +71,14 @@ impl PredictConfig {
             pipeline_gauges_interval: config::seconds(
                 "PREDICT_PIPELINE_GAUGES_SECONDS",
                 defaults.pipeline_gauges_interval,
+            )?,
+            input_drift: InputDriftConfig {
+                sample: config::optional("PREDICT_DRIFT_SAMPLE", defaults.input_drift.sample)?,
+                ks: DriftConfig::from_env()?,
+            },
+            input_drift_interval: config::seconds(
+                "PREDICT_INPUT_DRIFT_SECONDS",
+                defaults.input_drift_interval,
             )?,
         })
     }

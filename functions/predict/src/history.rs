@@ -46,6 +46,8 @@ pub struct DriftEntry {
     pub worst_feature: Option<String>,
     pub reference_training: Option<i64>,
     pub features: Value,
+    /// The categorical features' PSI (`[]` in reports stored before they were tested).
+    pub categorical: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,7 +115,7 @@ pub async fn drift_reports(db: &DbPool, limit: i64) -> anyhow::Result<DriftRepor
     let rows = client
         .query(
             "SELECT batch_number, created_at, drifted, worst_feature, reference_training,
-                    report->'features'
+                    report->'features', coalesce(report->'categorical', '[]'::jsonb)
              FROM ops.drift_reports ORDER BY batch_number DESC, id DESC LIMIT $1",
             &[&limit],
         )
@@ -128,6 +130,7 @@ pub async fn drift_reports(db: &DbPool, limit: i64) -> anyhow::Result<DriftRepor
                 worst_feature: row.get(3),
                 reference_training: row.get(4),
                 features: row.get::<_, Option<Value>>(5).unwrap_or(Value::Null),
+                categorical: row.get(6),
             })
             .collect(),
     })

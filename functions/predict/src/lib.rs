@@ -18,6 +18,9 @@
 //!   process's own (memory, CPU); and the pipeline's progress read from PostgreSQL
 //!   ([`pipeline_gauges`]), for the alerts the stages that scale to zero cannot feed.
 //! - The Open Inference Protocol v2 subset KServe clients use ([`oip`]).
+//! - `GET /runs`: each batch's state in each stage, newest first ([`runs`]).
+//! - `GET /drift/predictions`: the last predictions' inputs against the production model's
+//!   training rows, per field ([`input_drift`]).
 //! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form, model
 //!   history, RMSE chart, drift reports), fed by `GET /api/models` and `GET /api/drift`.
 //!
@@ -51,6 +54,7 @@ pub mod error;
 pub mod explanation;
 pub mod history;
 pub mod inference_log;
+pub mod input_drift;
 pub mod lineage;
 pub mod model_slot;
 pub mod oip;
@@ -59,6 +63,7 @@ pub mod prediction_id;
 pub mod request;
 pub mod rollback;
 pub mod routes;
+pub mod runs;
 pub mod state;
 
 pub use error::ApiError;

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, platform, runtime, telemetry};
-use appraise_predict::{Predictor, config::PredictConfig, lambda_router, pipeline_gauges, router};
+use appraise_predict::{
+    Predictor, config::PredictConfig, input_drift, lambda_router, pipeline_gauges, router,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -33,6 +35,11 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     pipeline_gauges::export_forever(pool.clone(), config.pipeline_gauges_interval);
+    input_drift::export_forever(
+        pool.clone(),
+        config.input_drift.clone(),
+        config.input_drift_interval,
+    );
     let predictor = Predictor::new(config, pool, ObjectStore::from_env()?);
     predictor.watch();
     runtime::serve_http("predict", router(predictor)).await

@@ -22,12 +22,12 @@ use crate::{
     error::ApiError,
     explanation::{self, PriceExplanation},
     history::{self, DriftReports, Models},
-    lineage,
+    input_drift, lineage,
     model_slot::Refresh,
     oip,
     prediction_id::PredictionId,
     request::{self, Problem},
-    rollback,
+    rollback, runs,
 };
 
 /// The web page: one self-contained file, no external assets.
@@ -103,6 +103,8 @@ pub fn router(predictor: Predictor) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .merge(oip::routes())
+        .merge(runs::routes())
+        .merge(input_drift::routes())
         .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(predictor)
 }
@@ -272,12 +274,16 @@ async fn ready(State(predictor): State<Predictor>) -> Response {
     }
 }
 
-/// The bearer token check of the routes that change what is served (`PREDICT_RELOAD_TOKEN`;
-/// those routes are refused when it is unset).
-fn require_token(predictor: &Predictor, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+/// The check of every operator action (`POST /reload_model`, the re-runs of [`runs`]): the
+/// bearer token must be `PREDICT_RELOAD_TOKEN`; without one configured, `action` is refused.
+pub(crate) fn require_operator_token(
+    predictor: &Predictor,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<(), ApiError> {
     let Some(expected) = predictor.config().reload_token.as_deref() else {
         return Err(ApiError::Forbidden(format!(
-            "{what} by hand is disabled: set PREDICT_RELOAD_TOKEN to enable it"
+            "{action} is disabled: set PREDICT_RELOAD_TOKEN to enable it"
         )));
     };
     if !appraise_core::auth::bearer_token_matches(headers, expected) {
@@ -290,7 +296,7 @@ async fn reload_model(
     State(predictor): State<Predictor>,
     headers: HeaderMap,
 ) -> Result<Json<Refresh>, ApiError> {
-    require_token(&predictor, &headers, "reloading")?;
+    require_operator_token(&predictor, &headers, "reloading by hand")?;
     let refresh = predictor
         .refresh()
         .await
@@ -359,7 +365,7 @@ async fn promote_model(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<rollback::RolledBack>, ApiError> {
-    require_token(&predictor, &headers, "promoting")?;
+    require_operator_token(&predictor, &headers, "promoting by hand")?;
     let reason = request::parse_rollback_reason(&body).map_err(ApiError::Invalid)?;
     let reason = reason.as_deref().unwrap_or(rollback::DEFAULT_REASON);
     let outcome = rollback::rollback(predictor.db(), predictor.objects(), &version, reason)

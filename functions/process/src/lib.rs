@@ -40,6 +40,7 @@ use appraise_core::{
     catch_up,
     db::{DbPool, locks},
     events::{ObjectCreated, Trigger},
+    runs::{Attempt, Stage},
     runtime::{self, StageError, StageResult},
 };
 
@@ -191,6 +192,7 @@ impl Process {
     /// `ops.batches`.
     async fn clean_batch(&self, batch_number: i32) -> Result<Option<Cleaned>, StageError> {
         let inner = &self.inner;
+        let attempt = Attempt::start(Stage::Process);
         let mut client =
             inner.db.get().await.map_err(|e| {
                 StageError::Unavailable(format!("getting a database connection: {e}"))
@@ -246,21 +248,33 @@ impl Process {
                 *dropped.entry(Rule::Duplicate).or_default() += earlier_duplicates;
             }
             store::finish_report(&transaction, batch_number, inserted, &dropped).await?;
-            transaction
-                .commit()
-                .await
-                .context("committing the clean batch")?;
-            Ok(Some(Cleaned::Processed(ProcessedBatch {
+            let processed = ProcessedBatch {
                 batch_number,
                 rows_in,
                 rows_kept: inserted,
                 dropped: rules::drop_counts(&dropped),
                 manifest_key: store::manifest_key(batch_number),
                 caught_up: Vec::new(),
-            })))
+            };
+            attempt.finished(&transaction, &processed).await?;
+            transaction
+                .commit()
+                .await
+                .context("committing the clean batch")?;
+            Ok(Some(Cleaned::Processed(processed)))
         }
         .await;
-        let cleaned = match outcome? {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Rolled back: the failure is recorded on its own.
+                attempt
+                    .failed(&inner.db, batch_number, &format!("{error:#}"))
+                    .await;
+                return Err(error.into());
+            }
+        };
+        let cleaned = match outcome {
             Some(cleaned) => cleaned,
             None => return Ok(None),
         };

@@ -49,6 +49,7 @@ use appraise_core::{
     model::{ModelArtifact, ProductionPointer, metrics::Metrics},
     objects::ObjectStore,
     outbox,
+    runs::{Attempt, Stage},
     runtime::{self, StageError, StageResult},
 };
 use appraise_mlflow::Mirror;
@@ -167,12 +168,28 @@ impl Promote {
     }
 
     /// Decides one training in its own transaction; `None` when it is not a recorded training.
+    /// The decision is recorded in `ops.stage_runs` in its transaction, a failure after it.
     async fn decide_training(&self, training_id: i64) -> Result<Option<PromoteReport>, StageError> {
+        let attempt = Attempt::start(Stage::Promote);
         let report =
             outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
-                self.decide(transaction, training_id).await
+                let report = self.decide(transaction, training_id).await?;
+                if let Some(report) = &report {
+                    attempt.finished(transaction, report).await?;
+                }
+                Ok(report)
             })
-            .await?;
+            .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => {
+                // A training's id is its batch's number.
+                if let Ok(batch_number) = i32::try_from(training_id) {
+                    attempt.failed(&self.inner.db, batch_number, &error).await;
+                }
+                return Err(error);
+            }
+        };
         if let Some(PromoteReport::Decided { promoted, .. }) = &report {
             let decision = if *promoted { "promoted" } else { "rejected" };
             ::metrics::counter!("promotion_decisions_total", "decision" => decision).increment(1);

@@ -47,7 +47,6 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = DriftConfig::default();
         let forest = ForestParams::default();
         let boosting = BoostingParams::default();
         let positive = |name: &str, value: f64| {
@@ -68,12 +67,7 @@ impl TrainConfig {
                     RetrainRule::default().min_new_rows,
                 )?,
             },
-            drift: DriftConfig {
-                p_value_threshold: config::optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,
-                min_statistic: config::optional("DRIFT_MIN_STATISTIC", defaults.min_statistic)?,
-                max_sample: config::optional("DRIFT_MAX_SAMPLE", defaults.max_sample)?,
-                seed: config::optional("DRIFT_SEED", defaults.seed)?,
-            },
+            drift: DriftConfig::from_env()?,
             ridge_alpha: positive(
                 "TRAIN_RIDGE_ALPHA",
                 config::optional("TRAIN_RIDGE_ALPHA", 1.0)?,

@@ -12,7 +12,8 @@
 //! 1. Under the lock, skip a batch that was decided before (a redelivered or concurrent event).
 //! 2. Count the clean rows that arrived since the last training; when a production model
 //!    exists, test the new rows for [`drift`] against the rows it was trained on (two-sample
-//!    KS per numeric column) and store the report.
+//!    KS per numeric column; PSI for state, status and the city's first three letters, which
+//!    is reported but not counted by the retrain rule) and store the report.
 //! 3. Apply the [`decision`] rule — `new rows ≥ TRAIN_MIN_NEW_ROWS AND (drift OR no
 //!    production model)` — and record the decision and its reason either way, in
 //!    `ops.trainings`, whose id **is the batch's number** (one decision per clean batch). A
@@ -60,6 +61,7 @@ use appraise_core::{
     model::ModelArtifact,
     objects::ObjectStore,
     outbox,
+    runs::{Attempt, Stage},
     runtime::{self, StageError, StageResult},
 };
 use appraise_mlflow::Mirror;
@@ -69,7 +71,7 @@ use tokio_postgres::Transaction;
 use crate::{
     config::TrainConfig,
     decision::{Decision, Situation},
-    drift::{DriftReport, drift_report},
+    drift::{CategoricalColumn, DriftReport, drift_report},
 };
 
 /// The short account of a drift report that the train report carries.
@@ -110,6 +112,40 @@ fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
         (DRIFT_COLUMNS[3], column(|r| r.acre_lot)),
         (DRIFT_COLUMNS[4], column(|r| r.house_size)),
     ]
+}
+
+/// The categorical columns whose drift is reported (PSI): state, status, and the city's first
+/// three letters (a bounded stand-in for thousands of city names).
+pub const CATEGORICAL_DRIFT_COLUMNS: [&str; 3] = ["state", "status", "city_prefix"];
+
+/// A categorical column's value in a clean row (`None` for a column not among
+/// [`CATEGORICAL_DRIFT_COLUMNS`]).
+fn categorical_value(column: &str, row: &CleanRow) -> Option<String> {
+    match column {
+        "state" => Some(row.state.clone()),
+        "status" => row.status.map(|status| status.as_str().to_owned()),
+        "city_prefix" => row
+            .city
+            .as_deref()
+            .map(|city| city.chars().take(3).collect::<String>().to_uppercase()),
+        _ => None,
+    }
+}
+
+/// `(name, reference, current)` for each of [`CATEGORICAL_DRIFT_COLUMNS`].
+fn categorical_columns(
+    reference: &[CleanRow],
+    current: &[CleanRow],
+) -> Vec<CategoricalColumn<'static>> {
+    let pick = |column: &str, rows: &[CleanRow]| -> Vec<Option<String>> {
+        rows.iter()
+            .map(|row| categorical_value(column, row))
+            .collect()
+    };
+    CATEGORICAL_DRIFT_COLUMNS
+        .into_iter()
+        .map(|name| (name, pick(name, reference), pick(name, current)))
+        .collect()
 }
 
 const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -246,12 +282,25 @@ impl Train {
 
     /// Decides one batch in its own transaction; `None` when the batch is not in
     /// `ops.clean_batches`.
+    /// The decision is recorded in `ops.stage_runs` in its transaction, a failure after it.
     async fn decide(&self, batch_number: i32) -> Result<Option<TrainReport>, StageError> {
+        let attempt = Attempt::start(Stage::Train);
         let report =
             outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
-                self.decide_and_train(transaction, batch_number).await
+                let report = self.decide_and_train(transaction, batch_number).await?;
+                if let Some(report) = &report {
+                    attempt.finished(transaction, report).await?;
+                }
+                Ok(report)
             })
-            .await?;
+            .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => {
+                attempt.failed(&self.inner.db, batch_number, &error).await;
+                return Err(error);
+            }
+        };
         if let Some(TrainReport::Trained { candidates, .. }) = &report {
             for candidate in candidates {
                 ::metrics::gauge!("model_test_rmse", "algorithm" => candidate.algorithm.clone())
@@ -313,7 +362,8 @@ impl Train {
                     clean::clean_rows(transaction, first_new_batch, batch_number).await?;
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
-                let report = drift_report(&reference, &current, &inner.config.drift)?;
+                let report = drift_report(&reference, &current, &inner.config.drift)?
+                    .with_categorical(categorical_columns(&reference_rows, &current_rows));
                 for feature in &report.features {
                     if let Some(statistic) = feature.statistic {
                         ::metrics::gauge!("drift_statistic", "feature" => feature.feature.clone())

@@ -194,6 +194,73 @@ pub(crate) async fn show_mlflow(db: &appraise_core::db::DbPool, url: &str) -> an
     Ok(())
 }
 
+/// Each batch's state in each stage, as the predictor's `GET /runs` answers it (the page's
+/// grid), oldest batch first, one line per batch.
+pub(crate) async fn show_runs(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Runs {
+        batches: Vec<appraise_core::runs::BatchRuns>,
+    }
+    let runs: Runs = client
+        .get(format!("{url}/runs?limit=1000"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!("runs ({url}/runs):");
+    for batch in runs.batches.iter().rev() {
+        let stages: Vec<String> = batch
+            .stages
+            .iter()
+            .map(|run| {
+                let state = serde_json::to_value(run.state).unwrap_or_default();
+                format!("{} {}", run.stage.as_str(), state.as_str().unwrap_or("?"))
+            })
+            .collect();
+        println!(
+            "runs     batch {:>3}  {}",
+            batch.batch_number,
+            stages.join(" · ")
+        );
+    }
+    Ok(())
+}
+
+/// The predictor's test of served inputs (`GET /drift/predictions`) after the run's
+/// predictions, one line: how many were compared, and which fields drifted.
+pub(crate) async fn show_input_drift(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let report: Value = client
+        .get(format!("{url}/drift/predictions"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let Some(version) = report["production_version"].as_str() else {
+        println!("served inputs: no production model to compare with");
+        return Ok(());
+    };
+    let fields = report["fields"].as_array().cloned().unwrap_or_default();
+    let drifted: Vec<&str> = fields
+        .iter()
+        .filter(|f| f["drifted"] == true)
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    println!(
+        "served inputs: {} predictions against {} training rows of {version}, {} fields tested; drifted: {}",
+        report["current_rows"],
+        report["reference_rows"],
+        fields.len(),
+        if drifted.is_empty() {
+            "none".to_owned()
+        } else {
+            drifted.join(", ")
+        }
+    );
+    Ok(())
+}
+
 /// The drift verdict, the decision and each model's test metrics, one line each.
 pub(crate) fn describe_training(batch: i64, report: &TrainReport) -> Vec<String> {
     let drift = match report {

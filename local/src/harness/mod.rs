@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use self::{
     console::{
         describe_cleaning, describe_promotion, describe_training, plural, print_summary,
-        report_delivery, say, show_mlflow, show_predictor, summary_lines, thousands, training_of,
+        report_delivery, say, show_input_drift, show_mlflow, show_predictor, show_runs,
+        summary_lines, thousands, training_of,
     },
     stack::{Stack, start_stack},
 };
@@ -160,6 +161,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     print_ending(&stack, &seconds, started.elapsed()).await?;
     show_predictor(&client, &stack.predict.url()).await?;
+    show_runs(&client, &stack.predict.url()).await?;
+    show_input_drift(&client, &stack.predict.url()).await?;
     if let Some(mlflow) = &stack.mlflow {
         show_mlflow(&stack.db, &mlflow.url()).await?;
     }

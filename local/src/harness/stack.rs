@@ -191,7 +191,8 @@ pub(crate) async fn start_stack(
     step(&format!("predict: listening at {}", predict.url()));
 
     // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train,
-    // candidates/ wake promote, and production/ wakes the predictor.
+    // candidates/ wake promote, production/ wakes the predictor, and an operator's ingest
+    // request (the predictor's POST /runs/ingest) fires ingest.
     let deliveries = s3.as_ref().map(|server| {
         server.set_rules(vec![
             NotificationRule {
@@ -213,6 +214,11 @@ pub(crate) async fn start_stack(
                 prefix: "production/".into(),
                 suffix: ".json".into(),
                 target: Some(format!("{}/", predict.url())),
+            },
+            NotificationRule {
+                prefix: appraise_core::keys::INGEST_REQUESTS.into(),
+                suffix: ".json".into(),
+                target: Some(format!("{}/", ingest.url())),
             },
         ]);
         server.deliveries()

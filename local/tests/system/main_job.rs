@@ -245,6 +245,33 @@ async fn the_main_job_drains_the_source_and_reports_every_batch() {
     assert!(stdout.contains("production model: t0000"), "{stdout}");
     assert!(stdout.contains("Springfield, MA: $"), "{stdout}");
     assert!(stdout.contains("predictor: http://127.0.0.1:"), "{stdout}");
+    // The predictor's GET /runs lists every batch with its four stages, none failed or left
+    // waiting, as the harness prints it.
+    for batch in 0..=5 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("runs     batch {batch:>3}  ")))
+            .unwrap_or_else(|| panic!("no runs line for batch {batch}:\n{stdout}"));
+        assert!(
+            line.contains("ingest done · process done · train "),
+            "{line}"
+        );
+        assert!(
+            !line.contains("failed") && !line.contains("waiting"),
+            "{line}"
+        );
+    }
+    assert!(
+        stdout
+            .contains("runs     batch   0  ingest done · process done · train done · promote done"),
+        "{stdout}"
+    );
+    // The predictor's GET /drift/predictions answers a per-field report after the run's
+    // prediction (the inference log is written off the request path: 0 or 1 compared).
+    assert!(
+        stdout.contains("served inputs: ") && stdout.contains(" 7 fields tested; drifted: "),
+        "{stdout}"
+    );
     // The generator's nulls make some rule drop rows in every run.
     assert!(stdout.contains("dropped: missing_"), "{stdout}");
     assert!(stdout.contains("the source has nothing left"), "{stdout}");

@@ -267,4 +267,52 @@ async fn a_restart_that_answers_5xx_delays_but_loses_nothing() {
     assert_eq!(drained.stored, vec![2, 3, 4]);
     assert!(api.calls().1 >= restarts_before + 2);
     assert_stored_as_served(&world, &api, "restart failing during recovery").await;
+
+    // Both failed firings were after batch 2 and are counted in its run (ops.stage_runs), which
+    // the firing that stored it made done, keeping the last error for the operator.
+    let client = world.db.get().await.unwrap();
+    let run = client
+        .query_one(
+            "SELECT state, attempts, error FROM ops.stage_runs
+             WHERE batch_number = 2 AND stage = 'ingest'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.get::<_, &str>(0), "done");
+    assert_eq!(run.get::<_, i32>(1), 3);
+    let error: Option<&str> = run.get(2);
+    assert!(
+        error.is_some_and(|e| e.contains("restart_data_generation")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_firing_after_the_last_batch_leaves_no_batch_in_the_runs() {
+    let api = CourseApi::start(Plan::from_sample(0, &[5, 5])).await;
+    let world = ingest_of(&api, 0).await;
+    assert_eq!(drain(&world, "all").await.stored, vec![0, 1]);
+    // The firing after the last batch fails: recorded against batch 2, which it was after.
+    api.plant(2, Fault::Error500BeforeCursorMoves);
+    assert!(world.ingest.ingest_tick(&tick("fails")).await.is_err());
+    let failed = "SELECT count(*) FROM ops.stage_runs WHERE batch_number = 2 AND state = 'failed'";
+    assert_eq!(world.count(failed).await, 1);
+    // The next one learns there is no batch 2: its run goes.
+    assert!(matches!(
+        world.ingest.ingest_tick(&tick("end")).await.unwrap(),
+        IngestReport::Exhausted
+    ));
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM ops.stage_runs WHERE batch_number = 2")
+            .await,
+        0
+    );
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM ops.stage_runs WHERE stage = 'ingest'")
+            .await,
+        2
+    );
 }

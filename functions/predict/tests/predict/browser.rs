@@ -1,6 +1,8 @@
 //! The predictor's web page in a real headless Chromium, driven over the Chrome DevTools
 //! Protocol: a prediction through the form with its waterfall of contributions, the model
-//! history, a model's importance and lineage, the RMSE chart and the drift report, all from a throw-away world with a real trained and promoted model. Leaves a
+//! history, a model's importance and lineage, the RMSE chart, the drift report, the drift in
+//! served inputs, and the Runs grid (a failed train cell's error, its re-run and an ingest asked
+//! from the page), all from a throw-away world with a real trained and promoted model. Leaves a
 //! screenshot of the page in `target/screenshots/predictor.png`.
 //!
 //! Without a Chromium on PATH the test skips, unless `CI` is set: then it fails and asks for
@@ -16,6 +18,10 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, bail};
+use appraise_core::{
+    keys, outbox,
+    runs::{Attempt, Stage},
+};
 use appraise_testkit::{fixtures, processes::FunctionProcess};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -27,6 +33,10 @@ const OVERALL: Duration = Duration::from_secs(240);
 const BROWSER_PHASE: Duration = Duration::from_secs(60);
 /// Longest wait for any single answer from Chromium.
 const CDP_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// The operator token the page's re-run button sends.
+const TOKEN: &str = "browser-operator-token";
+/// The error of the failed train attempt the Runs grid shows.
+const TRAIN_ERROR: &str = "unavailable: the train Job was evicted <b>not markup</b>";
 
 const SCREENSHOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -79,11 +89,24 @@ async fn run(browser: PathBuf) -> anyhow::Result<()> {
         .await
         .context("seeding the production model")?;
     eprintln!("seeded {production_version} in {:.1?}", seeding.elapsed());
+    // Batch 3 is cleaned and announced to train (as process does), and train's attempt at it
+    // failed: recorded as every stage records a failure.
+    fixtures::insert_clean_batch(&db, 3, 200, 1.0).await?;
+    {
+        let client = db.get().await?;
+        let key = keys::batch_manifest("clean", 3);
+        outbox::enqueue(&**client, &key, &json!({ "batch_number": 3 })).await?;
+        outbox::flush(&**client, &objects).await?;
+    }
+    Attempt::start(Stage::Train)
+        .failed(&db, 3, &TRAIN_ERROR)
+        .await;
 
     let logs = tempfile::tempdir()?;
     let log_path = logs.path().join("predict.log");
     let mut env = s3.env(fixtures::BUCKET);
     env.push(("DATABASE_URL".to_owned(), db_url));
+    env.push(("PREDICT_RELOAD_TOKEN".to_owned(), TOKEN.to_owned()));
     let predict = FunctionProcess::start(
         "predict",
         env!("CARGO_BIN_EXE_predict").as_ref(),
@@ -319,13 +342,57 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
     if let Some(failed) = drift.get("failed") {
         bail!("the page could not load the drift reports: {failed}");
     }
+    let text = drift["text"].as_str().unwrap_or_default();
+    for categorical in ["state (PSI)", "status (PSI)", "city_prefix (PSI)"] {
+        anyhow::ensure!(
+            text.contains(categorical),
+            "the drift report should show {categorical}: {text}"
+        );
+    }
     if let Some(worst) = &expected.worst_feature {
-        let text = drift["text"].as_str().unwrap_or_default();
         anyhow::ensure!(
             text.contains(&format!("worst feature: {worst}")),
             "the drift section should name the worst feature {worst}: {text}"
         );
     }
+
+    check_runs(cdp, deadline)?;
+
+    // Drift in served inputs: every field, with its test, against the production model.
+    let served = cdp.wait_for(
+        "the served-input drift",
+        r#"(() => {
+            const rows = [...document.querySelectorAll('#input-drift-table tbody tr')];
+            const message = document.getElementById('input-drift-message');
+            if (rows.length > 0) return { rows: rows.map(r => [r.dataset.field, r.children[1].textContent]),
+                                          message: message.textContent };
+            if (message && message.classList.contains('failed')) return { failed: message.textContent };
+            return null;
+        })()"#,
+        deadline,
+    )?;
+    if let Some(failed) = served.get("failed") {
+        bail!("the page could not show the served-input drift: {failed}");
+    }
+    let expected_rows = json!([
+        ["bed", "KS"],
+        ["bath", "KS"],
+        ["acre_lot", "KS"],
+        ["house_size", "KS"],
+        ["status", "PSI"],
+        ["state", "PSI"],
+        ["city", "PSI"]
+    ]);
+    anyhow::ensure!(
+        served["rows"] == expected_rows,
+        "the served-input drift should list every field with its test: {served}"
+    );
+    anyhow::ensure!(
+        served["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&expected.production_version)),
+        "the served-input drift should name the production model: {served}"
+    );
 
     let points = cdp.evaluate("document.querySelectorAll('#rmse-chart circle.point').length")?;
     anyhow::ensure!(
@@ -479,6 +546,152 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
     anyhow::ensure!(
         foreign.is_empty(),
         "the page fetched from elsewhere: {foreign:?}"
+    );
+    Ok(())
+}
+
+/// The Runs grid: three batches by four stages, coloured by state; the failed train cell shows
+/// its error as text; the re-run button, with the operator token, asks the predictor to run it
+/// again.
+fn check_runs(cdp: &mut Cdp, deadline: Instant) -> anyhow::Result<()> {
+    let grid = cdp.wait_for(
+        "the runs grid",
+        r#"(() => {
+            const cells = [...document.querySelectorAll('#runs-grid .run-cell')];
+            const message = document.getElementById('runs-message');
+            if (cells.length > 0) return cells.map(c =>
+                [c.dataset.stage, Number(c.dataset.batch), c.dataset.state, getComputedStyle(c).backgroundColor]);
+            if (message && message.classList.contains('failed')) return { failed: message.textContent };
+            return null;
+        })()"#,
+        deadline,
+    )?;
+    if let Some(failed) = grid.get("failed") {
+        bail!("the page could not load the runs: {failed}");
+    }
+    let cells = grid.as_array().context("the grid's cells")?;
+    let states: Vec<(String, i64, String)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap_or_default().to_owned(),
+                c[1].as_i64().unwrap_or(-1),
+                c[2].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (stage, by_batch) in [
+        ("ingest", ["done", "done", "done"]),
+        ("process", ["done", "done", "done"]),
+        ("train", ["done", "done", "failed"]),
+    ] {
+        for (batch, state) in (1..=3).zip(by_batch) {
+            expected.push((stage.to_owned(), batch, state.to_owned()));
+        }
+    }
+    // Batch 1 was promoted; batch 2's promote decided too (promoted or rejected: done).
+    for (batch, state) in [(1, "done"), (2, "done"), (3, "waiting")] {
+        expected.push(("promote".to_owned(), batch, state.to_owned()));
+    }
+    anyhow::ensure!(
+        states == expected,
+        "the grid should be stages x batches (oldest batch left):\n{expected:?}\nit is\n{states:?}"
+    );
+    // Each state has its own colour.
+    let colour = |state: &str| {
+        cells
+            .iter()
+            .find(|c| c[2] == state)
+            .map(|c| c[3].as_str().unwrap_or_default().to_owned())
+    };
+    let colours = [colour("done"), colour("failed"), colour("waiting")];
+    anyhow::ensure!(
+        colours.iter().all(Option::is_some)
+            && colours[0] != colours[1]
+            && colours[1] != colours[2]
+            && colours[0] != colours[2],
+        "done, failed and waiting should be coloured differently: {colours:?}"
+    );
+
+    // The failed cell's detail: its error, as text.
+    let detail = cdp.evaluate(
+        r#"(() => {
+            document.querySelector('#runs-grid .run-cell[data-stage="train"][data-batch="3"]').click();
+            const detail = document.getElementById('run-detail');
+            const error = detail.querySelector('pre.run-error');
+            return { hidden: detail.hidden, text: detail.textContent, error: error ? error.textContent : null,
+                     markup: detail.querySelector('b') !== null, button: !!document.getElementById('run-again') };
+        })()"#,
+    )?;
+    anyhow::ensure!(
+        detail["hidden"] == false && detail["error"] == TRAIN_ERROR && detail["markup"] == false,
+        "the failed cell's detail should show its error as text: {detail}"
+    );
+    anyhow::ensure!(
+        detail["button"] == true,
+        "a failed cell offers a re-run: {detail}"
+    );
+
+    // A wrong token is refused and said so; the right one asks for the re-run.
+    for (token, expect) in [
+        ("wrong", "Not run again"),
+        (TOKEN, "Asked: clean/batch-000003/manifest.json"),
+    ] {
+        cdp.evaluate(&format!(
+            r#"(() => {{
+                document.getElementById('run-again-message').textContent = '';
+                document.getElementById('run-token').value = {token};
+                document.getElementById('run-again').click();
+                return true;
+            }})()"#,
+            token = serde_json::to_string(token)?
+        ))?;
+        let outcome = cdp.wait_for(
+            "the re-run's outcome",
+            r#"(() => {
+                const text = document.getElementById('run-again-message').textContent;
+                return text && text !== 'Asking…' ? text : null;
+            })()"#,
+            deadline,
+        )?;
+        anyhow::ensure!(
+            outcome
+                .as_str()
+                .is_some_and(|text| text.starts_with(expect)),
+            "the re-run with token {token:?} should say {expect:?}: {outcome}"
+        );
+    }
+
+    // Ingest now, with the token: the request object is written.
+    cdp.evaluate("(() => { document.getElementById('ingest-now').click(); return true; })()")?;
+    let outcome = cdp.wait_for(
+        "the ingest request's outcome",
+        r#"(() => {
+            const text = document.getElementById('ingest-now-message').textContent;
+            return text && text !== 'Asking…' ? text : null;
+        })()"#,
+        deadline,
+    )?;
+    anyhow::ensure!(
+        outcome
+            .as_str()
+            .is_some_and(|text| text.starts_with("Asked: triggers/ingest/")),
+        "Ingest now should say it asked: {outcome}"
+    );
+
+    // A done cell's detail has no error and no button.
+    let done = cdp.evaluate(
+        r#"(() => {
+            document.querySelector('#runs-grid .run-cell[data-stage="promote"][data-batch="1"]').click();
+            return { text: document.getElementById('run-detail').textContent,
+                     button: !!document.getElementById('run-again') };
+        })()"#,
+    )?;
+    let text = done["text"].as_str().unwrap_or_default();
+    anyhow::ensure!(
+        text.contains("promote · batch 1") && text.contains("attempts") && done["button"] == false,
+        "the promote cell of batch 1 should show its detail: {done}"
     );
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! report (statistic and p-value per feature) and a decision whose thresholds are configuration.
 //! This module is the policy, [`drift_report`]; the test itself is [`ks`] (SciPy's `ks_2samp`),
 //! and [`kolmogorov`] the distribution its asymptotic p-value comes from (SciPy's `kstwo`).
+//! Categorical features get the population stability index ([`psi`]), with `psi_min` as their
+//! floor ([`DriftReport::with_categorical`]).
 //!
 //! [`drift_report`] applies the test to every feature and decides. With large samples any
 //! harmless shift gets a tiny p-value, so a feature counts as drifted only when
@@ -18,6 +20,7 @@
 
 pub mod kolmogorov;
 pub mod ks;
+pub mod psi;
 
 use std::collections::HashSet;
 
@@ -25,6 +28,7 @@ use appraise_core::rng::{SplitMix64, sample_indices};
 use serde::{Deserialize, Serialize};
 
 pub use ks::{EXACT_MAX_SAMPLE, KsMethod, KsTest, ks_two_sample};
+pub use psi::psi;
 
 /// Why a test or a report could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -65,6 +69,27 @@ pub struct DriftConfig {
     pub max_sample: usize,
     /// Seed of the subsample; the same data and seed always give the same report.
     pub seed: u64,
+    /// A categorical feature drifts when its [`psi()`] is at least this (default 0.2, the usual
+    /// "significant shift" rule of thumb).
+    pub psi_min: f64,
+}
+
+impl DriftConfig {
+    /// Reads `DRIFT_P_VALUE`, `DRIFT_MIN_STATISTIC`, `DRIFT_MAX_SAMPLE`, `DRIFT_SEED` and
+    /// `DRIFT_PSI_MIN` (each
+    /// defaulting to [`DriftConfig::default`]'s): train's drift test and the predictor's test of
+    /// served inputs share them.
+    pub fn from_env() -> Result<Self, appraise_core::config::ConfigError> {
+        use appraise_core::config::optional;
+        let defaults = DriftConfig::default();
+        Ok(DriftConfig {
+            p_value_threshold: optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,
+            min_statistic: optional("DRIFT_MIN_STATISTIC", defaults.min_statistic)?,
+            max_sample: optional("DRIFT_MAX_SAMPLE", defaults.max_sample)?,
+            seed: optional("DRIFT_SEED", defaults.seed)?,
+            psi_min: optional("DRIFT_PSI_MIN", defaults.psi_min)?,
+        })
+    }
 }
 
 impl Default for DriftConfig {
@@ -74,6 +99,7 @@ impl Default for DriftConfig {
             min_statistic: 0.1,
             max_sample: EXACT_MAX_SAMPLE,
             seed: 0,
+            psi_min: 0.2,
         }
     }
 }
@@ -90,6 +116,12 @@ impl DriftConfig {
             return Err(DriftError::InvalidConfig(format!(
                 "min_statistic must be in [0, 1], got {}",
                 self.min_statistic
+            )));
+        }
+        if !(self.psi_min.is_finite() && self.psi_min >= 0.0) {
+            return Err(DriftError::InvalidConfig(format!(
+                "psi_min must be a number, 0 or more, got {}",
+                self.psi_min
             )));
         }
         if self.max_sample == 0 {
@@ -136,6 +168,50 @@ pub struct DriftReport {
     pub worst: Option<String>,
     /// The configuration that made the decisions.
     pub config: DriftConfig,
+    /// The categorical features' PSI (state, status, city prefix, in train's report), shown
+    /// with the numeric ones; absent from reports stored before they were tested.
+    #[serde(default)]
+    pub categorical: Vec<CategoricalDrift>,
+    /// Whether any categorical feature drifted. Reported, not counted in [`Self::drifted`]:
+    /// the retrain rule counts the numeric features only (see the README).
+    #[serde(default)]
+    pub categorical_drifted: bool,
+}
+
+/// One categorical feature's values: `(name, reference, current)`, `None` for a missing value.
+pub type CategoricalColumn<'a> = (&'a str, Vec<Option<String>>, Vec<Option<String>>);
+
+/// The PSI of one categorical feature and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalDrift {
+    pub feature: String,
+    /// `None` when a side has no values.
+    pub psi: Option<f64>,
+    pub reference_size: usize,
+    pub current_size: usize,
+    /// `psi >= psi_min`; false when not tested.
+    pub drifted: bool,
+}
+
+impl DriftReport {
+    /// Adds the categorical features' PSI to the report, each `(name, reference, current)`.
+    pub fn with_categorical(mut self, columns: Vec<CategoricalColumn<'_>>) -> Self {
+        self.categorical = columns
+            .into_iter()
+            .map(|(feature, reference, current)| {
+                let psi = psi(&reference, &current);
+                CategoricalDrift {
+                    feature: feature.to_owned(),
+                    psi,
+                    reference_size: reference.len(),
+                    current_size: current.len(),
+                    drifted: psi.is_some_and(|value| value >= self.config.psi_min),
+                }
+            })
+            .collect();
+        self.categorical_drifted = self.categorical.iter().any(|c| c.drifted);
+        self
+    }
 }
 
 /// Tests every feature of `reference` against the column of the same name in `current`.
@@ -200,6 +276,8 @@ where
         features,
         worst,
         config: *config,
+        categorical: Vec::new(),
+        categorical_drifted: false,
     })
 }
 
@@ -452,5 +530,41 @@ mod tests {
         let config: DriftConfig = serde_json::from_str(r#"{"min_statistic": 0.2}"#).unwrap();
         assert_eq!(config.min_statistic, 0.2);
         assert_eq!(config.p_value_threshold, 0.05);
+    }
+
+    #[test]
+    fn categorical_features_are_reported_beside_and_not_counted_in_the_numeric_verdict() {
+        let steady: Vec<f64> = (0..1_000).map(|i| f64::from(i) / 1_000.0).collect();
+        let numeric = drift_report(
+            &[("price", steady.clone())],
+            &[("price", steady)],
+            &DriftConfig::default(),
+        )
+        .unwrap();
+        let states = |texas: usize, ohio: usize| -> Vec<Option<String>> {
+            std::iter::repeat_n(Some("Texas".to_owned()), texas)
+                .chain(std::iter::repeat_n(Some("Ohio".to_owned()), ohio))
+                .collect()
+        };
+        let report = numeric.with_categorical(vec![
+            ("state", states(500, 500), states(900, 100)),
+            ("status", states(500, 500), states(510, 490)),
+        ]);
+        assert!(
+            !report.drifted,
+            "the retrain verdict counts numeric features only"
+        );
+        assert!(report.categorical_drifted);
+        assert!(report.categorical[0].drifted && !report.categorical[1].drifted);
+        assert!(report.categorical[0].psi.unwrap() > 0.8);
+        // A report stored before categorical features were tested still reads.
+        let mut stored = serde_json::to_value(&report).unwrap();
+        stored.as_object_mut().unwrap().remove("categorical");
+        stored
+            .as_object_mut()
+            .unwrap()
+            .remove("categorical_drifted");
+        let old: DriftReport = serde_json::from_value(stored).unwrap();
+        assert!(old.categorical.is_empty() && !old.categorical_drifted);
     }
 }

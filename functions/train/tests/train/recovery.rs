@@ -1,4 +1,5 @@
-//! The train stage recovering: a training redone after a lost commit keeps its version ids,
+//! The train stage recovering: a training redone after a lost commit keeps its version ids
+//! (and its run records the failure, then the success in two attempts),
 //! artifacts no model version claims are removed, lost events are caught up, and a batch that
 //! is not visible yet is retried rather than rejected.
 
@@ -7,6 +8,24 @@ use appraise_testkit::fixtures;
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 use crate::support::{World, world};
+
+/// Train's run of batch 0 (`ops.stage_runs`): state, attempts, last error.
+async fn train_run_of_batch_0(world: &World) -> (String, i32, String) {
+    let client = world.db.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT state, attempts, error FROM ops.stage_runs
+             WHERE batch_number = 0 AND stage = 'train'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (
+        row.get(0),
+        row.get(1),
+        row.get::<_, Option<String>>(2).unwrap_or_default(),
+    )
+}
 
 /// Train killed between its uploads and its commit: the artifacts are in the bucket, the rows
 /// are not. The commit really fails (a deferred constraint trigger raises at COMMIT, after
@@ -49,6 +68,10 @@ async fn a_training_redone_after_a_lost_commit_keeps_its_version_ids() {
     );
     assert_eq!(world.unclaimed_artifacts().await.len(), 4);
     assert!(world.objects.list("candidates/").await.unwrap().is_empty());
+    // The attempt rolled back, yet its failure is in the batch's run, with the error.
+    let (state, attempts, error) = train_run_of_batch_0(&world).await;
+    assert_eq!((state.as_str(), attempts), ("failed", 1));
+    assert!(error.contains("the commit is lost"), "{error}");
 
     // The redelivery, with the database working again.
     client
@@ -92,6 +115,10 @@ async fn a_training_redone_after_a_lost_commit_keeps_its_version_ids() {
         world.objects.list("candidates/").await.unwrap(),
         ["candidates/training-000000.json"]
     );
+    // The redelivery's run: done, in two attempts, the lost commit's error kept.
+    let (state, attempts, error) = train_run_of_batch_0(&world).await;
+    assert_eq!((state.as_str(), attempts), ("done", 2));
+    assert!(error.contains("the commit is lost"), "{error}");
 }
 
 #[tokio::test]

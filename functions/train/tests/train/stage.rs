@@ -111,6 +111,28 @@ async fn the_retrain_rule_in_every_case() {
         .unwrap()
         .get(0);
     assert_eq!(reports, 2, "drift is tested once a production model exists");
+    // The categorical features are stored with the numeric ones: the same states, status and
+    // city in every batch, so none shifted (the numeric drift alone decided).
+    let categorical: serde_json::Value = client
+        .query_one(
+            "SELECT report->'categorical' FROM ops.drift_reports WHERE batch_number = 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let entries = categorical.as_array().unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|c| c["feature"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["state", "status", "city_prefix"]);
+    assert!(
+        entries
+            .iter()
+            .all(|c| c["drifted"] == false && c["psi"].as_f64().unwrap() < 0.2),
+        "{categorical}"
+    );
 }
 
 #[tokio::test]

@@ -41,6 +41,12 @@ impl Run {
             "ops.production",
             query("SELECT version FROM ops.production").await,
         );
+        // Each batch's run in each stage ends as in the reference (attempts aside: faults add
+        // some).
+        rows.insert(
+            "ops.stage_runs",
+            query("SELECT batch_number || ':' || stage || ':' || state FROM ops.stage_runs").await,
+        );
         let unannounced: i64 = client
             .query_one(
                 "SELECT count(*) FROM ops.outbox WHERE written_at IS NULL",

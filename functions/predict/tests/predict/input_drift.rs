@@ -1,0 +1,137 @@
+//! Drift in served inputs (`GET /drift/predictions`, `prediction_input_drift{field}`), through
+//! the real predictor binary: a real production model (train and promote on synthetic batches
+//! priced in Texas, Ohio, California and Florida), then predictions whose house sizes are three
+//! times larger and all in Alaska, with bedrooms, status and city as in training. Sizes and
+//! states must drift; bedrooms, status and city must not.
+
+use std::{process::Stdio, time::Duration};
+
+use appraise_testkit::{fixtures, processes::FunctionProcess};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
+    let (db_url, db) = fixtures::fresh_database().await.unwrap();
+    let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
+    let production = crate::support::seed_production_model(&db, &objects)
+        .await
+        .unwrap();
+    let mut env = s3.env(fixtures::BUCKET);
+    env.extend([
+        ("DATABASE_URL".to_owned(), db_url),
+        ("PREDICT_DRIFT_SAMPLE".to_owned(), "300".to_owned()),
+    ]);
+    let predict = FunctionProcess::start(
+        "predict",
+        env!("CARGO_BIN_EXE_predict").as_ref(),
+        &env,
+        Stdio::null(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", predict.url());
+
+    // Before any prediction, nothing is compared and nothing drifts.
+    let report: Value = client
+        .get(url("/drift/predictions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["production_version"], production.as_str());
+    assert_eq!(report["current_rows"], 0);
+    assert_eq!(report["drifted"], false, "{report}");
+
+    // 400 predictions (the last 300 are compared): sizes tripled, every listing in Alaska.
+    let listings: Vec<Value> = (0..400)
+        .map(|i| {
+            let bed = 1 + i % 5;
+            json!({"bed": bed, "bath": bed.min(3), "acre_lot": (i % 100) as f64 / 100.0,
+                   "house_size": 3.0 * (800.0 + (i * 7 % 3000) as f64), "state": "Alaska",
+                   "status": "for_sale", "city": "Town", "zip_code": "99501"})
+        })
+        .collect();
+    for _ in 0..100 {
+        let response = client
+            .post(url("/predict/batch"))
+            .json(&json!({ "listings": listings }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        // Not ready yet: the model loads in the background.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The inference log is written off the request path: wait until it holds them all.
+    loop {
+        let logged: i64 =
+            fixtures::query_value(&db, "SELECT count(*) FROM ops.inference_log").await;
+        if logged >= 400 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let report: Value = client
+        .get(url("/drift/predictions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["current_rows"], 300, "{report}");
+    assert_eq!(report["drifted"], true, "{report}");
+    let field = |name: &str| -> Value {
+        report["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .unwrap_or_else(|| panic!("no field {name}: {report}"))
+            .clone()
+    };
+    for (name, test, drifted) in [
+        ("house_size", "ks", true),
+        ("state", "psi", true),
+        ("bed", "ks", false),
+        ("status", "psi", false),
+        ("city", "psi", false),
+    ] {
+        let verdict = field(name);
+        assert_eq!(verdict["test"], test, "{verdict}");
+        assert_eq!(verdict["drifted"], drifted, "{verdict}");
+    }
+    assert!(field("house_size")["statistic"].as_f64().unwrap() > 0.5);
+    assert!(field("state")["statistic"].as_f64().unwrap() > 1.0);
+
+    // The gauge holds each field's statistic from that computation.
+    let metrics = client
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("prediction_input_drift{") && l.contains(&format!("field=\"{name}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no gauge for {name}:\n{metrics}"))
+    };
+    assert_eq!(
+        gauge("house_size"),
+        field("house_size")["statistic"].as_f64().unwrap()
+    );
+    assert!(gauge("state") > 1.0);
+}
