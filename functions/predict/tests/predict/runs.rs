@@ -545,7 +545,7 @@ async fn assert_schema(
         "import json, sys, jsonschema\n\
          def nullable(node):\n\
          \x20   if isinstance(node, dict):\n\
-         \x20       if node.pop('nullable', False):\n\
+         \x20       if node.pop('nullable', False) and 'type' in node:\n\
          \x20           node['type'] = [node['type'], 'null']\n\
          \x20           if 'enum' in node: node['enum'].append(None)\n\
          \x20       for child in node.values(): nullable(child)\n\
