@@ -5,6 +5,7 @@
 //! - [`clean`]: clean listings as training and evaluation read them, and the split;
 //! - [`config`]: typed configuration from environment variables, with errors naming the variable;
 //! - [`db`]: the PostgreSQL pool (TLS by rustls) and the embedded migrations;
+//! - [`drift`]: drift statistics (KS with an effect floor, PSI) that train and the predictor share;
 //! - [`deadline`]: how long the current invocation may still run;
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
 //! - [`outbox`]: objects written only after the transaction that announces them commits;
@@ -29,6 +30,7 @@ pub mod clean;
 pub mod config;
 pub mod db;
 pub mod deadline;
+pub mod drift;
 pub mod emf;
 pub mod events;
 pub mod features;

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use appraise_core::{config, secrets};
-use appraise_train::drift::DriftConfig;
+use appraise_core::{config, drift::DriftConfig, secrets};
 
 use crate::input_drift::InputDriftConfig;
 

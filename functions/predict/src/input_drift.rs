@@ -6,11 +6,11 @@
 //!   window (`ops.trainings.first_batch..=last_batch` of the version in `ops.production`), as
 //!   train's drift test takes it; the current sample is the inputs of the last
 //!   `PREDICT_DRIFT_SAMPLE` (default 5,000) predictions in `ops.inference_log`.
-//! - **Numeric fields** (bed, bath, acre_lot, house_size): train's two-sample KS test, with the
-//!   same effect floor and subsample (`DRIFT_P_VALUE`, `DRIFT_MIN_STATISTIC`,
-//!   `DRIFT_MAX_SAMPLE`, `DRIFT_SEED`; see `appraise_train::drift`).
+//! - **Numeric fields** (bed, bath, acre_lot, house_size): the two-sample KS test train's drift
+//!   report uses, with the same effect floor and subsample (`DRIFT_P_VALUE`,
+//!   `DRIFT_MIN_STATISTIC`, `DRIFT_MAX_SAMPLE`, `DRIFT_SEED`; see [`appraise_core::drift`]).
 //! - **Categorical fields** (status, state, city): the population stability index
-//!   (`appraise_train::drift::psi`, as train's report uses it), whose floor is the threshold: a
+//!   ([`appraise_core::drift::psi()`], as train's report uses it), whose floor is the threshold: a
 //!   field drifts when PSI ≥ `DRIFT_PSI_MIN` (default 0.2, the usual "significant shift" rule
 //!   of thumb).
 //! - A field with no values on a side is reported untested, never drifted.
@@ -23,8 +23,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use appraise_core::db::DbPool;
-use appraise_train::drift::{DriftConfig, drift_report, psi};
+use appraise_core::{
+    db::DbPool,
+    drift::{DriftConfig, drift_report, psi},
+};
 use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 

@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-use appraise_core::config::{self, ConfigError};
+use appraise_core::{
+    config::{self, ConfigError},
+    drift::DriftConfig,
+};
 
 use appraise_core::model::{boosted::BoostingParams, forest::ForestParams};
 
-use crate::{decision::RetrainRule, drift::DriftConfig};
+use crate::decision::RetrainRule;
 
 /// The default of `TRAIN_WINDOW_ROWS`: one million clean rows (700,000 training rows), which
 /// all three models fit in about 100 s on two cores, by the rates measured in bench/README.md

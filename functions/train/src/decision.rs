@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::drift::DriftReport;
+use appraise_core::drift::DriftReport;
 
 /// The rule's one threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ impl RetrainRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drift::{DriftConfig, drift_report};
+    use appraise_core::drift::{DriftConfig, drift_report};
 
     fn report(shift: f64) -> DriftReport {
         let reference: Vec<f64> = (0..2_000).map(|i| f64::from(i) / 2_000.0).collect();

@@ -11,7 +11,7 @@
 //!    them. Each decision is its own transaction under the lock.
 //! 1. Under the lock, skip a batch that was decided before (a redelivered or concurrent event).
 //! 2. Count the clean rows that arrived since the last training; when a production model
-//!    exists, test the new rows for [`drift`] against the rows it was trained on (two-sample
+//!    exists, test the new rows for drift ([`appraise_core::drift`]) against the rows it was trained on (two-sample
 //!    KS per numeric column; PSI for state, status and the city's first three letters, which
 //!    is reported but not counted by the retrain rule) and store the report.
 //! 3. Apply the [`decision`] rule — `new rows ≥ TRAIN_MIN_NEW_ROWS AND (drift OR no
@@ -44,7 +44,6 @@
 
 pub mod config;
 pub mod decision;
-pub mod drift;
 pub mod fit;
 pub mod store;
 
@@ -57,6 +56,7 @@ use appraise_core::{
     catch_up,
     clean::{self, CleanRow},
     db::DbPool,
+    drift::{CategoricalColumn, DriftReport, drift_report},
     events::{ObjectCreated, Trigger},
     model::ModelArtifact,
     objects::ObjectStore,
@@ -71,7 +71,6 @@ use tokio_postgres::Transaction;
 use crate::{
     config::TrainConfig,
     decision::{Decision, Situation},
-    drift::{CategoricalColumn, DriftReport, drift_report},
 };
 
 /// The short account of a drift report that the train report carries.

@@ -5,11 +5,10 @@ use std::collections::HashSet;
 
 use appraise_core::{
     db::locks,
+    drift::DriftReport,
     model::{GlobalImportance, metrics::Metrics},
 };
 use tokio_postgres::Transaction;
-
-use crate::drift::DriftReport;
 
 /// Takes the global train advisory lock until the transaction ends: trainings, and the repairs
 /// before them, happen one at a time.

@@ -1,5 +1,9 @@
-//! Drift detection: has the distribution of a numeric feature moved between the rows the
-//! production model was trained on (the *reference*) and the newly cleaned rows (the *current*)?
+//! Drift detection: has the distribution of a feature moved between a *reference* sample and a
+//! *current* one? The statistics live here, in core, because two stages use them: train compares
+//! the rows the production model was trained on with the newly cleaned rows (and stores the
+//! report), the predictor compares those training rows with the inputs it has served
+//! (`GET /drift/predictions`). Each stage chooses what it compares; the tests, the thresholds
+//! and the `DRIFT_*` settings are the same for both.
 //!
 //! DESIGN §6 asks for a two-sample Kolmogorov–Smirnov (KS) test per numeric feature, a stored
 //! report (statistic and p-value per feature) and a decision whose thresholds are configuration.
@@ -24,7 +28,7 @@ pub mod psi;
 
 use std::collections::HashSet;
 
-use appraise_core::rng::{SplitMix64, sample_indices};
+use crate::rng::{SplitMix64, sample_indices};
 use serde::{Deserialize, Serialize};
 
 pub use ks::{EXACT_MAX_SAMPLE, KsMethod, KsTest, ks_two_sample};
@@ -76,11 +80,10 @@ pub struct DriftConfig {
 
 impl DriftConfig {
     /// Reads `DRIFT_P_VALUE`, `DRIFT_MIN_STATISTIC`, `DRIFT_MAX_SAMPLE`, `DRIFT_SEED` and
-    /// `DRIFT_PSI_MIN` (each
-    /// defaulting to [`DriftConfig::default`]'s): train's drift test and the predictor's test of
-    /// served inputs share them.
-    pub fn from_env() -> Result<Self, appraise_core::config::ConfigError> {
-        use appraise_core::config::optional;
+    /// `DRIFT_PSI_MIN` (each defaulting to [`DriftConfig::default`]'s): train's drift test and
+    /// the predictor's test of served inputs share them.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        use crate::config::optional;
         let defaults = DriftConfig::default();
         Ok(DriftConfig {
             p_value_threshold: optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,

@@ -268,7 +268,7 @@ pub(super) mod tests {
     //! ```
 
     use super::*;
-    use appraise_core::rng::SplitMix64;
+    use crate::rng::SplitMix64;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
