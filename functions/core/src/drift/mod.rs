@@ -9,7 +9,7 @@
 //! report (statistic and p-value per feature) and a decision whose thresholds are configuration.
 //! This module is the policy, [`drift_report`]; the test itself is [`ks`] (SciPy's `ks_2samp`),
 //! and [`kolmogorov`] the distribution its asymptotic p-value comes from (SciPy's `kstwo`).
-//! Categorical features get the population stability index ([`psi`]), with `psi_min` as their
+//! Categorical features get the population stability index ([`mod@psi`]), with `psi_min` as their
 //! floor ([`DriftReport::with_categorical`]).
 //!
 //! [`drift_report`] applies the test to every feature and decides. With large samples any
