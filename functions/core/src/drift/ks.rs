@@ -270,7 +270,7 @@ pub(super) mod tests {
     use super::*;
     use crate::rng::SplitMix64;
     use std::sync::mpsc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// Bell-shaped values (a sum of four uniforms, sd ≈ 0.577) plus `shift`, floored to
     /// `decimals` places so that ties occur; identical to `sample` in the script above.
@@ -350,18 +350,11 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn ten_thousand_a_side_matches_scipy_exact_in_milliseconds() {
+    fn ten_thousand_a_side_matches_scipy_exact() {
         let a = bell_sample(3, 10_000, 0.0, 2);
         let b = bell_sample(4, 10_000, 0.02, 2);
-        let started = Instant::now();
         let p = 0.0001043687301288486;
         check_against_scipy(&a, &b, 0.0314, p, KsMethod::Exact, "10000 v 10000");
-        // Sorting and one merge walk: a few ms even unoptimised; a quadratic walk takes seconds.
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
 
         let a = bell_sample(13, 10_000, 0.0, 2);
         let b = bell_sample(14, 7_000, 0.0, 2);
@@ -404,7 +397,8 @@ pub(super) mod tests {
         check_against_scipy(&a, &b, d, p, KsMethod::Asymptotic, "10001 v 10001");
     }
 
-    /// Runs `work` on a thread and fails, instead of hanging, if it takes more than 10 s.
+    /// Runs `work` on a thread and fails, instead of hanging, if it takes more than 10 s: a guard
+    /// against the endless loop statrs has on identical samples (DESIGN.md §10), not a timing.
     fn within_ten_seconds<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || sender.send(work()));
