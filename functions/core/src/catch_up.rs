@@ -246,9 +246,9 @@ async fn unanswered(
 
 /// The answer to an event whose work the stage cannot see (no row for the batch or training
 /// it names): while the object that announced it is younger than `window`
-/// (`STAGE_PENDING_WINDOW_SECS`), a retryable [`StageError::Unavailable`] (503), since its rows
+/// (`STAGE_PENDING_WINDOW_SECS`), a retryable [`StageError::Unavailable`](crate::runtime::StageError::Unavailable) (503), since its rows
 /// may still become visible (a commit seen late, or redone after it was lost); once the object
-/// is older, or when there is no such object, a final [`StageError::Rejected`] (400).
+/// is older, or when there is no such object, a final [`StageError::Rejected`](crate::runtime::StageError::Rejected) (400).
 /// `subject` names the work (`batch 3`); `missing` says what is missing, as a sentence
 /// (`batch 3 is not in ops.batches: nothing to process`). An object whose write time the
 /// bucket does not give, or gives in the future, counts as just written.

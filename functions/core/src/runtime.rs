@@ -12,7 +12,7 @@
 //! Lambda freezes the process between invocations, so nothing may be left for later there:
 //! each invocation writes its metrics as CloudWatch EMF lines ([`telemetry::flush_emf`]) before
 //! it answers, and an HTTP API that keeps background work (the predictor) must finish it inside
-//! the request on Lambda too (see [`on_lambda`](crate::platform::on_lambda)).
+//! the request on Lambda too (see [`on_lambda`](crate::platform::on_lambda())).
 //!
 //! The stage behind it is a plain async function from a [`Trigger`] to a JSON report; it never
 //! learns which platform it runs on. It runs within the invocation's deadline

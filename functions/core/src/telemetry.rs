@@ -18,7 +18,7 @@
 //! Prometheus recorder whose text exposition [`render_metrics`] returns for `GET /metrics`.
 //!
 //! On Lambda nobody scrapes `/metrics`, and a frozen execution environment could not answer
-//! anyway: there the same metrics also go to an [`EmfRecorder`](crate::emf::EmfRecorder), and
+//! anyway: there the same metrics also go to an [`crate::emf::EmfRecorder`], and
 //! the runtime calls [`flush_emf`] at the end of every invocation, which writes CloudWatch
 //! embedded-metric-format lines to stdout (CloudWatch Logs turns them into metrics in the
 //! namespace `$APPRAISE_METRICS_NAMESPACE`, default `appraise`).

@@ -4,7 +4,7 @@
 //! appraise's own record stays in PostgreSQL; MLflow gets a copy for the users who know its UI.
 //! The copy must never hold the pipeline up and never duplicate anything, so:
 //!
-//! - train and promote [`queue`](work::queue) a [`Work`] in `ops.mlflow_outbox`, in the same
+//! - train and promote [`work::queue`] a [`Work`] in `ops.mlflow_outbox`, in the same
 //!   transaction as their result: it exists exactly when the result does;
 //! - after their commit, and every `MLFLOW_RETRY_SECS` in the background, a [`Mirror`] drains
 //!   the queue in order (one drainer at a time, by a tried advisory lock), stopping at the first

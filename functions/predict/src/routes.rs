@@ -1,5 +1,5 @@
 //! The predictor's HTTP routes and their handlers (the Open Inference Protocol's are in
-//! [`oip`](crate::oip)). Each handler parses its input, asks the [`Predictor`] state, and
+//! [`crate::oip`]). Each handler parses its input, asks the [`Predictor`] state, and
 //! answers JSON or an [`ApiError`].
 
 use std::time::Instant;

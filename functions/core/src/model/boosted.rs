@@ -164,7 +164,7 @@ impl BoostedTrees {
     }
 
     /// `base_score` plus every tree's leaf, added in `f32` in tree order as XGBoost does.
-    /// Trees are walked [`LANES`] at a time, one level per step, so their memory loads overlap.
+    /// Trees are walked `LANES` at a time, one level per step, so their memory loads overlap.
     pub fn predict_row(&self, x: &[f64]) -> f64 {
         let mut sum = self.base_score;
         for group in self.trees.chunks(LANES) {

@@ -174,7 +174,7 @@ impl Forest {
             .try_for_each(|tree| tree.validate(features))
     }
 
-    /// The mean of the trees' predictions. Trees are walked [`LANES`] at a time, one level
+    /// The mean of the trees' predictions. Trees are walked `LANES` at a time, one level
     /// per step, so the processor overlaps their memory loads instead of waiting on one chain;
     /// leaves are then added in tree order, so the sum is exactly that of one tree after the
     /// other ([`Tree::predict_row`]).

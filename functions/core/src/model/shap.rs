@@ -12,7 +12,7 @@
 //!
 //! Enumerating subsets costs 2^M evaluations; TreeSHAP gets the same numbers in
 //! O(leaves · depth²) by carrying, down each root-to-leaf path, the weights of every subset
-//! size at once ([`Path`]): extending the path by a split multiplies in its zero fraction (the
+//! size at once (`Path`): extending the path by a split multiplies in its zero fraction (the
 //! child's cover share, the feature unknown) and its one fraction (1 if the row goes that way,
 //! the feature known, else 0); a feature met twice on a path is first unwound and then extended
 //! again with the product of its fractions.

@@ -1,7 +1,7 @@
 //! Gradient-boosted trees for squared error, grown the way XGBoost's `hist` method grows them,
 //! in plain Rust, and written out in XGBoost's JSON model format (which Python's `xgboost`
 //! loads; the writer is `appraise_core::model::xgboost_json`, beside its reader). Binning the
-//! features and building the per-node histograms is [`histogram`]; this module grows the trees.
+//! features and building the per-node histograms is `histogram`; this module grows the trees.
 //!
 //! Why not the XGBoost library: the boosted trees were first fitted by xgboost-rs, which vendors
 //! XGBoost 1.6.2; its rounds were slower than the peer's XGBoost 3.x (bench/README.md has the
