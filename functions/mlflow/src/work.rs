@@ -1,4 +1,4 @@
-//! What there is to mirror, as train and promote queue it in `ops.mlflow_outbox`: plain data,
+//! What there is to mirror, as train, promote and the predictor's rollback queue it in `ops.mlflow_outbox`: plain data,
 //! complete enough that the mirror needs nothing but the bucket (for the artifacts) to write
 //! it to MLflow, however late it runs.
 
@@ -14,14 +14,19 @@ pub enum Work {
     Training(TrainingRun),
     /// A promotion decision: tags on the judged version, and the `champion` alias when promoted.
     Promotion(PromotionVerdict),
+    /// A rollback by hand (the predictor's `POST /models/{version}/promote`): the `champion`
+    /// alias back on the version put back, and why as its tag.
+    Rollback(RollbackDone),
 }
 
 impl Work {
-    /// The key under which it is queued once: `training-NNNNNN` or `promotion-NNNNNN`.
+    /// The key under which it is queued once: `training-NNNNNN`, `promotion-NNNNNN` (the
+    /// training's id) or `rollback-NNNNNN` (the rollback's row in `ops.promotions`).
     pub fn key(&self) -> String {
         match self {
             Work::Training(training) => training_key(training.training_id),
             Work::Promotion(promotion) => format!("promotion-{:06}", promotion.training_id),
+            Work::Rollback(rollback) => format!("rollback-{:06}", rollback.promotion_id),
         }
     }
 }
@@ -87,6 +92,18 @@ pub struct PromotionVerdict {
     /// The judged candidate's appraise version name.
     pub candidate_version: String,
     pub promoted: bool,
+    pub reason: String,
+}
+
+/// A model put back in production by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackDone {
+    /// Its audit row in `ops.promotions` (kind `rollback`).
+    pub promotion_id: i64,
+    /// The appraise version name put back in production.
+    pub version: String,
+    /// The version it replaced, if any.
+    pub previous_version: Option<String>,
     pub reason: String,
 }
 
