@@ -121,3 +121,22 @@ pub async fn queue(client: &impl GenericClient, work: &Work) -> anyhow::Result<(
         .map_err(|error| anyhow::anyhow!("queueing {key} in ops.mlflow_outbox: {error}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_is_queued_under_its_promotion_id_and_reads_back_as_queued() {
+        let work = Work::Rollback(RollbackDone {
+            promotion_id: 42,
+            version: "t000001-ridge".to_owned(),
+            previous_version: Some("t000002-xgboost".to_owned()),
+            reason: "rolled back by hand".to_owned(),
+        });
+        assert_eq!(work.key(), "rollback-000042");
+        let stored = serde_json::to_value(&work).unwrap();
+        assert_eq!(stored["kind"], "rollback");
+        assert_eq!(serde_json::from_value::<Work>(stored).unwrap(), work);
+    }
+}
