@@ -1,15 +1,17 @@
 //! Mirroring to MLflow: every training a run (one nested run per model), every model a version
-//! of a registered model, every promotion the `champion` alias and a decision tag.
+//! of a registered model, every promotion the `champion` alias and a decision tag, every
+//! rollback by hand the `champion` alias back on the version put back.
 //!
 //! appraise's own record stays in PostgreSQL; MLflow gets a copy for the users who know its UI.
 //! The copy must never hold the pipeline up and never duplicate anything, so:
 //!
-//! - train and promote [`work::queue`] a [`Work`] in `ops.mlflow_outbox`, in the same
-//!   transaction as their result: it exists exactly when the result does;
+//! - train, promote and the predictor's rollback [`work::queue`] a [`Work`] in
+//!   `ops.mlflow_outbox`, in the same transaction as their result: it exists exactly when the
+//!   result does;
 //! - after their commit, and every `MLFLOW_RETRY_SECS` in the background, a [`Mirror`] drains
 //!   the queue in order (one drainer at a time, by a tried advisory lock), stopping at the first
-//!   failure: the work waits and is retried, a promotion never overtakes its training, and the
-//!   stage's answer does not depend on MLflow at all;
+//!   failure: the work waits and is retried, a promotion or rollback never overtakes its training
+//!   (nor a rollback the promotions before it), and the stage's answer does not depend on MLflow at all;
 //! - every write looks up first (experiment by name, runs by the tag `appraise.key`, model
 //!   versions by run) and logs values with fixed timestamps, so work done twice (a retry after
 //!   a crash, a redelivered event) leaves one run and one version.
@@ -23,7 +25,7 @@
 pub mod client;
 pub mod work;
 
-pub use work::{DriftVerdict, ModelRun, PromotionVerdict, TrainingRun, Work, queue};
+pub use work::{DriftVerdict, ModelRun, PromotionVerdict, RollbackDone, TrainingRun, Work, queue};
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,12 +36,12 @@ use appraise_core::{
     objects::ObjectStore,
 };
 
-use crate::client::{Connection, Credentials, Metric, MlflowClient, Run, Tag};
+use crate::client::{Connection, Credentials, Metric, MlflowClient, ModelVersion, Run, Tag};
 
 /// The tag whose value identifies a run: a training's `training-NNNNNN`, or a model's version
 /// name.
 pub const KEY_TAG: &str = "appraise.key";
-/// The alias promote moves to the production model.
+/// The alias promote (and a rollback) moves to the production model.
 pub const CHAMPION: &str = "champion";
 
 /// Where and how to mirror, from the environment.
@@ -323,6 +325,7 @@ impl Mirror {
         match work {
             Work::Training(training) => self.mirror_training(training).await,
             Work::Promotion(promotion) => self.mirror_promotion(promotion).await,
+            Work::Rollback(rollback) => self.mirror_rollback(rollback).await,
         }
     }
 
@@ -428,28 +431,12 @@ impl Mirror {
     /// promoted.
     async fn mirror_promotion(&self, promotion: &PromotionVerdict) -> anyhow::Result<Outcome> {
         let client = &self.inner.client;
-        let settings = &self.inner.settings;
-        let version = &promotion.candidate_version;
-        let Some(experiment) = client.experiment_by_name(&settings.experiment).await? else {
-            return Ok(Outcome::Skipped(format!(
-                "experiment {} does not exist: {version}'s training was never mirrored",
-                settings.experiment
-            )));
-        };
-        let runs = client
-            .runs_tagged(&experiment.experiment_id, KEY_TAG, version)
-            .await?;
-        let Some(run) = runs.first() else {
-            return Ok(Outcome::Skipped(format!("{version} has no MLflow run")));
-        };
-        let versions = client
-            .versions_of_run(&settings.registered_model, &run.info.run_id)
-            .await?;
-        let Some(registered) = versions.first() else {
-            return Ok(Outcome::Skipped(format!(
-                "{version} is not a version of {}",
-                settings.registered_model
-            )));
+        let registered = match self
+            .registered_version(&promotion.candidate_version)
+            .await?
+        {
+            Ok(registered) => registered,
+            Err(why) => return Ok(Outcome::Skipped(why)),
         };
         let decision = if promotion.promoted {
             "promoted"
@@ -470,6 +457,64 @@ impl Mirror {
                 .await?;
         }
         Ok(Outcome::Mirrored)
+    }
+
+    /// The `champion` alias on the version put back, and the rollback's reason and audit row
+    /// as its tags (set again, they stay one tag each).
+    async fn mirror_rollback(&self, rollback: &RollbackDone) -> anyhow::Result<Outcome> {
+        let client = &self.inner.client;
+        let registered = match self.registered_version(&rollback.version).await? {
+            Ok(registered) => registered,
+            Err(why) => return Ok(Outcome::Skipped(why)),
+        };
+        let mut tags = vec![
+            Tag::new("appraise.rollback_reason", &rollback.reason),
+            Tag::new("appraise.rollback_promotion_id", rollback.promotion_id),
+        ];
+        if let Some(previous) = &rollback.previous_version {
+            tags.push(Tag::new("appraise.rollback_replaced", previous));
+        }
+        for tag in &tags {
+            client
+                .set_model_version_tag(&registered.name, &registered.version, tag)
+                .await?;
+        }
+        client
+            .set_alias(&registered.name, CHAMPION, &registered.version)
+            .await?;
+        Ok(Outcome::Mirrored)
+    }
+
+    /// The registered model version of appraise's `version`, found through its run (tagged
+    /// `appraise.key = version`); `Err` with why when it was never mirrored.
+    async fn registered_version(
+        &self,
+        version: &str,
+    ) -> anyhow::Result<Result<ModelVersion, String>> {
+        let client = &self.inner.client;
+        let settings = &self.inner.settings;
+        let Some(experiment) = client.experiment_by_name(&settings.experiment).await? else {
+            return Ok(Err(format!(
+                "experiment {} does not exist: {version}'s training was never mirrored",
+                settings.experiment
+            )));
+        };
+        let runs = client
+            .runs_tagged(&experiment.experiment_id, KEY_TAG, version)
+            .await?;
+        let Some(run) = runs.first() else {
+            return Ok(Err(format!("{version} has no MLflow run")));
+        };
+        let versions = client
+            .versions_of_run(&settings.registered_model, &run.info.run_id)
+            .await?;
+        match versions.into_iter().next() {
+            Some(registered) => Ok(Ok(registered)),
+            None => Ok(Err(format!(
+                "{version} is not a version of {}",
+                settings.registered_model
+            ))),
+        }
     }
 
     /// The run tagged `appraise.key = key`, created with `tags` when there is none.

@@ -1,4 +1,4 @@
-//! What there is to mirror, as train and promote queue it in `ops.mlflow_outbox`: plain data,
+//! What there is to mirror, as train, promote and the predictor's rollback queue it in `ops.mlflow_outbox`: plain data,
 //! complete enough that the mirror needs nothing but the bucket (for the artifacts) to write
 //! it to MLflow, however late it runs.
 
@@ -14,14 +14,19 @@ pub enum Work {
     Training(TrainingRun),
     /// A promotion decision: tags on the judged version, and the `champion` alias when promoted.
     Promotion(PromotionVerdict),
+    /// A rollback by hand (the predictor's `POST /models/{version}/promote`): the `champion`
+    /// alias back on the version put back, and why as its tag.
+    Rollback(RollbackDone),
 }
 
 impl Work {
-    /// The key under which it is queued once: `training-NNNNNN` or `promotion-NNNNNN`.
+    /// The key under which it is queued once: `training-NNNNNN`, `promotion-NNNNNN` (the
+    /// training's id) or `rollback-NNNNNN` (the rollback's row in `ops.promotions`).
     pub fn key(&self) -> String {
         match self {
             Work::Training(training) => training_key(training.training_id),
             Work::Promotion(promotion) => format!("promotion-{:06}", promotion.training_id),
+            Work::Rollback(rollback) => format!("rollback-{:06}", rollback.promotion_id),
         }
     }
 }
@@ -90,6 +95,18 @@ pub struct PromotionVerdict {
     pub reason: String,
 }
 
+/// A model put back in production by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackDone {
+    /// Its audit row in `ops.promotions` (kind `rollback`).
+    pub promotion_id: i64,
+    /// The appraise version name put back in production.
+    pub version: String,
+    /// The version it replaced, if any.
+    pub previous_version: Option<String>,
+    pub reason: String,
+}
+
 /// Queues `work` in the caller's transaction (so it exists exactly when the stage's result
 /// does). Queuing the same work again keeps the first.
 pub async fn queue(client: &impl GenericClient, work: &Work) -> anyhow::Result<()> {
@@ -103,4 +120,23 @@ pub async fn queue(client: &impl GenericClient, work: &Work) -> anyhow::Result<(
         .await
         .map_err(|error| anyhow::anyhow!("queueing {key} in ops.mlflow_outbox: {error}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_is_queued_under_its_promotion_id_and_reads_back_as_queued() {
+        let work = Work::Rollback(RollbackDone {
+            promotion_id: 42,
+            version: "t000001-ridge".to_owned(),
+            previous_version: Some("t000002-xgboost".to_owned()),
+            reason: "rolled back by hand".to_owned(),
+        });
+        assert_eq!(work.key(), "rollback-000042");
+        let stored = serde_json::to_value(&work).unwrap();
+        assert_eq!(stored["kind"], "rollback");
+        assert_eq!(serde_json::from_value::<Work>(stored).unwrap(), work);
+    }
 }

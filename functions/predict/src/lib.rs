@@ -10,7 +10,8 @@
 //!   ([`lineage`]).
 //! - `GET /health` (liveness) and `GET /ready` (503 until a model is loaded).
 //! - `POST /models/{version}/promote` (bearer token) puts a model that was in production before
-//!   back in production, as a promotion would ([`rollback`]).
+//!   back in production, as a promotion would ([`rollback`]); with `MLFLOW_TRACKING_URI` set,
+//!   MLflow's `champion` alias follows, through `appraise_mlflow`'s queue.
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
 //! - `GET /metrics`: `predictions_total{model_version}`, `prediction_latency_seconds`,
@@ -47,7 +48,10 @@
 //!   environment out of many, and the lazy poll already covers all of them;
 //! - the inference log is written before the answer leaves ([`inference_log::InferenceLog::flush`],
 //!   one `COPY` of that request's rows): a few milliseconds per request, and nothing is lost
-//!   when Lambda freezes or recycles the environment.
+//!   when Lambda freezes or recycles the environment;
+//! - a rollback's MLflow work is drained before its answer leaves ([`rollback::mirror_after`]),
+//!   and nothing retries it in the background: what fails waits for the next rollback's drain
+//!   or train's and promote's, which mirror every kind of work.
 
 pub mod config;
 pub mod error;

@@ -1,10 +1,11 @@
 //! The predict function: `DATABASE_URL`, the S3 variables and the `PREDICT_*` settings in;
 //! an HTTP API on `$PORT` out, or, on Lambda (`AWS_LAMBDA_RUNTIME_API` set), the same API behind
-//! a function URL.
+//! a function URL. With `MLFLOW_TRACKING_URI` set, rollbacks are mirrored to MLflow too.
 
 use std::time::Duration;
 
 use appraise_core::{db, objects::ObjectStore, platform, runtime, telemetry};
+use appraise_mlflow::Mirror;
 use appraise_predict::{
     Predictor, config::PredictConfig, input_drift, lambda_router, pipeline_gauges, router,
 };
@@ -14,13 +15,18 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("predict");
     let config = PredictConfig::from_env().await?;
     let pool = db::pool_from_env().await?;
+    let objects = ObjectStore::from_env()?;
+    // Rollbacks are queued for MLflow and drained after their commit (inside the request on
+    // Lambda); off Lambda, what waits is also retried every MLFLOW_RETRY_SECS, as in train
+    // and promote.
+    let mirror = Mirror::from_env(&pool, &objects)?;
     if platform::on_lambda() {
         // Nothing runs between invocations on Lambda: migrate and load the model during init,
         // then poll and write the inference log inside each request (see the crate docs).
         if let Err(error) = db::connect_and_migrate(&pool, Duration::from_secs(5)).await {
             tracing::error!(error = format!("{error:#}"), "database unavailable");
         }
-        let predictor = Predictor::for_lambda(config, pool, ObjectStore::from_env()?);
+        let predictor = Predictor::for_lambda(config, pool, objects, mirror);
         predictor.poll_if_due().await;
         return runtime::serve_http("predict", lambda_router(predictor)).await;
     }
@@ -40,7 +46,10 @@ async fn main() -> anyhow::Result<()> {
         config.input_drift.clone(),
         config.input_drift_interval,
     );
-    let predictor = Predictor::new(config, pool, ObjectStore::from_env()?);
+    if let Some(mirror) = &mirror {
+        tokio::spawn(mirror.clone().retry_forever());
+    }
+    let predictor = Predictor::new(config, pool, objects, mirror);
     predictor.watch();
     runtime::serve_http("predict", router(predictor)).await
 }

@@ -10,6 +10,11 @@
 //! also notices it by its own poll of the pointer, as after any promotion; the replica that
 //! answered the request reloads at once.
 //!
+//! With MLflow mirroring on (`MLFLOW_TRACKING_URI`), the same transaction queues an
+//! [`appraise_mlflow::Work::Rollback`] in `ops.mlflow_outbox` (key `rollback-<promotion_id>`):
+//! the mirror moves the `champion` alias back to the version's MLflow model version and tags it
+//! with the reason, in queue order, after the rollback commits ([`mirror_after`]).
+//!
 //! Only a version that was in production before (promoted by promote, or rolled back to) can
 //! be put back: a candidate promote rejected or never judged is not a rollback target.
 
@@ -18,9 +23,10 @@ use appraise_core::{
     keys,
     model::ProductionPointer,
     objects::ObjectStore,
-    outbox,
+    outbox, platform,
     runtime::StageError,
 };
+use appraise_mlflow::Mirror;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -48,12 +54,14 @@ pub enum Outcome {
 /// The reason recorded when the request gives none.
 pub const DEFAULT_REASON: &str = "rolled back by hand";
 
-/// Puts `version` back in production, recording `reason`.
+/// Puts `version` back in production, recording `reason`; queues it for MLflow when
+/// `mirrored`.
 pub async fn rollback(
     db: &DbPool,
     objects: &ObjectStore,
     version: &str,
     reason: &str,
+    mirrored: bool,
 ) -> Result<Outcome, StageError> {
     outbox::commit_then_flush(db, objects, async |transaction| {
         let database =
@@ -133,6 +141,15 @@ pub async fn rollback(
             promoted_at: promoted_at.clone(),
         };
         outbox::enqueue_replacing(transaction, keys::PRODUCTION_POINTER, &pointer).await?;
+        if mirrored {
+            let work = appraise_mlflow::Work::Rollback(appraise_mlflow::RollbackDone {
+                promotion_id,
+                version: version.to_owned(),
+                previous_version: previous.clone(),
+                reason: reason.to_owned(),
+            });
+            appraise_mlflow::queue(transaction, &work).await?;
+        }
         Ok(Outcome::RolledBack(RolledBack {
             model_version: version.to_owned(),
             previous_version: previous,
@@ -142,4 +159,16 @@ pub async fn rollback(
         }))
     })
     .await
+}
+
+/// Drains the MLflow queue after a rollback committed: inside the request on Lambda (a frozen
+/// environment runs nothing after the answer), in the background otherwise. The answer never
+/// waits on MLflow off Lambda, and never depends on it: what fails waits for the next drain.
+pub async fn mirror_after(mirror: &Mirror) {
+    if platform::on_lambda() {
+        mirror.drain().await;
+    } else {
+        let mirror = mirror.clone();
+        tokio::spawn(async move { mirror.drain().await });
+    }
 }

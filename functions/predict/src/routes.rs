@@ -368,9 +368,15 @@ async fn promote_model(
     require_operator_token(&predictor, &headers, "promoting by hand")?;
     let reason = request::parse_rollback_reason(&body).map_err(ApiError::Invalid)?;
     let reason = reason.as_deref().unwrap_or(rollback::DEFAULT_REASON);
-    let outcome = rollback::rollback(predictor.db(), predictor.objects(), &version, reason)
-        .await
-        .map_err(|error| ApiError::Unavailable(format!("the rollback failed: {error}")))?;
+    let outcome = rollback::rollback(
+        predictor.db(),
+        predictor.objects(),
+        &version,
+        reason,
+        predictor.mirror().is_some(),
+    )
+    .await
+    .map_err(|error| ApiError::Unavailable(format!("the rollback failed: {error}")))?;
     match outcome {
         rollback::Outcome::RolledBack(done) => {
             if let Err(error) = predictor.refresh().await {
@@ -378,6 +384,9 @@ async fn promote_model(
                     error = format!("{error:#}"),
                     "rolled back; this replica will load the model at its next poll"
                 );
+            }
+            if let Some(mirror) = predictor.mirror() {
+                rollback::mirror_after(mirror).await;
             }
             Ok(Json(done))
         }

@@ -1,5 +1,6 @@
 //! The predictor's state, shared by every request: the configuration, the model slot and how
-//! it is kept current, the inference log, and the metrics a request records.
+//! it is kept current, the inference log, the MLflow mirror (when there is one), and the
+//! metrics a request records.
 
 use std::{
     sync::{Arc, Mutex},
@@ -12,6 +13,7 @@ use appraise_core::{
     objects::ObjectStore,
     runtime::{StageError, StageResult},
 };
+use appraise_mlflow::Mirror;
 use serde_json::json;
 
 use crate::{
@@ -36,6 +38,8 @@ struct Inner {
     objects: ObjectStore,
     db: DbPool,
     log: InferenceLog,
+    /// Where rollbacks are mirrored (`MLFLOW_TRACKING_URI` set), see [`crate::rollback`].
+    mirror: Option<Mirror>,
     ids: PredictionIds,
     /// When the production pointer was last read by [`Predictor::poll_if_due`].
     last_poll: Mutex<Option<Instant>>,
@@ -46,18 +50,28 @@ struct Inner {
 
 impl Predictor {
     /// Builds the state and starts the inference-log writer; call [`Predictor::watch`] to
-    /// load the model and keep it current.
-    pub fn new(config: PredictConfig, db: DbPool, objects: ObjectStore) -> Predictor {
+    /// load the model and keep it current. Rollbacks are mirrored through `mirror`, if any.
+    pub fn new(
+        config: PredictConfig,
+        db: DbPool,
+        objects: ObjectStore,
+        mirror: Option<Mirror>,
+    ) -> Predictor {
         let log = InferenceLog::start(db.clone(), config.log_buffer);
-        Predictor::with_log(config, db, objects, log)
+        Predictor::with_log(config, db, objects, log, mirror)
     }
 
     /// Builds the state for Lambda: no background task; serve it with
     /// [`lambda_router`](crate::lambda_router), which polls and writes the log inside each
     /// request.
-    pub fn for_lambda(config: PredictConfig, db: DbPool, objects: ObjectStore) -> Predictor {
+    pub fn for_lambda(
+        config: PredictConfig,
+        db: DbPool,
+        objects: ObjectStore,
+        mirror: Option<Mirror>,
+    ) -> Predictor {
         let log = InferenceLog::on_demand(db.clone(), config.log_buffer);
-        Predictor::with_log(config, db, objects, log)
+        Predictor::with_log(config, db, objects, log, mirror)
     }
 
     fn with_log(
@@ -65,6 +79,7 @@ impl Predictor {
         db: DbPool,
         objects: ObjectStore,
         log: InferenceLog,
+        mirror: Option<Mirror>,
     ) -> Predictor {
         Predictor {
             inner: Arc::new(Inner {
@@ -73,6 +88,7 @@ impl Predictor {
                 objects,
                 db,
                 log,
+                mirror,
                 ids: PredictionIds::default(),
                 last_poll: Mutex::new(None),
                 latency: metrics::histogram!("prediction_latency_seconds"),
@@ -96,6 +112,10 @@ impl Predictor {
 
     pub(crate) fn objects(&self) -> &ObjectStore {
         &self.inner.objects
+    }
+
+    pub(crate) fn mirror(&self) -> Option<&Mirror> {
+        self.inner.mirror.as_ref()
     }
 
     /// Loads the production model now, then re-reads the pointer every poll interval.

@@ -34,7 +34,7 @@ pub(crate) struct Stack {
     pub(crate) train: FunctionProcess,
     pub(crate) promote: FunctionProcess,
     pub(crate) predict: FunctionProcess,
-    /// The MLflow server train and promote mirror to, with `--mlflow`.
+    /// The MLflow server train, promote and predict (rollbacks) mirror to, with `--mlflow`.
     pub(crate) mlflow: Option<MlflowServer>,
 }
 
@@ -163,7 +163,7 @@ pub(crate) async fn start_stack(
         ),
         ("TRAIN_RF_TREES".to_owned(), args.trees.to_string()),
     ]);
-    // MLflow, with --mlflow: train and promote mirror to it, retrying every few seconds.
+    // MLflow, with --mlflow: train, promote and predict (rollbacks) mirror to it, retrying every few seconds.
     let mlflow = if args.mlflow {
         let root = run_dir.join("mlflow");
         let server = MlflowServer::start(root.clone(), 0).await?;
@@ -177,8 +177,9 @@ pub(crate) async fn start_stack(
         None
     };
     let mut promote_env = stage_env.clone();
+    let mut predict_env = stage_env.clone();
     if let Some(server) = &mlflow {
-        for env in [&mut train_env, &mut promote_env] {
+        for env in [&mut train_env, &mut promote_env, &mut predict_env] {
             env.push(("MLFLOW_TRACKING_URI".to_owned(), server.url()));
             env.push(("MLFLOW_RETRY_SECS".to_owned(), "5".to_owned()));
         }
@@ -187,7 +188,7 @@ pub(crate) async fn start_stack(
     step(&format!("train: listening at {}", train.url()));
     let promote = FunctionProcess::start_logged("promote", &promote_env, log_dir).await?;
     step(&format!("promote: listening at {}", promote.url()));
-    let predict = FunctionProcess::start_logged("predict", &stage_env, log_dir).await?;
+    let predict = FunctionProcess::start_logged("predict", &predict_env, log_dir).await?;
     step(&format!("predict: listening at {}", predict.url()));
 
     // Who hears about new objects: raw/ manifests wake process, clean/ manifests wake train,

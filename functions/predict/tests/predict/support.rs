@@ -3,18 +3,25 @@
 
 use anyhow::Context;
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
+use appraise_mlflow::Mirror;
 use appraise_promote::{Promote, PromoteConfig};
 use appraise_testkit::fixtures;
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
-/// Runs train then promote on clean batch `batch` (already in the database); returns the
-/// training id, if it trained.
+/// Runs train then promote on clean batch `batch` (already in the database), both mirroring
+/// through `mirror` when there is one; returns the training id, if it trained.
 async fn train_and_promote(
     db: &DbPool,
     objects: &ObjectStore,
     batch: i32,
+    mirror: Option<&Mirror>,
 ) -> anyhow::Result<Option<i64>> {
-    let train = Train::new(TrainConfig::small(), db.clone(), objects.clone());
+    let train = Train::with_mlflow(
+        TrainConfig::small(),
+        db.clone(),
+        objects.clone(),
+        mirror.cloned(),
+    );
     let report = train
         .train_object(&fixtures::object_created(&keys::batch_manifest(
             "clean", batch,
@@ -23,9 +30,14 @@ async fn train_and_promote(
     let TrainReport::Trained { training_id, .. } = report else {
         return Ok(None);
     };
-    Promote::new(PromoteConfig::default(), db.clone(), objects.clone())
-        .promote_object(&fixtures::object_created(&keys::candidates(training_id)))
-        .await?;
+    Promote::with_mlflow(
+        PromoteConfig::default(),
+        db.clone(),
+        objects.clone(),
+        mirror.cloned(),
+    )
+    .promote_object(&fixtures::object_created(&keys::candidates(training_id)))
+    .await?;
     Ok(Some(training_id))
 }
 
@@ -33,12 +45,21 @@ async fn train_and_promote(
 /// drifted (prices and sizes doubled), so it gets a drift report, trains again and is judged
 /// against production. Returns the production version.
 pub async fn seed_production_model(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<String> {
+    seed_mirrored_production_model(db, objects, None).await
+}
+
+/// [`seed_production_model`], with train and promote mirroring to MLflow through `mirror`.
+pub async fn seed_mirrored_production_model(
+    db: &DbPool,
+    objects: &ObjectStore,
+    mirror: Option<&Mirror>,
+) -> anyhow::Result<String> {
     fixtures::insert_clean_batch(db, 1, 12_000, 1.0).await?;
-    train_and_promote(db, objects, 1)
+    train_and_promote(db, objects, 1, mirror)
         .await?
         .context("the first batch did not train")?;
     fixtures::insert_clean_batch(db, 2, 12_000, 2.0).await?;
-    train_and_promote(db, objects, 2).await?;
+    train_and_promote(db, objects, 2, mirror).await?;
     let version: String = db
         .get()
         .await?
