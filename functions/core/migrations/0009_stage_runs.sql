@@ -38,4 +38,6 @@ SELECT batch_number, 'train', CASE decision WHEN 'train' THEN 'done' ELSE 'skipp
 FROM ops.trainings;
 INSERT INTO ops.stage_runs (batch_number, stage, state, note, started_at, rows_in)
 SELECT training_id::integer, 'promote', 'done', decision || ': ' || reason, created_at, evaluation_rows
-FROM ops.promotions;
+FROM ops.promotions
+-- A rollback (migration 0007) shares its training's id; it is no run of the promote stage.
+WHERE kind = 'decision';

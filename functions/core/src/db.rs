@@ -183,11 +183,11 @@ pub async fn connect_and_migrate(pool: &Pool, patience: Duration) -> anyhow::Res
         match pool.get().await {
             Ok(client) => break client,
             Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "PostgreSQL not reachable yet; retrying");
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "PostgreSQL not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(error) => {
-                return Err(anyhow::anyhow!("cannot connect to PostgreSQL: {error}"));
+                return Err(anyhow::Error::new(error).context("cannot connect to PostgreSQL"));
             }
         }
     };

@@ -57,8 +57,10 @@ impl DeadlinePolicy {
         let margin = config::seconds("STAGE_DEADLINE_MARGIN_SECS", DEFAULT_MARGIN)?;
         let http_limit = match config::maybe::<f64>("STAGE_DEADLINE_SECS")? {
             None => None,
-            Some(secs) if secs.is_finite() && secs > margin.as_secs_f64() => {
-                Some(Duration::from_secs_f64(secs))
+            Some(secs)
+                if secs > margin.as_secs_f64() && Duration::try_from_secs_f64(secs).is_ok() =>
+            {
+                Duration::try_from_secs_f64(secs).ok()
             }
             Some(secs) => {
                 return Err(ConfigError::invalid(

@@ -434,7 +434,8 @@ pub async fn recent(client: &impl GenericClient, limit: i64) -> anyhow::Result<V
         let state = match row.get::<_, &str>(2) {
             "done" => RunState::Done,
             "skipped" => RunState::Skipped,
-            _ => RunState::Failed,
+            "failed" => RunState::Failed,
+            other => anyhow::bail!("ops.stage_runs holds an unknown state {other:?}"),
         };
         let started_at: OffsetDateTime = row.get(5);
         let batch = batches.last_mut().expect("pushed above");

@@ -9,8 +9,10 @@
 //!   lines elsewhere;
 //! - level: `RUST_LOG` (an `EnvFilter` directive such as `info,appraise_train=debug`) when
 //!   set, so a deployment can always be more specific; otherwise Lambda's
-//!   `AWS_LAMBDA_LOG_LEVEL` (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, or `FATAL`, which is
-//!   `error`: tracing has no level above it); otherwise `info`.
+//!   `AWS_LAMBDA_LOG_LEVEL` (`TRACE` and `DEBUG` for appraise's own crates only, the others
+//!   staying at `info`: at trace the AWS request signer logs what it signs, session token
+//!   included; `INFO`, `WARN`, `ERROR`, or `FATAL`, which is `error`: tracing has no level
+//!   above it); otherwise `info`.
 //!
 //! A value that is not one of these is reported (a warning naming the variable, once the
 //! logger is up) and the next source in its list is used: a logging setting never stops a
@@ -84,9 +86,11 @@ impl LogSettings {
             }
         });
         let lambda_level = var("AWS_LAMBDA_LOG_LEVEL").and_then(|value| {
+            // Below info, only appraise's own crates: at trace the AWS signer logs the request it
+            // signs, session token included.
             let level = match value.trim().to_ascii_uppercase().as_str() {
-                "TRACE" => "trace",
-                "DEBUG" => "debug",
+                "TRACE" => "info,appraise=trace",
+                "DEBUG" => "info,appraise=debug",
                 "INFO" => "info",
                 "WARN" => "warn",
                 "ERROR" | "FATAL" => "error",
@@ -279,8 +283,8 @@ mod tests {
     #[test]
     fn lambdas_log_levels_map_to_filters_and_rust_log_wins() {
         for (level, filter) in [
-            ("TRACE", "trace"),
-            ("DEBUG", "debug"),
+            ("TRACE", "info,appraise=trace"),
+            ("DEBUG", "info,appraise=debug"),
             ("INFO", "info"),
             ("WARN", "warn"),
             ("ERROR", "error"),

@@ -85,13 +85,26 @@ impl DriftConfig {
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
         use crate::config::optional;
         let defaults = DriftConfig::default();
-        Ok(DriftConfig {
+        let config = DriftConfig {
             p_value_threshold: optional("DRIFT_P_VALUE", defaults.p_value_threshold)?,
             min_statistic: optional("DRIFT_MIN_STATISTIC", defaults.min_statistic)?,
             max_sample: optional("DRIFT_MAX_SAMPLE", defaults.max_sample)?,
             seed: optional("DRIFT_SEED", defaults.seed)?,
             psi_min: optional("DRIFT_PSI_MIN", defaults.psi_min)?,
-        })
+        };
+        // Refused at start, naming the variable, rather than failing every report later.
+        match config.problem() {
+            None => Ok(config),
+            Some((field, value, reason)) => {
+                let name = match field {
+                    "p_value_threshold" => "DRIFT_P_VALUE",
+                    "min_statistic" => "DRIFT_MIN_STATISTIC",
+                    "psi_min" => "DRIFT_PSI_MIN",
+                    _ => "DRIFT_MAX_SAMPLE",
+                };
+                Err(crate::config::ConfigError::invalid(name, value, reason))
+            }
+        }
     }
 }
 
@@ -109,30 +122,41 @@ impl Default for DriftConfig {
 
 impl DriftConfig {
     fn validate(&self) -> Result<(), DriftError> {
+        match self.problem() {
+            None => Ok(()),
+            Some((field, value, reason)) => Err(DriftError::InvalidConfig(format!(
+                "{field} {reason}, got {value}"
+            ))),
+        }
+    }
+
+    /// The first setting out of its range: (field, value, what it must be).
+    fn problem(&self) -> Option<(&'static str, String, &'static str)> {
         if !(0.0..=1.0).contains(&self.p_value_threshold) {
-            return Err(DriftError::InvalidConfig(format!(
-                "p_value_threshold must be in [0, 1], got {}",
-                self.p_value_threshold
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.min_statistic) {
-            return Err(DriftError::InvalidConfig(format!(
-                "min_statistic must be in [0, 1], got {}",
-                self.min_statistic
-            )));
-        }
-        if !(self.psi_min.is_finite() && self.psi_min >= 0.0) {
-            return Err(DriftError::InvalidConfig(format!(
-                "psi_min must be a number, 0 or more, got {}",
-                self.psi_min
-            )));
-        }
-        if self.max_sample == 0 {
-            return Err(DriftError::InvalidConfig(
-                "max_sample must be at least 1".to_string(),
+            return Some((
+                "p_value_threshold",
+                self.p_value_threshold.to_string(),
+                "must be in [0, 1]",
             ));
         }
-        Ok(())
+        if !(0.0..=1.0).contains(&self.min_statistic) {
+            return Some((
+                "min_statistic",
+                self.min_statistic.to_string(),
+                "must be in [0, 1]",
+            ));
+        }
+        if !(self.psi_min.is_finite() && self.psi_min >= 0.0) {
+            return Some((
+                "psi_min",
+                self.psi_min.to_string(),
+                "must be a number, 0 or more",
+            ));
+        }
+        if self.max_sample == 0 {
+            return Some(("max_sample", "0".to_owned(), "must be at least 1"));
+        }
+        None
     }
 }
 
