@@ -242,7 +242,7 @@ impl BridgeConfig {
             sink,
             extensions,
             retries: config::optional("BRIDGE_RETRIES", 3)?,
-            webhook_token: config::required(
+            webhook_token: config::required_secret(
                 "BRIDGE_WEBHOOK_TOKEN",
                 "the bearer token MinIO's webhook sends (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE)",
             )?,
