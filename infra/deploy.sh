@@ -85,13 +85,7 @@ image_ref() {
   fi
 }
 
-if [ -z "$IMAGE_TAG" ]; then
-  commit="$(git rev-parse --short HEAD 2>/dev/null)" \
-    || fail "IMAGE_TAG is not set and $PWD is not a git work tree to take the commit from: set IMAGE_TAG (e.g. IMAGE_TAG=1.2.0)"
-  IMAGE_TAG="$commit"
-  [ -z "$(git status --porcelain 2>/dev/null)" ] || IMAGE_TAG="$commit-dirty"
-fi
-if ! [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
+if [ -n "$IMAGE_TAG" ] && ! [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
   fail "IMAGE_TAG=$IMAGE_TAG is not an image tag (letters, digits, _ . -; at most 128, not starting with . or -)"
 fi
 if [ -n "$REGISTRY" ] && ! [[ "$REGISTRY" =~ ^[A-Za-z0-9._:/-]+$ ]]; then
@@ -129,6 +123,15 @@ if [ -z "$builder" ]; then
 elif ! command -v "$builder" >/dev/null 2>&1; then
   missing+=("$builder (BUILDER=$builder), to build the images")
 fi
+# The images' tag: $IMAGE_TAG, else the commit, -dirty when the work tree has changes.
+if [ -z "$IMAGE_TAG" ]; then
+  if commit="$(git rev-parse --short HEAD 2>/dev/null)"; then
+    IMAGE_TAG="$commit"
+    [ -z "$(git status --porcelain 2>/dev/null)" ] || IMAGE_TAG="$commit-dirty"
+  else
+    missing+=("IMAGE_TAG, the images' tag: it is not set, and there is no git work tree (or no git) to take the commit from")
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$dry_run" = 1 ]; then
     echo "deploy: a real run needs these missing prerequisites:"
@@ -139,7 +142,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fail "install them and run infra/deploy.sh again"
   fi
 fi
-echo "minikube $(minikube version --short 2>/dev/null || echo '?'), kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}'), builder ${builder:-none}${REGISTRY:+, pushing to $REGISTRY}"
+echo "minikube $(minikube version --short 2>/dev/null || echo '?'), kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}'), builder ${builder:-none}${REGISTRY:+, pushing to $REGISTRY}, image tag ${IMAGE_TAG:-none}"
 if [ "$check_only" = 1 ]; then
   echo "deploy: prerequisites present"
   exit 0

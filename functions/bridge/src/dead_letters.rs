@@ -531,7 +531,11 @@ mod tests {
         let letter = parse(&headers, b"").unwrap();
         assert_eq!(letter.error_code, Some(500));
         assert!(letter.time.is_some());
-        assert!(!letter.extensions.contains_key("time"), "{:?}", letter.extensions);
+        assert!(
+            !letter.extensions.contains_key("time"),
+            "{:?}",
+            letter.extensions
+        );
         assert!(!letter.extensions.contains_key("knativeerrorcode"));
     }
 

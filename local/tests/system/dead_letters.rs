@@ -169,11 +169,11 @@ async fn one_event_given_up_by_the_broker_and_a_trigger_is_stored_and_counted_fo
             "subject": "raw/batch-000009/manifest.json",
             "knativeerrordest": destination, "knativeerrorcode": 503})
     };
-    // The Broker could not reach its filter, and the process Trigger could not reach process:
+    // The Broker gave it up on its channel, and the process Trigger could not reach process:
     // the same event (source and id), two dead letters.
     let Some(requests) = cloud_events_sdk::requests(&json!([
         {"mode": "binary", "attributes": attributes(
-            "http://broker-filter.knative-eventing.svc.cluster.local/triggers/appraise/process"),
+            "http://default-kne-trigger-kn-channel.appraise.svc.cluster.local"),
          "data": record("raw%2Fbatch-000009%2Fmanifest.json")},
         {"mode": "binary", "attributes": attributes("http://process.appraise.svc.cluster.local"),
          "data": record("raw%2Fbatch-000009%2Fmanifest.json")},
@@ -216,7 +216,10 @@ async fn a_dead_letter_with_a_time_or_code_that_does_not_parse_is_stored_with_th
             ("ce-specversion".to_owned(), "1.0".to_owned()),
             ("ce-id".to_owned(), "odd-1".to_owned()),
             ("ce-source".to_owned(), "minio:s3..appraise".to_owned()),
-            ("ce-type".to_owned(), "com.amazonaws.s3.ObjectCreated:Put".to_owned()),
+            (
+                "ce-type".to_owned(),
+                "com.amazonaws.s3.ObjectCreated:Put".to_owned(),
+            ),
             ("ce-time".to_owned(), "yesterday".to_owned()),
             (
                 "ce-knativeerrordest".to_owned(),
@@ -238,10 +241,7 @@ async fn a_dead_letter_with_a_time_or_code_that_does_not_parse_is_stored_with_th
     for (request, destination) in [(&binary, "predict"), (&structured, "other")] {
         let (status, answer) = post(&url, request).await;
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(
-            answer,
-            json!({"stored": true, "destination": destination})
-        );
+        assert_eq!(answer, json!({"stored": true, "destination": destination}));
     }
     let client = pool.get().await.unwrap();
     let rows = client

@@ -12,7 +12,8 @@
 //! - the Prometheus configuration and rules pass Debian's `promtool` (and its rule unit tests,
 //!   whose series begin as real scrapes begin);
 //! - the Alertmanager configuration passes Debian's `amtool check-config`, and a real
-//!   Alertmanager running it delivers an alert to the alert log, its default webhook receiver;
+//!   Alertmanager running it delivers an alert to the alert log, its default webhook receiver,
+//!   and lets the critical AppraisePrediction5xxHigh mute the warning AppraiseNoProductionModel;
 //! - every metric a Grafana panel or a rule queries is exported, checked against real `/metrics`
 //!   scrapes of the functions after they did some work (`infra/checks/check_metrics.py`);
 //!
@@ -278,6 +279,8 @@ fn deploy_sh_stops_with_a_clear_message_when_a_prerequisite_is_missing() {
         "minikube (",
         "kubectl (",
         "docker, podman, or minikube's own 'minikube image build'",
+        // No git on this PATH to tag the images with the commit.
+        "IMAGE_TAG, the images' tag",
     ] {
         assert!(stderr.contains(missing), "{missing:?}:\n{stderr}");
     }
@@ -438,6 +441,52 @@ async fn a_real_alertmanager_delivers_an_alert_to_the_alert_log() {
     assert_eq!(
         logged["summary"], "Events for train were dead-lettered",
         "{line}"
+    );
+
+    // The inhibit rule: the critical 5xx alert mutes the warning about no production model
+    // (which says the same thing), never the other way round.
+    let response = client
+        .post(format!("{base}/api/v2/alerts"))
+        .json(&json!([
+            {"labels": {"alertname": "AppraiseNoProductionModel", "severity": "warning"}},
+            {"labels": {"alertname": "AppraisePrediction5xxHigh", "severity": "critical"}},
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let state_of = |alerts: &serde_json::Value, name: &str| {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == name)
+            .map(|alert| alert["status"]["state"].as_str().unwrap_or("").to_owned())
+    };
+    // Alertmanager's inhibitor learns of new alerts in the background: ask until it has.
+    let mut states = (None, None);
+    for _ in 0..600 {
+        let alerts: serde_json::Value = client
+            .get(format!("{base}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        states = (
+            state_of(&alerts, "AppraiseNoProductionModel"),
+            state_of(&alerts, "AppraisePrediction5xxHigh"),
+        );
+        if states.0.as_deref() == Some("suppressed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        states,
+        (Some("suppressed".to_owned()), Some("active".to_owned())),
+        "(AppraiseNoProductionModel, AppraisePrediction5xxHigh)"
     );
 }
 
@@ -613,7 +662,7 @@ fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
         .env_remove("IMAGE_TAG"));
     assert!(!output.status.success(), "{}", text(&output));
     assert!(
-        text(&output).contains("IMAGE_TAG is not set"),
+        text(&output).contains("IMAGE_TAG, the images' tag: it is not set"),
         "{}",
         text(&output)
     );
