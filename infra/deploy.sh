@@ -10,7 +10,10 @@
 #      (or $BUILDER): docker (on Minikube's engine when `minikube docker-env` works, else built
 #      locally and loaded with `minikube image load`), podman (built, saved and loaded), or
 #      `minikube image build`. With $REGISTRY set, they are pushed there instead (docker or
-#      podman), as $REGISTRY/appraise-<function>:<tag>, and the applied manifests name them so;
+#      podman), as $REGISTRY/appraise-<function>:<tag>, and the applied manifests name them so.
+#      The tag is the git commit (`git rev-parse --short HEAD`, plus -dirty when the work tree
+#      has changes) unless $IMAGE_TAG says otherwise, so a new build is a new tag and a
+#      redeploy runs it (the manifests' IfNotPresent would keep running an image of the same tag);
 #   5. writes knative/secrets.env and knative/admin.env (git-ignored; the Secrets' values) from
 #      their committed .example files with random passwords, unless they exist, then adds any
 #      key they lack (a key the examples gained since, such as admin.env's BRIDGE_WEBHOOK_TOKEN,
@@ -26,7 +29,9 @@
 # Environment: MINIKUBE_PROFILE (appraise), MINIKUBE_START_ARGS (--cpus=4 --memory=8g),
 # KNATIVE_VERSION, K8S_VERSION, BUILDER (docker, podman or minikube; default: the first
 # present), REGISTRY (e.g. ghcr.io/you or docker.io/you; default: none, images stay in
-# Minikube). Safe to run again: every step is idempotent.
+# Minikube), IMAGE_TAG (default: the git commit, as in step 4; set it when the source is not a
+# git work tree, or to reuse images built before with --skip-build). Safe to run again: every
+# step is idempotent.
 set -euo pipefail
 script="${BASH_SOURCE[0]}"
 [[ "$script" == */* ]] || script="./$script"
@@ -37,7 +42,7 @@ K8S_VERSION="${K8S_VERSION:-v1.34.0}"
 PROFILE="${MINIKUBE_PROFILE:-appraise}"
 START_ARGS="${MINIKUBE_START_ARGS:---cpus=4 --memory=8g}"
 NAMESPACE=appraise
-IMAGE_TAG=0.1.0
+IMAGE_TAG="${IMAGE_TAG:-}"
 IMAGES=(source ingest process train promote predict bridge)
 # What the manifests under knative/ call the images: dev.local/appraise/<function>:<tag>.
 LOCAL_PREFIX=dev.local/appraise
@@ -80,6 +85,9 @@ image_ref() {
   fi
 }
 
+if [ -n "$IMAGE_TAG" ] && ! [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
+  fail "IMAGE_TAG=$IMAGE_TAG is not an image tag (letters, digits, _ . -; at most 128, not starting with . or -)"
+fi
 if [ -n "$REGISTRY" ] && ! [[ "$REGISTRY" =~ ^[A-Za-z0-9._:/-]+$ ]]; then
   fail "REGISTRY=$REGISTRY is not a registry path (letters, digits, . _ : / -; e.g. ghcr.io/you)"
 fi
@@ -115,6 +123,15 @@ if [ -z "$builder" ]; then
 elif ! command -v "$builder" >/dev/null 2>&1; then
   missing+=("$builder (BUILDER=$builder), to build the images")
 fi
+# The images' tag: $IMAGE_TAG, else the commit, -dirty when the work tree has changes.
+if [ -z "$IMAGE_TAG" ]; then
+  if commit="$(git rev-parse --short HEAD 2>/dev/null)"; then
+    IMAGE_TAG="$commit"
+    [ -z "$(git status --porcelain 2>/dev/null)" ] || IMAGE_TAG="$commit-dirty"
+  else
+    missing+=("IMAGE_TAG, the images' tag: it is not set, and there is no git work tree (or no git) to take the commit from")
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$dry_run" = 1 ]; then
     echo "deploy: a real run needs these missing prerequisites:"
@@ -125,7 +142,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fail "install them and run infra/deploy.sh again"
   fi
 fi
-echo "minikube $(minikube version --short 2>/dev/null || echo '?'), kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}'), builder ${builder:-none}${REGISTRY:+, pushing to $REGISTRY}"
+echo "minikube $(minikube version --short 2>/dev/null || echo '?'), kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}'), builder ${builder:-none}${REGISTRY:+, pushing to $REGISTRY}, image tag ${IMAGE_TAG:-none}"
 if [ "$check_only" = 1 ]; then
   echo "deploy: prerequisites present"
   exit 0
@@ -294,13 +311,16 @@ if [ "$dry_run" = 1 ] && { [ ! -f knative/secrets.env ] || [ ! -f knative/admin.
 fi
 # kubectl's default load restrictions, as `kubectl apply -k knative` (every file is in knative/).
 kubectl kustomize "$kustomization" >"$manifests" || fail "kubectl kustomize knative failed"
+# dev.local/appraise/<function>:<committed tag> -> dev.local/appraise/<function>:$IMAGE_TAG, or
+# with a registry $REGISTRY/appraise-<function>:$IMAGE_TAG, in every field naming an image
+# (Knative Services, the JobSink's Job, the bridge's Deployment).
 if [ -n "$REGISTRY" ]; then
-  # dev.local/appraise/<function>:<tag> -> $REGISTRY/appraise-<function>:<tag>, in every field
-  # naming an image (Knative Services, the JobSink's Job, the bridge's Deployment).
-  sed -i -E "s#([\"' ]|^)$LOCAL_PREFIX/([a-z]+):#\1$REGISTRY/appraise-\2:#g" "$manifests"
+  sed -i -E "s#([\"' ]|^)$LOCAL_PREFIX/([a-z]+):[A-Za-z0-9_.-]+#\1$REGISTRY/appraise-\2:$IMAGE_TAG#g" "$manifests"
   if grep -q "$LOCAL_PREFIX/" "$manifests"; then
     fail "an image under $LOCAL_PREFIX/ is left in the manifests after the rewrite: $(grep -m1 "$LOCAL_PREFIX/" "$manifests")"
   fi
+else
+  sed -i -E "s#([\"' ]|^)$LOCAL_PREFIX/([a-z]+):[A-Za-z0-9_.-]+#\1$LOCAL_PREFIX/\2:$IMAGE_TAG#g" "$manifests"
 fi
 echo "images:"
 grep -Eo "image: *[^ ]+" "$manifests" | sed -E 's/image: */  /' | sort -u

@@ -30,7 +30,6 @@ KEYWORDS = {
 }
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
-# Queried metrics whose exporter is being written elsewhere: name -> who will export it.
 def metric_names(expr):
     """The metric (and recording-rule) names a PromQL expression reads."""
     text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', expr)  # strings

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds each function's Lambda package: target/lambda/<function>/bootstrap.zip, a release
 # build for provided.al2023, made with cargo-lambda (installed from PyPI by
-# scripts/setup-tools.sh). CI runs this. The template's CodeUri of each function points at
+# `scripts/setup-tools.sh cargo-lambda`, which installs only that tool). CI runs this. The template's CodeUri of each function points at
 # its zip, so `sam deploy` uploads what this script built.
 #
 #   bash infra/sam/build.sh [arm64|x86_64] [function ...]
@@ -40,7 +40,7 @@ FUNCTIONS=(ingest process train promote predict source)
 if [ $# -gt 0 ]; then FUNCTIONS=("$@"); fi
 GLIBC=2.34
 
-bash scripts/setup-tools.sh
+bash scripts/setup-tools.sh cargo-lambda
 venv="${APPRAISE_TOOLS_VENV:-target/tools-venv}"
 case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
 export PATH="$venv/bin:$HOME/.cargo/bin:$PATH"

@@ -29,6 +29,7 @@ KUBERNETES_KINDS = {
     "apps/v1/Deployment": "deployment-apps-v1.json",
     "apps/v1/StatefulSet": "statefulset-apps-v1.json",
     "batch/v1/Job": "job-batch-v1.json",
+    "networking.k8s.io/v1/NetworkPolicy": "networkpolicy-networking-v1.json",
 }
 
 # apiVersion/kind -> (cloudcoil models module, class name)

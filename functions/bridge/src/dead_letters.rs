@@ -14,10 +14,18 @@
 //!
 //! The stage the event was for ([`Destination`]) comes from `knativeerrordest`: the URL's first
 //! host label (a Knative Service's address) or one of its path segments (a JobSink's address,
-//! `…/appraise/train`). Dead letters are keyed by the event's `source` and `id`, so the same
-//! dead letter sent twice is stored, and counted, once. The route answers 2xx only once the row
-//! is committed, 503 when PostgreSQL is unavailable (Knative then retries), and 400 naming the
-//! attribute when the request is not a CloudEvent.
+//! `…/appraise/train`). Dead letters are keyed by the event's `source` and `id` and by
+//! `knativeerrordest`, so the same dead letter sent twice is stored, and counted, once, while
+//! the same event given up by the Broker and by a Trigger (or by two Triggers) is stored and
+//! counted once for each. The route answers 2xx only once the row is committed, 503 when
+//! PostgreSQL is unavailable (Knative then retries), and 400 naming the attribute only when the
+//! request is not a CloudEvent (no `specversion` 1.0, `id`, `source` or `type`): Knative drops a
+//! dead letter its sink refuses, so a `time` or `knativeerrorcode` that does not parse is stored
+//! as NULL, its value kept as sent in `extensions`.
+//!
+//! The route has no authentication of its own: on Knative a NetworkPolicy
+//! (`knative/platform/bridge.yaml`, `s3-bridge-ingress`) lets only the `knative-eventing`
+//! namespace (the Broker's and Triggers' dispatchers) and MinIO reach the bridge's pods.
 
 use appraise_core::db::DbPool;
 use axum::{
@@ -257,6 +265,12 @@ fn from_structured(mut attributes: Map<String, Value>) -> Result<DeadLetter, Str
 
 /// The attributes, whichever mode carried them; `data` is filled in by the caller.
 fn attributes_of(mut attributes: Map<String, Value>) -> Result<DeadLetter, String> {
+    // Knative drops a dead letter the sink refuses, so these two are never a reason to refuse
+    // one: when they do not parse, their column is NULL and the value is kept, as sent, among
+    // the extensions.
+    let raw_time = attributes.remove("time");
+    let raw_code = attributes.remove("knativeerrorcode");
+    let mut unparsed = Map::new();
     let mut text = |name: &str| -> Result<Option<String>, String> {
         match attributes.remove(name) {
             None | Some(Value::Null) => Ok(None),
@@ -281,21 +295,13 @@ fn attributes_of(mut attributes: Map<String, Value>) -> Result<DeadLetter, Strin
     let source = required(text("source")?, "source")?;
     let event_type = required(text("type")?, "type")?;
     let subject = text("subject")?;
-    let time = text("time")?
-        .map(|value| {
-            OffsetDateTime::parse(&value, &Rfc3339)
-                .map_err(|error| format!("time: {value:?} is not an RFC 3339 timestamp: {error}"))
-        })
-        .transpose()?;
+    let time = lenient(raw_time, "time", &mut unparsed, |value| {
+        OffsetDateTime::parse(value, &Rfc3339).ok()
+    });
     let error_destination = text("knativeerrordest")?;
-    let error_code = text("knativeerrorcode")?
-        .map(|value| {
-            value
-                .trim()
-                .parse::<i32>()
-                .map_err(|_| format!("knativeerrorcode: {value:?} is not an integer"))
-        })
-        .transpose()?;
+    let error_code = lenient(raw_code, "knativeerrorcode", &mut unparsed, |value| {
+        value.trim().parse::<i32>().ok()
+    });
     let error_data = text("knativeerrordata")?;
     let _ = text("datacontenttype")?;
     let extensions = attributes
@@ -308,6 +314,7 @@ fn attributes_of(mut attributes: Map<String, Value>) -> Result<DeadLetter, Strin
             };
             (name, Value::String(value))
         })
+        .chain(unparsed)
         .collect();
     Ok(DeadLetter {
         id,
@@ -322,6 +329,31 @@ fn attributes_of(mut attributes: Map<String, Value>) -> Result<DeadLetter, Strin
         data_content_type: None,
         data: EventData::None,
     })
+}
+
+/// Attribute `name` parsed by `parse`; when it does not parse, `None`, and its value as sent goes
+/// into `unparsed` (a string as is, any other JSON as its text).
+fn lenient<T>(
+    value: Option<Value>,
+    name: &str,
+    unparsed: &mut Map<String, Value>,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
+    let text = match value? {
+        Value::Null => return None,
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    let parsed = parse(&text);
+    if parsed.is_none() {
+        tracing::warn!(
+            attribute = name,
+            value = %text,
+            "dead letter: an attribute does not parse; stored as NULL, its value kept in extensions"
+        );
+        unparsed.insert(name.to_owned(), Value::String(text));
+    }
+    parsed
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -353,7 +385,7 @@ pub async fn store(db: &DbPool, letter: &DeadLetter) -> anyhow::Result<bool> {
                  knativeerrordest, knativeerrorcode, knativeerrordata, extensions,
                  datacontenttype, data, data_base64)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (source, id) DO NOTHING",
+             ON CONFLICT (source, id, knativeerrordest_key) DO NOTHING",
             &[
                 &letter.source,
                 &letter.id,
@@ -470,15 +502,41 @@ mod tests {
         headers.insert("ce-type", "t".parse().unwrap());
         assert!(parse(&headers, b"").unwrap_err().starts_with("id:"));
         headers.insert("ce-id", "1".parse().unwrap());
-        headers.insert("ce-knativeerrorcode", "five hundred".parse().unwrap());
-        assert!(
-            parse(&headers, b"")
-                .unwrap_err()
-                .starts_with("knativeerrorcode:")
-        );
+        assert!(parse(&headers, b"").is_ok());
+    }
+
+    #[test]
+    fn a_time_or_error_code_that_does_not_parse_is_kept_not_refused() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+            ("ce-knativeerrorcode", "five hundred"),
+            ("ce-time", "yesterday"),
+            ("ce-traceparent", "00-abc-def-01"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let letter = parse(&headers, b"").unwrap();
+        assert_eq!(letter.time, None);
+        assert_eq!(letter.error_code, None);
+        assert_eq!(letter.extensions["time"], "yesterday");
+        assert_eq!(letter.extensions["knativeerrorcode"], "five hundred");
+        assert_eq!(letter.extensions["traceparent"], "00-abc-def-01");
+
         headers.insert("ce-knativeerrorcode", "500".parse().unwrap());
-        headers.insert("ce-time", "yesterday".parse().unwrap());
-        assert!(parse(&headers, b"").unwrap_err().starts_with("time:"));
+        headers.insert("ce-time", "2026-11-27T12:05:00Z".parse().unwrap());
+        let letter = parse(&headers, b"").unwrap();
+        assert_eq!(letter.error_code, Some(500));
+        assert!(letter.time.is_some());
+        assert!(
+            !letter.extensions.contains_key("time"),
+            "{:?}",
+            letter.extensions
+        );
+        assert!(!letter.extensions.contains_key("knativeerrorcode"));
     }
 
     #[test]

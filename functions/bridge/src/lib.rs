@@ -27,11 +27,15 @@
 //! Only MinIO may post there: MinIO sends `Authorization: Bearer <token>` when its target has an
 //! auth token (`MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE`), and the bridge answers 401, sending
 //! nothing, unless the token is `$BRIDGE_WEBHOOK_TOKEN` (compared in constant time). The token
-//! is required: `bridge serve` does not start without it.
+//! is required: `bridge serve` does not start without it, and an error about it never shows
+//! its value.
 //!
 //! **The dead-letter sink** (`bridge serve`, `POST /dead-letters`, module [`dead_letters`]).
 //! Every event Knative gives up delivering is stored in `ops.dead_letters` (PostgreSQL,
-//! `$DATABASE_URL`) and counted in `dead_letters_total{destination}`.
+//! `$DATABASE_URL`) and counted in `dead_letters_total{destination}`. The route takes no
+//! credentials (Knative's dispatchers send none); on Knative the NetworkPolicy
+//! `s3-bridge-ingress` (knative/platform/bridge.yaml) lets only the `knative-eventing`
+//! namespace, MinIO and Prometheus reach the bridge's pods.
 //!
 //! **The JobSink runner** (`bridge job`). Training may outlast a request, so on Knative it
 //! runs as a Kubernetes Job made by a JobSink, which mounts the event as a JSON file. The runner
@@ -242,7 +246,7 @@ impl BridgeConfig {
             sink,
             extensions,
             retries: config::optional("BRIDGE_RETRIES", 3)?,
-            webhook_token: config::required(
+            webhook_token: config::required_secret(
                 "BRIDGE_WEBHOOK_TOKEN",
                 "the bearer token MinIO's webhook sends (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_BRIDGE)",
             )?,

@@ -4,6 +4,10 @@
 //! environment variables. These helpers turn a variable into a typed value and, when that
 //! fails, into a [`ConfigError`] that names the variable and says what was wrong with it, so a
 //! misconfigured deployment stops at start with a message a human can act on.
+//!
+//! Secret variables (tokens, passwords, secret keys) are read with [`required_secret`] and
+//! [`maybe_secret`]: their errors name the variable and the reason but never show the value,
+//! since start-up errors end up in logs.
 
 use std::{fmt::Display, str::FromStr, time::Duration};
 
@@ -18,6 +22,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("environment variable {name} (value not shown) is invalid: {reason}")]
+    InvalidSecret { name: String, reason: String },
 }
 
 impl ConfigError {
@@ -37,25 +43,34 @@ fn raw(name: &str) -> Option<String> {
         .filter(|value| !value.trim().is_empty())
 }
 
-fn parse<T>(name: &str, value: String) -> Result<T, ConfigError>
+/// Whether an error may show the value it is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Value,
+    NotTheValue,
+}
+
+fn parse<T>(name: &str, value: String, shown: Shown) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: Display,
 {
-    value
-        .trim()
-        .parse()
-        .map_err(|error: T::Err| ConfigError::invalid(name, &value, error))
+    value.trim().parse().map_err(|error: T::Err| match shown {
+        Shown::Value => ConfigError::invalid(name, &value, error),
+        Shown::NotTheValue => ConfigError::InvalidSecret {
+            name: name.to_owned(),
+            reason: error.to_string(),
+        },
+    })
 }
 
-/// A variable that must be set. `hint` says what it is for, e.g. "the PostgreSQL URL".
-pub fn required<T>(name: &str, hint: &str) -> Result<T, ConfigError>
+fn read_required<T>(name: &str, hint: &str, shown: Shown) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: Display,
 {
     match raw(name) {
-        Some(value) => parse(name, value),
+        Some(value) => parse(name, value, shown),
         None => Err(ConfigError::Missing {
             name: name.to_owned(),
             hint: if hint.is_empty() {
@@ -67,13 +82,31 @@ where
     }
 }
 
+/// A variable that must be set. `hint` says what it is for, e.g. "the PostgreSQL URL".
+pub fn required<T>(name: &str, hint: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    read_required(name, hint, Shown::Value)
+}
+
+/// Like [`required`] for a secret: an error names the variable and the reason, not the value.
+pub fn required_secret<T>(name: &str, hint: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    read_required(name, hint, Shown::NotTheValue)
+}
+
 /// A variable with a default used when it is unset or empty.
 pub fn optional<T>(name: &str, default: T) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: Display,
 {
-    raw(name).map_or(Ok(default), |value| parse(name, value))
+    raw(name).map_or(Ok(default), |value| parse(name, value, Shown::Value))
 }
 
 /// A variable that may be absent, without a default.
@@ -82,7 +115,20 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    raw(name).map(|value| parse(name, value)).transpose()
+    raw(name)
+        .map(|value| parse(name, value, Shown::Value))
+        .transpose()
+}
+
+/// Like [`maybe`] for a secret: an error names the variable and the reason, not the value.
+pub fn maybe_secret<T>(name: &str) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    raw(name)
+        .map(|value| parse(name, value, Shown::NotTheValue))
+        .transpose()
 }
 
 /// A duration given in (possibly fractional) seconds, e.g. `SOURCE_TIMEOUT_SECS=2.5`.
@@ -122,5 +168,23 @@ mod tests {
             7,
             "unset falls back to the default"
         );
+    }
+
+    #[test]
+    fn a_secret_that_does_not_parse_is_named_but_not_shown() {
+        unsafe { std::env::set_var("APPRAISE_TEST_BAD_SECRET", "hunter2-not-a-number") };
+        for error in [
+            required_secret::<u32>("APPRAISE_TEST_BAD_SECRET", "a secret").unwrap_err(),
+            maybe_secret::<u32>("APPRAISE_TEST_BAD_SECRET").unwrap_err(),
+        ] {
+            let text = error.to_string();
+            assert!(text.contains("APPRAISE_TEST_BAD_SECRET"), "{text}");
+            assert!(text.contains("value not shown"), "{text}");
+            assert!(text.contains("invalid digit"), "the reason is kept: {text}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+        }
+        let error = required_secret::<String>("APPRAISE_TEST_UNSET_SECRET", "a token").unwrap_err();
+        assert!(error.to_string().contains("APPRAISE_TEST_UNSET_SECRET"));
     }
 }

@@ -39,8 +39,11 @@ impl ObjectStoreConfig {
             bucket: config::optional("S3_BUCKET", "appraise".to_owned())?,
             region: config::optional("AWS_REGION", "us-east-1".to_owned())?,
             access_key_id: config::required("AWS_ACCESS_KEY_ID", "the S3 access key")?,
-            secret_access_key: config::required("AWS_SECRET_ACCESS_KEY", "the S3 secret key")?,
-            session_token: config::maybe("AWS_SESSION_TOKEN")?,
+            secret_access_key: config::required_secret(
+                "AWS_SECRET_ACCESS_KEY",
+                "the S3 secret key",
+            )?,
+            session_token: config::maybe_secret("AWS_SESSION_TOKEN")?,
         })
     }
 }

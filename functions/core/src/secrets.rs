@@ -100,7 +100,7 @@ pub enum SecretError {
 
 /// Reads secret variable `name` as the module docs say; `None` when none of its forms is set.
 pub async fn optional(name: &str) -> Result<Option<Secret>, SecretError> {
-    if let Some(value) = config::maybe::<String>(name)? {
+    if let Some(value) = config::maybe_secret::<String>(name)? {
         return Ok(Some(Secret {
             variable: name.to_owned(),
             source: SecretSource::Environment,
@@ -198,11 +198,11 @@ impl AwsClient {
         };
         let credentials = aws_credential_types::Credentials::new(
             config::required::<String>("AWS_ACCESS_KEY_ID", "the AWS access key reading secrets")?,
-            config::required::<String>(
+            config::required_secret::<String>(
                 "AWS_SECRET_ACCESS_KEY",
                 "the AWS secret key reading secrets",
             )?,
-            config::maybe("AWS_SESSION_TOKEN")?,
+            config::maybe_secret("AWS_SESSION_TOKEN")?,
             None,
             "environment",
         );

@@ -306,7 +306,10 @@ mod tests {
         assert!(bad.warnings[0].contains("AWS_LAMBDA_LOG_LEVEL"), "{bad:?}");
         let bad_rust_log = [("RUST_LOG", "=="), ("AWS_LAMBDA_LOG_LEVEL", "DEBUG")];
         let bad = settings(&bad_rust_log, true);
-        assert_eq!(bad.filter, "debug", "a broken RUST_LOG gives way");
+        assert_eq!(
+            bad.filter, "info,appraise=debug",
+            "a broken RUST_LOG gives way"
+        );
         assert!(bad.warnings[0].contains("RUST_LOG"), "{bad:?}");
     }
 }

@@ -64,13 +64,13 @@ impl MlflowSettings {
             return Ok(None);
         };
         let credentials = match (
-            config::maybe::<String>("MLFLOW_TRACKING_TOKEN")?,
+            config::maybe_secret::<String>("MLFLOW_TRACKING_TOKEN")?,
             config::maybe::<String>("MLFLOW_TRACKING_USERNAME")?,
         ) {
             (Some(token), _) => Some(Credentials::Bearer(token)),
             (None, Some(username)) => Some(Credentials::Basic {
                 username,
-                password: config::required(
+                password: config::required_secret(
                     "MLFLOW_TRACKING_PASSWORD",
                     "the password for MLFLOW_TRACKING_USERNAME",
                 )?,

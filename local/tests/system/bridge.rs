@@ -288,6 +288,25 @@ async fn the_bridge_does_not_start_without_its_webhook_token() {
 }
 
 #[tokio::test]
+async fn a_webhook_token_that_is_refused_is_named_but_not_shown() {
+    let token = "leaked secret-with-a-space";
+    let output = tokio::process::Command::new(processes::binary("bridge").unwrap())
+        .arg("serve")
+        .env("K_SINK", "http://127.0.0.1:9/")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+        .env("BRIDGE_WEBHOOK_TOKEN", token)
+        .env("PORT", appraise_testkit::free_port().unwrap().to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    let all = text(&output);
+    assert!(all.contains("BRIDGE_WEBHOOK_TOKEN"), "{all}");
+    assert!(all.contains("whitespace"), "the reason is given: {all}");
+    assert!(!all.contains("leaked"), "the token is not shown: {all}");
+}
+
+#[tokio::test]
 async fn the_bridge_answers_502_when_the_sink_fails_so_minio_retries() {
     let (database_url, _pool) = fixtures::fresh_database().await.unwrap();
     let (sink, seen) = recording_sink(StatusCode::SERVICE_UNAVAILABLE).await;

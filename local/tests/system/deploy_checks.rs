@@ -12,7 +12,8 @@
 //! - the Prometheus configuration and rules pass Debian's `promtool` (and its rule unit tests,
 //!   whose series begin as real scrapes begin);
 //! - the Alertmanager configuration passes Debian's `amtool check-config`, and a real
-//!   Alertmanager running it delivers an alert to the alert log, its default webhook receiver;
+//!   Alertmanager running it delivers an alert to the alert log, its default webhook receiver,
+//!   and lets the critical AppraisePrediction5xxHigh mute the warning AppraiseNoProductionModel;
 //! - every metric a Grafana panel or a rule queries is exported, checked against real `/metrics`
 //!   scrapes of the functions after they did some work (`infra/checks/check_metrics.py`);
 //!
@@ -278,6 +279,8 @@ fn deploy_sh_stops_with_a_clear_message_when_a_prerequisite_is_missing() {
         "minikube (",
         "kubectl (",
         "docker, podman, or minikube's own 'minikube image build'",
+        // No git on this PATH to tag the images with the commit.
+        "IMAGE_TAG, the images' tag",
     ] {
         assert!(stderr.contains(missing), "{missing:?}:\n{stderr}");
     }
@@ -439,6 +442,52 @@ async fn a_real_alertmanager_delivers_an_alert_to_the_alert_log() {
         logged["summary"], "Events for train were dead-lettered",
         "{line}"
     );
+
+    // The inhibit rule: the critical 5xx alert mutes the warning about no production model
+    // (which says the same thing), never the other way round.
+    let response = client
+        .post(format!("{base}/api/v2/alerts"))
+        .json(&json!([
+            {"labels": {"alertname": "AppraiseNoProductionModel", "severity": "warning"}},
+            {"labels": {"alertname": "AppraisePrediction5xxHigh", "severity": "critical"}},
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let state_of = |alerts: &serde_json::Value, name: &str| {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == name)
+            .map(|alert| alert["status"]["state"].as_str().unwrap_or("").to_owned())
+    };
+    // Alertmanager's inhibitor learns of new alerts in the background: ask until it has.
+    let mut states = (None, None);
+    for _ in 0..600 {
+        let alerts: serde_json::Value = client
+            .get(format!("{base}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        states = (
+            state_of(&alerts, "AppraiseNoProductionModel"),
+            state_of(&alerts, "AppraisePrediction5xxHigh"),
+        );
+        if states.0.as_deref() == Some("suppressed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        states,
+        (Some("suppressed".to_owned()), Some("active".to_owned())),
+        "(AppraiseNoProductionModel, AppraisePrediction5xxHigh)"
+    );
 }
 
 /// `infra/deploy.sh` with `args` and extra environment, run by bash on this process's PATH.
@@ -448,6 +497,7 @@ fn deploy_sh(args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         .env_remove("REGISTRY")
         .env_remove("BUILDER")
+        .env_remove("IMAGE_TAG")
         .envs(env.iter().copied()))
 }
 
@@ -472,10 +522,22 @@ fn deploy_sh_dry_run_pushes_to_a_registry_and_rewrites_the_images() {
     );
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // Tagged with the commit, as git itself names it, and -dirty when the tree has changes.
+    let git = |args: &[&str]| {
+        let output = run(Command::new("git").args(args).current_dir(workspace()));
+        assert!(output.status.success(), "git {args:?}: {}", text(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let tag = if git(&["status", "--porcelain"]).is_empty() {
+        commit
+    } else {
+        format!("{commit}-dirty")
+    };
     for function in [
         "source", "ingest", "process", "train", "promote", "predict", "bridge",
     ] {
-        let image = format!("registry.example/team/appraise-{function}:0.1.0");
+        let image = format!("registry.example/team/appraise-{function}:{tag}");
         assert!(
             stdout.contains(&format!("+ podman push {image}\n")),
             "push {image}:\n{stdout}"
@@ -495,16 +557,29 @@ fn deploy_sh_dry_run_pushes_to_a_registry_and_rewrites_the_images() {
         assert!(stdout.contains(step), "{step}:\n{stdout}");
     }
 
-    // Without a registry, podman's images are loaded into Minikube under the manifests' names.
-    let output = deploy_sh(&["--dry-run", "--skip-knative"], &[("BUILDER", "podman")]);
+    // Without a registry, podman's images are loaded into Minikube under the manifests' names,
+    // here with the tag given.
+    let output = deploy_sh(
+        &["--dry-run", "--skip-knative"],
+        &[("BUILDER", "podman"), ("IMAGE_TAG", "2.0.1-rc1")],
+    );
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("-t dev.local/appraise/predict:0.1.0 ")
+        stdout.contains("-t dev.local/appraise/predict:2.0.1-rc1 ")
             && stdout.contains("+ minikube -p appraise image load ")
-            && stdout.contains("\n  dev.local/appraise/predict:0.1.0\n")
+            && stdout.contains("\n  dev.local/appraise/predict:2.0.1-rc1\n")
+            && !stdout.contains(":0.1.0")
             && !stdout.contains(" push "),
         "{stdout}"
+    );
+
+    let output = deploy_sh(&["--dry-run"], &[("IMAGE_TAG", "no/slashes")]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("IMAGE_TAG=no/slashes is not an image tag"),
+        "{}",
+        text(&output)
     );
 }
 
@@ -575,8 +650,22 @@ fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
             .args(["--skip-knative", "--skip-build"])
             .env("PATH", &path)
             .env("REGISTRY", "registry.example/team")
+            .env("IMAGE_TAG", "1.4.2")
             .env_remove("BUILDER"))
     };
+
+    // The copy is no git work tree: without IMAGE_TAG there is no tag to give the images.
+    let output = run(Command::new("bash")
+        .arg(root.path().join("infra/deploy.sh"))
+        .args(["--skip-knative", "--skip-build"])
+        .env("PATH", &path)
+        .env_remove("IMAGE_TAG"));
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("IMAGE_TAG, the images' tag: it is not set"),
+        "{}",
+        text(&output)
+    );
 
     let output = deploy();
     assert!(output.status.success(), "{}", text(&output));
@@ -602,8 +691,8 @@ fn deploy_sh_writes_the_secrets_and_applies_rewritten_manifests() {
     assert_eq!(mode & 0o077, 0, "secrets.env is private: {mode:o}");
     let manifests = std::fs::read_to_string(&applied).unwrap();
     assert!(
-        manifests.contains("image: registry.example/team/appraise-train:0.1.0")
-            && manifests.contains("image: registry.example/team/appraise-predict:0.1.0")
+        manifests.contains("image: registry.example/team/appraise-train:1.4.2")
+            && manifests.contains("image: registry.example/team/appraise-predict:1.4.2")
             && !manifests.contains("dev.local/"),
         "{manifests}"
     );

@@ -31,6 +31,31 @@ fn usable_kubectl() -> bool {
     usable
 }
 
+/// Prints what the NetworkPolicy s3-bridge-ingress of a built manifest selects and lets in,
+/// naming each pod selector by the workload whose pod labels it matches.
+const NETWORK_POLICY_PEERS: &str = r#"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+def workload(selector):
+    names = [name for name, labels in pods.items()
+             if all(labels.get(k) == v for k, v in selector["matchLabels"].items())]
+    assert len(names) == 1, (selector, names)
+    return names[0]
+[policy] = [d for d in docs if d["kind"] == "NetworkPolicy"
+            and d["metadata"]["name"] == "s3-bridge-ingress"]
+assert policy["metadata"]["namespace"] == "appraise", policy["metadata"]
+[rule] = policy["spec"]["ingress"]
+peers = []
+for peer in rule["from"]:
+    if "namespaceSelector" in peer:
+        peers.append("namespace " + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+    else:
+        peers.append("pods " + workload(peer["podSelector"]))
+print("selects " + workload(policy["spec"]["podSelector"]) + "; from " + ", ".join(peers))
+"#;
+
 #[test]
 fn kubectl_kustomize_builds_the_kustomization_with_default_load_restrictions() {
     if !usable_kubectl() {
@@ -57,9 +82,24 @@ fn kubectl_kustomize_builds_the_kustomization_with_default_load_restrictions() {
         "sinks.knative.dev/v1alpha1/JobSink",
         "v1/Secret",
         "v1/ConfigMap",
+        "networking.k8s.io/v1/NetworkPolicy",
     ] {
         assert!(stdout.contains(kind), "{kind} checked:\n{stdout}");
     }
+    // The bridge's NetworkPolicy, read by PyYAML: it selects the bridge's pods, and lets in
+    // exactly the knative-eventing namespace and the pods of MinIO and Prometheus, each
+    // selector matching a workload's pod labels in the same build.
+    let policy = run(Command::new(python())
+        .arg("-c")
+        .arg(NETWORK_POLICY_PEERS)
+        .arg(&built));
+    assert!(policy.status.success(), "{}", text(&policy));
+    assert_eq!(
+        String::from_utf8_lossy(&policy.stdout).trim(),
+        "selects s3-bridge; from namespace knative-eventing, pods minio, pods prometheus",
+        "{}",
+        text(&policy)
+    );
     // The generated Secrets keep their names (Knative Services name them) and hold the keys of
     // the env files; the Prometheus rules are in their ConfigMap.
     let built = String::from_utf8_lossy(&build.stdout);
