@@ -266,11 +266,11 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
         .map(|p| p["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["stage", "batch"]);
-    // Only a failed attempt is re-run.
+    // Only a failed attempt is re-run: any other is a conflict with the run's state.
     let (status, body) = rerun("/runs/train/1", Some(TOKEN)).await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(
-        body["problems"][0]["reason"]
+        body["error"]
             .as_str()
             .unwrap()
             .contains("did not fail (done)"),
