@@ -9,7 +9,9 @@
 //!   hash of each row's `row_hash` keyed on `DRIFT_SEED`), read once per production version and
 //!   kept in memory. The current sample is the inputs of the last `PREDICT_DRIFT_SAMPLE`
 //!   (default 5,000) predictions in `ops.inference_log`, newest first by `prediction_id` (a
-//!   time-first UUIDv7 with a btree index; rows logged before it existed are left out).
+//!   time-first UUIDv7 with a btree index, strictly increasing within a replica and ordered to
+//!   the millisecond across replicas, [`crate::prediction_id`]; rows logged before the column
+//!   existed are left out).
 //! - **Numeric fields** (bed, bath, acre_lot, house_size): the two-sample KS test train's drift
 //!   report uses, with the same effect floor and subsample (`DRIFT_P_VALUE`,
 //!   `DRIFT_MIN_STATISTIC`, `DRIFT_MAX_SAMPLE`, `DRIFT_SEED`; see [`appraise_core::drift`]).
