@@ -10,8 +10,9 @@ use crate::input_drift::InputDriftConfig;
 pub struct PredictConfig {
     /// The operator's bearer token, which `POST /reload_model` and the `POST /runs/…` actions
     /// require; they are refused when it is unset.
-    /// A secret: `PREDICT_RELOAD_TOKEN`, or `_SECRET_ID` / `_SSM_PARAMETER` ([`secrets`]).
-    pub reload_token: Option<String>,
+    /// A secret: `PREDICT_RELOAD_TOKEN`, or `_SECRET_ID` / `_SSM_PARAMETER` ([`secrets`]);
+    /// kept as a [`secrets::Secret`], whose `Debug` does not show it, until it is compared.
+    pub reload_token: Option<secrets::Secret>,
     /// How often each replica reads `production/current.json` to notice a promotion by itself;
     /// zero turns polling off (events and `/reload_model` still reload).
     pub poll_interval: Duration,
@@ -56,9 +57,7 @@ impl PredictConfig {
         let defaults = PredictConfig::default();
         let reload_token = secrets::optional("PREDICT_RELOAD_TOKEN").await?;
         Ok(PredictConfig {
-            reload_token: reload_token
-                .map(secrets::Secret::into_value)
-                .filter(|t| !t.is_empty()),
+            reload_token: reload_token.filter(|token| !token.value().is_empty()),
             poll_interval: config::seconds("PREDICT_POLL_SECONDS", defaults.poll_interval)?,
             log_buffer: config::optional("PREDICT_LOG_BUFFER", defaults.log_buffer)?,
             max_batch: config::optional("PREDICT_MAX_BATCH", defaults.max_batch)?,
@@ -73,7 +72,11 @@ impl PredictConfig {
             )?,
             input_drift: InputDriftConfig {
                 sample: config::optional("PREDICT_DRIFT_SAMPLE", defaults.input_drift.sample)?,
-                ks: DriftConfig::from_env()?,
+                reuse: config::seconds(
+                    "PREDICT_INPUT_DRIFT_REUSE_SECONDS",
+                    defaults.input_drift.reuse,
+                )?,
+                drift: DriftConfig::from_env()?,
             },
             input_drift_interval: config::seconds(
                 "PREDICT_INPUT_DRIFT_SECONDS",

@@ -38,8 +38,9 @@ pub struct Explained {
 }
 
 /// Prices and explains `listings` (dated `as_of`) with `artifact`. A model that cannot be
-/// explained (saved before node covers were recorded) is a 409: the request is fine, the
-/// model in production is not one that explains.
+/// explained (saved before node covers were recorded, or with a tree deeper than the
+/// explainer handles) is a 409: the request is fine, the model in production is not one that
+/// explains.
 pub fn explain_all(
     artifact: &ModelArtifact,
     listings: Vec<ListingInput>,

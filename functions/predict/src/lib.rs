@@ -1,7 +1,7 @@
 //! The predictor: serves the production model over HTTP.
 //!
 //! - `POST /predict` prices one listing (the seed's body, see [`request`]) and answers
-//!   `{predicted_price, model_version, model_rmse}`; `POST /predict/batch` prices
+//!   `{predicted_price, model_version, model_rmse, prediction_id}`; `POST /predict/batch` prices
 //!   `{"listings": [...]}` at once (with `"explain": true`, each price with its explanation).
 //! - `POST /explain` takes the `/predict` body and answers the price taken apart: a base value
 //!   and each input field's exact contribution ([`explanation`]).
@@ -15,15 +15,19 @@
 //! - `POST /reload_model` (bearer token) re-reads the production pointer; so do `production/`
 //!   object events on `POST /`, and a poll every few seconds ([`model_slot`]).
 //! - `GET /metrics`: `predictions_total{model_version}`, `prediction_latency_seconds`,
-//!   `prediction_errors_total{reason}`, `model_rmse`, the inference log's counters, and the
+//!   `explanation_latency_seconds` (`/explain`, and batches with `"explain": true`),
+//!   `prediction_errors_total{reason}`, `prediction_input_drift{field}` and
+//!   `prediction_input_drifted{field}` ([`input_drift`]), `model_rmse`, the inference log's counters, and the
 //!   process's own (memory, CPU); and the pipeline's progress read from PostgreSQL
 //!   ([`pipeline_gauges`]), for the alerts the stages that scale to zero cannot feed.
 //! - The Open Inference Protocol v2 subset KServe clients use ([`oip`]).
 //! - `GET /runs`: each batch's state in each stage, newest first ([`runs`]).
 //! - `GET /drift/predictions`: the last predictions' inputs against the production model's
 //!   training rows, per field ([`input_drift`]).
-//! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form, model
-//!   history, RMSE chart, drift reports), fed by `GET /api/models` and `GET /api/drift`.
+//! - `GET /openapi.json` describes all of it; `GET /` is the web page (prediction form with the
+//!   price's waterfall, model history with feature importance and lineage, RMSE chart, drift
+//!   reports, drift in served inputs, the runs grid), fed by `GET /api/models`,
+//!   `GET /api/drift`, `GET /drift/predictions` and `GET /runs`.
 //!
 //! Every prediction is logged to PostgreSQL off the request path ([`inference_log`]). Bad input
 //! gets a 4xx naming each field and the reason; the server never answers 5xx for it. Every

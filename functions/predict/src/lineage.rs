@@ -105,10 +105,10 @@ pub async fn prediction(db: &DbPool, id: PredictionId) -> anyhow::Result<Option<
                      SELECT {MODEL_LINEAGE} AS document FROM ops.model_versions v
                      JOIN ops.trainings t ON t.id = v.training_id
                      WHERE v.version = l.model_version) lineage ON true
-                 WHERE l.prediction_id = $1::text::uuid
+                 WHERE l.prediction_id = $1
                  LIMIT 1"
             ),
-            &[&id.to_string()],
+            &[&id],
         )
         .await?;
     Ok(row.map(|row| row.get(0)))

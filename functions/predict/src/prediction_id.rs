@@ -1,9 +1,13 @@
 //! Prediction ids: every answered prediction gets one, in the answer and in the inference log,
 //! so `GET /lineage/prediction/{id}` can find it later.
 //!
-//! An id is a UUID of version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74
-//! random bits. Time first keeps the inference log's index on it append-mostly; the random
-//! bits come from the project's seeded generator ([`appraise_core::rng`]) keyed by a
+//! An id is a UUID of version 7 (RFC 9562): 48 bits of Unix time in milliseconds, a 12-bit
+//! sequence within the millisecond (RFC 9562 §6.2, method 1), then 62 random bits. Time first
+//! keeps the inference log's index on it append-mostly, and the sequence makes one process's
+//! ids strictly increasing, so `ORDER BY prediction_id DESC` reads its predictions newest first
+//! (the served-input drift test relies on it); past 4,096 ids in a millisecond, or when the
+//! clock steps back, the sequence carries into the time, which then runs a little ahead. The
+//! random bits come from the project's seeded generator ([`appraise_core::rng`]) keyed by a
 //! per-process seed the operating system's randomness gives (std's `RandomState`) and a
 //! counter, so replicas never share a stream and an id costs a few nanoseconds, no system call.
 
@@ -83,6 +87,8 @@ impl Serialize for PredictionId {
 pub struct PredictionIds {
     seed: u64,
     counter: AtomicU64,
+    /// The last id's time and sequence, `millis << 12 | sequence`.
+    last_stamp: AtomicU64,
 }
 
 impl Default for PredictionIds {
@@ -92,6 +98,7 @@ impl Default for PredictionIds {
         PredictionIds {
             seed: hasher.finish(),
             counter: AtomicU64::new(0),
+            last_stamp: AtomicU64::new(0),
         }
     }
 }
@@ -105,12 +112,29 @@ impl PredictionIds {
 
     /// A new id dated `millis` after the Unix epoch (at most 48 bits).
     fn at(&self, millis: u64) -> PredictionId {
+        let stamp = self.stamp(millis & 0xFFFF_FFFF_FFFF);
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut rng = SplitMix64::keyed(self.seed, &[count]);
-        let (a, b) = (rng.next_u64(), rng.next_u64());
-        let high = (millis & 0xFFFF_FFFF_FFFF) << 16 | 0x7000 | (a & 0x0FFF);
-        let low = 0x8000_0000_0000_0000 | (b & 0x3FFF_FFFF_FFFF_FFFF);
+        let random = SplitMix64::keyed(self.seed, &[count]).next_u64();
+        let high = (stamp >> 12) << 16 | 0x7000 | (stamp & 0x0FFF);
+        let low = 0x8000_0000_0000_0000 | (random & 0x3FFF_FFFF_FFFF_FFFF);
         PredictionId(u128::from(high) << 64 | u128::from(low))
+    }
+
+    /// `millis << 12 | sequence`, greater than every stamp this process gave before.
+    fn stamp(&self, millis: u64) -> u64 {
+        let mut last = self.last_stamp.load(Ordering::Relaxed);
+        loop {
+            let stamp = (millis << 12).max(last + 1);
+            match self.last_stamp.compare_exchange_weak(
+                last,
+                stamp,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return stamp,
+                Err(actual) => last = actual,
+            }
+        }
     }
 }
 
@@ -146,6 +170,16 @@ mod tests {
             &format!("{text}0"),
         ] {
             assert_eq!(PredictionId::parse(bad), None, "{bad}");
+        }
+        // One process's ids increase, within a millisecond, past 4,096 of them, and when the
+        // clock steps back.
+        let ids = PredictionIds::default();
+        let mut previous = ids.at(1_764_590_400_000);
+        for millis in std::iter::repeat_n(1_764_590_400_000, 5_000).chain([1_764_590_399_000, 1]) {
+            let next = ids.at(millis);
+            assert!(next.0 > previous.0, "{next} after {previous}");
+            assert_eq!(&next.to_string()[14..15], "7", "version 7");
+            previous = next;
         }
         let mut signed = text.clone();
         signed.replace_range(0..1, "+");

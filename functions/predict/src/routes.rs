@@ -171,7 +171,7 @@ async fn predict(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
 }
 
 /// `POST /explain`: the `/predict` body, answered with the price taken apart. Logged as a
-/// prediction.
+/// prediction; its time goes to `explanation_latency_seconds`.
 async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Response, ApiError> {
     let started = Instant::now();
     let today = request::today();
@@ -193,7 +193,7 @@ async fn explain(State(predictor): State<Predictor>, body: Bytes) -> Result<Resp
         explanation,
     })
     .into_response();
-    predictor.log(&model, prediction_id, listing, price, started);
+    predictor.log_explained(&model, prediction_id, listing, price, started);
     Ok(response)
 }
 
@@ -240,7 +240,11 @@ async fn predict_batch(
     }
     let response = Json(answer).into_response();
     for ((listing, price), id) in listings.into_iter().zip(prices).zip(prediction_ids) {
-        predictor.log(&model, id, listing, price, started);
+        if explained {
+            predictor.log_explained(&model, id, listing, price, started);
+        } else {
+            predictor.log(&model, id, listing, price, started);
+        }
     }
     Ok(response)
 }
@@ -274,19 +278,21 @@ async fn ready(State(predictor): State<Predictor>) -> Response {
     }
 }
 
-/// The check of every operator action (`POST /reload_model`, the re-runs of [`runs`]): the
-/// bearer token must be `PREDICT_RELOAD_TOKEN`; without one configured, `action` is refused.
+/// The check of every operator action (`POST /reload_model`, `POST /models/{version}/promote`
+/// (the rollback), and [`runs`]' `POST /runs/{stage}/{batch}` (re-runs) and `POST /runs/ingest`):
+/// the bearer token must be `PREDICT_RELOAD_TOKEN`; without one configured, `action` is
+/// refused.
 pub(crate) fn require_operator_token(
     predictor: &Predictor,
     headers: &HeaderMap,
     action: &str,
 ) -> Result<(), ApiError> {
-    let Some(expected) = predictor.config().reload_token.as_deref() else {
+    let Some(expected) = predictor.config().reload_token.as_ref() else {
         return Err(ApiError::Forbidden(format!(
             "{action} is disabled: set PREDICT_RELOAD_TOKEN to enable it"
         )));
     };
-    if !appraise_core::auth::bearer_token_matches(headers, expected) {
+    if !appraise_core::auth::bearer_token_matches(headers, expected.value()) {
         return Err(ApiError::Unauthorized);
     }
     Ok(())

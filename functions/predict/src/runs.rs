@@ -111,10 +111,10 @@ async fn rerun(
             "stage",
             error.to_string(),
         )])),
-        Err(error) => Err(ApiError::Invalid(vec![Problem::new(
-            "batch",
-            error.to_string(),
-        )])),
+        Err(error @ RerunError::NotFailed { .. }) => Err(ApiError::Conflict(error.to_string())),
+        Err(error @ RerunError::NoAnnouncement { .. }) => {
+            Err(ApiError::NotFound(error.to_string()))
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::{
     error::ApiError,
     explanation::Explained,
     inference_log::{Entry, InferenceLog},
+    input_drift::InputDrift,
     model_slot::{LoadedModel, ModelSlot, Refresh},
     prediction_id::{PredictionId, PredictionIds},
     request::{ListingInput, Problem},
@@ -41,9 +42,12 @@ struct Inner {
     /// Where rollbacks are mirrored (`MLFLOW_TRACKING_URI` set), see [`crate::rollback`].
     mirror: Option<Mirror>,
     ids: PredictionIds,
+    /// The served-input drift test's reference sample and last report.
+    input_drift: InputDrift,
     /// When the production pointer was last read by [`Predictor::poll_if_due`].
     last_poll: Mutex<Option<Instant>>,
     latency: metrics::Histogram,
+    explanation_latency: metrics::Histogram,
     invalid: metrics::Counter,
     not_ready: metrics::Counter,
 }
@@ -90,8 +94,10 @@ impl Predictor {
                 log,
                 mirror,
                 ids: PredictionIds::default(),
+                input_drift: InputDrift::default(),
                 last_poll: Mutex::new(None),
                 latency: metrics::histogram!("prediction_latency_seconds"),
+                explanation_latency: metrics::histogram!("explanation_latency_seconds"),
                 invalid: metrics::counter!("prediction_errors_total", "reason" => "invalid_input"),
                 not_ready: metrics::counter!("prediction_errors_total", "reason" => "no_model"),
             }),
@@ -112,6 +118,10 @@ impl Predictor {
 
     pub(crate) fn objects(&self) -> &ObjectStore {
         &self.inner.objects
+    }
+
+    pub(crate) fn input_drift(&self) -> &InputDrift {
+        &self.inner.input_drift
     }
 
     pub(crate) fn mirror(&self) -> Option<&Mirror> {
@@ -230,7 +240,8 @@ impl Predictor {
         self.inner.ids.next()
     }
 
-    /// Records one answered prediction: its latency, the model's count, the inference log.
+    /// Records one answered prediction: its latency (`prediction_latency_seconds`), the
+    /// model's count, the inference log.
     pub(crate) fn log(
         &self,
         model: &LoadedModel,
@@ -239,8 +250,41 @@ impl Predictor {
         price: f64,
         started: Instant,
     ) {
+        self.record(
+            &self.inner.latency,
+            model,
+            prediction_id,
+            listing,
+            price,
+            started,
+        );
+    }
+
+    /// [`Predictor::log`] for a prediction answered with its explanation, whose latency goes
+    /// to `explanation_latency_seconds` (an explanation costs far more than a price).
+    pub(crate) fn log_explained(
+        &self,
+        model: &LoadedModel,
+        prediction_id: PredictionId,
+        listing: ListingInput,
+        price: f64,
+        started: Instant,
+    ) {
+        let latency = &self.inner.explanation_latency;
+        self.record(latency, model, prediction_id, listing, price, started);
+    }
+
+    fn record(
+        &self,
+        latency: &metrics::Histogram,
+        model: &LoadedModel,
+        prediction_id: PredictionId,
+        listing: ListingInput,
+        price: f64,
+        started: Instant,
+    ) {
         let elapsed = started.elapsed();
-        self.inner.latency.record(elapsed.as_secs_f64());
+        latency.record(elapsed.as_secs_f64());
         model.predictions.increment(1);
         self.inner.log.record(Entry {
             prediction_id,

@@ -56,7 +56,7 @@ use appraise_core::{
     catch_up,
     clean::{self, CleanRow},
     db::DbPool,
-    drift::{CategoricalColumn, DriftReport, drift_report},
+    drift::{self, DriftReport, drift_report},
     events::{ObjectCreated, Trigger},
     model::ModelArtifact,
     objects::ObjectStore,
@@ -113,38 +113,13 @@ fn drift_columns(rows: &[&CleanRow]) -> Vec<(&'static str, Vec<f64>)> {
     ]
 }
 
-/// The categorical columns whose drift is reported (PSI): state, status, and the city's first
-/// three letters (a bounded stand-in for thousands of city names).
-pub const CATEGORICAL_DRIFT_COLUMNS: [&str; 3] = ["state", "status", "city_prefix"];
-
-/// A categorical column's value in a clean row (`None` for a column not among
-/// [`CATEGORICAL_DRIFT_COLUMNS`]).
-fn categorical_value(column: &str, row: &CleanRow) -> Option<String> {
-    match column {
-        "state" => Some(row.state.clone()),
-        "status" => row.status.map(|status| status.as_str().to_owned()),
-        "city_prefix" => row
-            .city
-            .as_deref()
-            .map(|city| city.chars().take(3).collect::<String>().to_uppercase()),
-        _ => None,
-    }
-}
-
-/// `(name, reference, current)` for each of [`CATEGORICAL_DRIFT_COLUMNS`].
-fn categorical_columns(
-    reference: &[CleanRow],
-    current: &[CleanRow],
-) -> Vec<CategoricalColumn<'static>> {
-    let pick = |column: &str, rows: &[CleanRow]| -> Vec<Option<String>> {
-        rows.iter()
-            .map(|row| categorical_value(column, row))
-            .collect()
-    };
-    CATEGORICAL_DRIFT_COLUMNS
-        .into_iter()
-        .map(|name| (name, pick(name, reference), pick(name, current)))
-        .collect()
+/// The categorical columns of clean rows, as [`drift::categorical_values`] reads them.
+fn categorical_inputs(rows: &[CleanRow]) -> [Vec<Option<String>>; 3] {
+    drift::categorical_values(rows.iter().map(|row| drift::CategoricalInputs {
+        state: Some(row.state.as_str()),
+        status: row.status.map(|status| status.as_str()),
+        city: row.city.as_deref(),
+    }))
 }
 
 const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -362,7 +337,10 @@ impl Train {
                 let reference = drift_columns(&reference_rows.iter().collect::<Vec<_>>());
                 let current = drift_columns(&current_rows.iter().collect::<Vec<_>>());
                 let report = drift_report(&reference, &current, &inner.config.drift)?
-                    .with_categorical(categorical_columns(&reference_rows, &current_rows));
+                    .with_categorical(drift::categorical_columns(
+                        categorical_inputs(&reference_rows),
+                        categorical_inputs(&current_rows),
+                    ));
                 for feature in &report.features {
                     if let Some(statistic) = feature.statistic {
                         ::metrics::gauge!("drift_statistic", "feature" => feature.feature.clone())

@@ -248,7 +248,7 @@ pub(crate) async fn show_input_drift(client: &reqwest::Client, url: &str) -> any
         .filter_map(|f| f["field"].as_str())
         .collect();
     println!(
-        "served inputs: {} predictions against {} training rows of {version}, {} fields tested; drifted: {}",
+        "served inputs: {} predictions against a sample of {} training rows of {version}, {} fields tested; drifted: {}",
         report["current_rows"],
         report["reference_rows"],
         fields.len(),

@@ -161,8 +161,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     print_ending(&stack, &seconds, started.elapsed()).await?;
     show_predictor(&client, &stack.predict.url()).await?;
-    show_runs(&client, &stack.predict.url()).await?;
-    show_input_drift(&client, &stack.predict.url()).await?;
+    // Informational: a failed GET is reported, and the run's outcome stands.
+    if let Err(error) = show_runs(&client, &stack.predict.url()).await {
+        println!("warning: could not show the runs: {error:#}");
+    }
+    if let Err(error) = show_input_drift(&client, &stack.predict.url()).await {
+        println!("warning: could not show the drift in served inputs: {error:#}");
+    }
     if let Some(mlflow) = &stack.mlflow {
         show_mlflow(&stack.db, &mlflow.url()).await?;
     }

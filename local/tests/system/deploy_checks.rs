@@ -935,6 +935,7 @@ async fn every_queried_metric_is_exported_by_a_running_function() {
         "drift_statistic",
         "last_batch_stored_timestamp_seconds",
         "drift_detected",
+        "prediction_input_drifted",
     ] {
         assert!(stdout.contains(name), "{name}: {stdout}");
     }

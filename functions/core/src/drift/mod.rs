@@ -208,6 +208,52 @@ pub struct DriftReport {
 /// One categorical feature's values: `(name, reference, current)`, `None` for a missing value.
 pub type CategoricalColumn<'a> = (&'a str, Vec<Option<String>>, Vec<Option<String>>);
 
+/// The categorical features tested with PSI, by train and the predictor alike, in report
+/// order: the state, the status, and the city's first three letters (a bounded stand-in for
+/// thousands of city names, whose PSI would be mostly noise). Built by
+/// [`categorical_columns`].
+pub const CATEGORICAL_FEATURES: [&str; 3] = ["state", "status", "city_prefix"];
+
+/// The fields of one listing that [`categorical_columns`] reads; `None` for a missing value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategoricalInputs<'a> {
+    pub state: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub city: Option<&'a str>,
+}
+
+/// The city's category for drift: its first three letters, upper-cased.
+pub fn city_prefix(city: &str) -> String {
+    city.chars().take(3).collect::<String>().to_uppercase()
+}
+
+/// The values of each of [`CATEGORICAL_FEATURES`] (in that order) over `rows`.
+pub fn categorical_values<'a>(
+    rows: impl IntoIterator<Item = CategoricalInputs<'a>>,
+) -> [Vec<Option<String>>; 3] {
+    let mut columns: [Vec<Option<String>>; 3] = Default::default();
+    for row in rows {
+        columns[0].push(row.state.map(str::to_owned));
+        columns[1].push(row.status.map(str::to_owned));
+        columns[2].push(row.city.map(city_prefix));
+    }
+    columns
+}
+
+/// `(name, reference, current)` for each of [`CATEGORICAL_FEATURES`], from the columns
+/// [`categorical_values`] built on each side, ready for [`DriftReport::with_categorical`].
+pub fn categorical_columns(
+    reference: [Vec<Option<String>>; 3],
+    current: [Vec<Option<String>>; 3],
+) -> Vec<CategoricalColumn<'static>> {
+    CATEGORICAL_FEATURES
+        .into_iter()
+        .zip(reference)
+        .zip(current)
+        .map(|((name, reference), current)| (name, reference, current))
+        .collect()
+}
+
 /// The PSI of one categorical feature and its verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoricalDrift {
@@ -593,5 +639,34 @@ mod tests {
             .remove("categorical_drifted");
         let old: DriftReport = serde_json::from_value(stored).unwrap();
         assert!(old.categorical.is_empty() && !old.categorical_drifted);
+    }
+
+    #[test]
+    fn categorical_columns_name_state_status_and_the_city_prefix() {
+        let rows = [
+            CategoricalInputs {
+                state: Some("Texas"),
+                status: Some("for_sale"),
+                city: Some("san antonio"),
+            },
+            CategoricalInputs {
+                state: Some("Ohio"),
+                status: None,
+                city: Some("Sa"),
+            },
+            CategoricalInputs::default(),
+        ];
+        let reference = categorical_values(rows);
+        let current = categorical_values(rows[..1].iter().copied());
+        let columns = categorical_columns(reference, current);
+        let names: Vec<&str> = columns.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(names, CATEGORICAL_FEATURES);
+        let some = |values: &[Option<&str>]| -> Vec<Option<String>> {
+            values.iter().map(|v| v.map(str::to_owned)).collect()
+        };
+        assert_eq!(columns[0].1, some(&[Some("Texas"), Some("Ohio"), None]));
+        assert_eq!(columns[1].1, some(&[Some("for_sale"), None, None]));
+        assert_eq!(columns[2].1, some(&[Some("SAN"), Some("SA"), None]));
+        assert_eq!(columns[2].2, some(&[Some("SAN")]));
     }
 }

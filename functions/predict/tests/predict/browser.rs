@@ -379,9 +379,9 @@ fn check_page(cdp: &mut Cdp, expected: &Expected, deadline: Instant) -> anyhow::
         ["bath", "KS"],
         ["acre_lot", "KS"],
         ["house_size", "KS"],
-        ["status", "PSI"],
         ["state", "PSI"],
-        ["city", "PSI"]
+        ["status", "PSI"],
+        ["city_prefix", "PSI"]
     ]);
     anyhow::ensure!(
         served["rows"] == expected_rows,

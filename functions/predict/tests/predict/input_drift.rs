@@ -2,7 +2,8 @@
 //! the real predictor binary: a real production model (train and promote on synthetic batches
 //! priced in Texas, Ohio, California and Florida), then predictions whose house sizes are three
 //! times larger and all in Alaska, with bedrooms, status and city as in training. Sizes and
-//! states must drift; bedrooms, status and city must not.
+//! states must drift; bedrooms, status and the city's prefix must not, and the gauges
+//! `prediction_input_drifted{field}` carry the same verdicts.
 
 use std::{process::Stdio, time::Duration};
 
@@ -20,6 +21,11 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
     env.extend([
         ("DATABASE_URL".to_owned(), db_url),
         ("PREDICT_DRIFT_SAMPLE".to_owned(), "300".to_owned()),
+        // Each request computes anew (the default reuses a report for 10 s).
+        (
+            "PREDICT_INPUT_DRIFT_REUSE_SECONDS".to_owned(),
+            "0".to_owned(),
+        ),
     ]);
     let predict = FunctionProcess::start(
         "predict",
@@ -54,28 +60,35 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
                    "status": "for_sale", "city": "Town", "zip_code": "99501"})
         })
         .collect();
-    for _ in 0..100 {
+    let mut status = 0;
+    for _ in 0..600 {
         let response = client
             .post(url("/predict/batch"))
             .json(&json!({ "listings": listings }))
             .send()
             .await
             .unwrap();
-        if response.status() == 200 {
+        status = response.status().as_u16();
+        if status == 200 {
             break;
         }
         // Not ready yet: the model loads in the background.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(status, 200, "the predictor never priced the batch");
     // The inference log is written off the request path: wait until it holds them all.
-    loop {
-        let logged: i64 =
-            fixtures::query_value(&db, "SELECT count(*) FROM ops.inference_log").await;
+    let mut logged = 0i64;
+    for _ in 0..1_200 {
+        logged = fixtures::query_value(&db, "SELECT count(*) FROM ops.inference_log").await;
         if logged >= 400 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        logged, 400,
+        "the inference log never held the 400 predictions"
+    );
 
     let report: Value = client
         .get(url("/drift/predictions"))
@@ -101,7 +114,7 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
         ("state", "psi", true),
         ("bed", "ks", false),
         ("status", "psi", false),
-        ("city", "psi", false),
+        ("city_prefix", "psi", false),
     ] {
         let verdict = field(name);
         assert_eq!(verdict["test"], test, "{verdict}");
@@ -110,7 +123,7 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
     assert!(field("house_size")["statistic"].as_f64().unwrap() > 0.5);
     assert!(field("state")["statistic"].as_f64().unwrap() > 1.0);
 
-    // The gauge holds each field's statistic from that computation.
+    // The gauges hold each field's statistic and verdict from that computation.
     let metrics = client
         .get(url("/metrics"))
         .send()
@@ -119,19 +132,31 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
         .text()
         .await
         .unwrap();
-    let gauge = |name: &str| -> f64 {
+    let gauge_of = |metric: &str, name: &str| -> f64 {
         metrics
             .lines()
             .find(|l| {
-                l.starts_with("prediction_input_drift{") && l.contains(&format!("field=\"{name}\""))
+                l.starts_with(&format!("{metric}{{")) && l.contains(&format!("field=\"{name}\""))
             })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no gauge for {name}:\n{metrics}"))
+            .unwrap_or_else(|| panic!("no {metric} for {name}:\n{metrics}"))
     };
+    let gauge = |name: &str| gauge_of("prediction_input_drift", name);
     assert_eq!(
         gauge("house_size"),
         field("house_size")["statistic"].as_f64().unwrap()
     );
     assert!(gauge("state") > 1.0);
+    // The verdict is the report's: KS D alone does not decide.
+    for name in appraise_predict::input_drift::fields() {
+        let drifted = field(name)["drifted"].as_bool().unwrap();
+        assert_eq!(
+            gauge_of("prediction_input_drifted", name),
+            if drifted { 1.0 } else { 0.0 },
+            "{name}"
+        );
+    }
+    assert_eq!(gauge_of("prediction_input_drifted", "house_size"), 1.0);
+    assert_eq!(gauge_of("prediction_input_drifted", "bed"), 0.0);
 }

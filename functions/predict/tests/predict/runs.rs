@@ -266,16 +266,38 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
         .map(|p| p["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["stage", "batch"]);
-    // Only a failed attempt is re-run.
+    // Only a failed attempt is re-run: any other is a conflict with the run's state.
     let (status, body) = rerun("/runs/train/1", Some(TOKEN)).await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(
-        body["problems"][0]["reason"]
+        body["error"]
             .as_str()
             .unwrap()
             .contains("did not fail (done)"),
         "{body}"
     );
+
+    // A failed attempt whose announcement is gone has nothing to write again: 404.
+    let hide = async |from: String, to: String| {
+        let client = db.get().await.unwrap();
+        let moved = client
+            .execute(
+                "UPDATE ops.outbox SET key = $2 WHERE key = $1",
+                &[&from, &to],
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, 1, "{from}");
+    };
+    let hidden = format!("{}.hidden", keys::candidates(1));
+    hide(keys::candidates(1), hidden.clone()).await;
+    let (status, body) = rerun("/runs/promote/1", Some(TOKEN)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no announcement"),
+        "{body}"
+    );
+    hide(hidden, keys::candidates(1)).await;
 
     // The artifacts are back; the operator re-runs promote on batch 1: its candidates object
     // is written again, its event reaches promote, and the run is done, in two attempts.
