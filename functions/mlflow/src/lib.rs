@@ -27,13 +27,15 @@ pub mod work;
 
 pub use work::{DriftVerdict, ModelRun, PromotionVerdict, RollbackDone, TrainingRun, Work, queue};
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use appraise_core::{
     config::{self, ConfigError},
-    db::{DbPool, locks},
+    deadline,
+    db::{DbPool, PooledClient, locks},
     objects::ObjectStore,
+    platform,
 };
 
 use crate::client::{Connection, Credentials, Metric, MlflowClient, ModelVersion, Run, Tag};
@@ -105,17 +107,32 @@ impl MlflowSettings {
 }
 
 /// The tracking URI as a base URL: `http://…` or `https://…` (rustls, the system's roots),
-/// without a trailing slash. Anything else (`databricks`, a file path) is refused at start.
+/// without a trailing slash. Anything else (`databricks`, a file path) is refused at start, and
+/// so is a URI with credentials in it (`https://user:pass@host`): they belong in
+/// `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`, and the
+/// error does not repeat them. Every URL the client calls starts with this one, so no error
+/// text (reqwest's name the URL) stored in `ops.mlflow_outbox.last_error` or logged can carry
+/// credentials.
 fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
     let uri = uri.trim().trim_end_matches('/');
-    match uri.split_once("://") {
-        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
-        _ => Err(ConfigError::invalid(
+    let Some((scheme @ ("http" | "https"), rest)) = uri.split_once("://").filter(|(_, rest)| !rest.is_empty())
+    else {
+        return Err(ConfigError::invalid(
             "MLFLOW_TRACKING_URI",
             uri,
             "must be an http:// or https:// URL of an MLflow tracking server",
-        )),
+        ));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some((_, host)) = rest[..authority_end].rsplit_once('@') {
+        return Err(ConfigError::invalid(
+            "MLFLOW_TRACKING_URI",
+            format!("{scheme}://<credentials>@{host}{}", &rest[authority_end..]),
+            "must not hold credentials: set MLFLOW_TRACKING_USERNAME and \
+             MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead",
+        ));
     }
+    Ok(uri.to_owned())
 }
 
 /// Registers the mirror's metrics at 0. Train and promote call it at start whether or not they
@@ -126,6 +143,12 @@ pub fn register_metrics() {
     }
     metrics::gauge!("mlflow_pending_writes").set(0.0);
 }
+
+/// The longest a Lambda invocation waits for MLflow after its commit.
+pub const LAMBDA_DRAIN_CAP: Duration = Duration::from_secs(60);
+/// Left free before a Lambda invocation's deadline when it drains after its commit, for the
+/// stage to answer.
+pub const LAMBDA_DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// What one drain did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -185,6 +208,44 @@ impl Mirror {
             .transpose()
     }
 
+    /// What a function that mirrors does at start: registers the metrics at 0 (mirroring or
+    /// not), builds the mirror from the environment ([`Mirror::from_env`]) and, off Lambda,
+    /// spawns [`Mirror::retry_forever`] (Lambda freezes the process between invocations, so
+    /// there each invocation drains after its commit: [`Mirror::drain_after_commit`]).
+    pub fn start_from_env(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<Option<Mirror>> {
+        register_metrics();
+        let mirror = Mirror::from_env(db, objects)?;
+        if let Some(mirror) = &mirror
+            && !platform::on_lambda()
+        {
+            tokio::spawn(mirror.clone().retry_forever());
+        }
+        Ok(mirror)
+    }
+
+    /// Drains after a stage committed work, without holding the stage's answer on MLflow: off
+    /// Lambda the drain runs in the background; on Lambda (which runs nothing after the answer)
+    /// inside the invocation, for at most [`LAMBDA_DRAIN_CAP`] and never past the invocation's
+    /// deadline ([`deadline::remaining`], less [`LAMBDA_DRAIN_MARGIN`]). A drain cut short
+    /// leaves what it did not mark for the next one, which redoes it to the same effect.
+    pub async fn drain_after_commit(&self) {
+        if !platform::on_lambda() {
+            let mirror = self.clone();
+            tokio::spawn(async move { mirror.drain().await });
+            return;
+        }
+        let budget = deadline::remaining()
+            .map_or(LAMBDA_DRAIN_CAP, |left| {
+                left.saturating_sub(LAMBDA_DRAIN_MARGIN).min(LAMBDA_DRAIN_CAP)
+            });
+        if tokio::time::timeout(budget, self.drain()).await.is_err() {
+            tracing::warn!(
+                seconds = budget.as_secs_f64(),
+                "MLflow mirroring cut short by the invocation's time: the rest waits"
+            );
+        }
+    }
+
     pub fn settings(&self) -> &MlflowSettings {
         &self.inner.settings
     }
@@ -227,98 +288,10 @@ impl Mirror {
     }
 
     async fn try_drain(&self) -> anyhow::Result<Drained> {
-        let mut client = self
-            .inner
-            .db
-            .get()
-            .await
-            .context("getting a database connection")?;
-        let transaction = client.transaction().await?;
-        // The transaction waits on MLflow between statements. A drainer that stops answering
-        // (a frozen Lambda environment, a stalled process) loses its session, and with it the
-        // lock, instead of holding both: what it did is redone, to the same effect.
-        let idle_limit_ms =
-            (self.inner.settings.connection.timeout.as_millis() * 2 + 10_000).min(i32::MAX as u128);
-        transaction
-            .batch_execute(&format!(
-                "SET LOCAL idle_in_transaction_session_timeout = {idle_limit_ms}"
-            ))
-            .await?;
-        let locked: bool = transaction
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&locks::MLFLOW])
-            .await?
-            .get(0);
-        if !locked {
-            return Ok(Drained {
-                busy: true,
-                ..Drained::default()
-            });
-        }
-        let rows = transaction
-            .query(
-                "SELECT id, work_key, work FROM ops.mlflow_outbox WHERE mirrored_at IS NULL
-                 ORDER BY id",
-                &[],
-            )
-            .await
-            .context("reading ops.mlflow_outbox")?;
-        let mut drained = Drained::default();
-        let mut done = 0;
-        for row in &rows {
-            let id: i64 = row.get(0);
-            let key: String = row.get(1);
-            let outcome = match serde_json::from_value::<Work>(row.get(2)) {
-                Ok(work) => self.mirror(&work).await,
-                Err(error) => Err(anyhow::anyhow!(
-                    "{key} is not work this version knows: {error}"
-                )),
-            };
-            match outcome {
-                Ok(outcome) => {
-                    let note = match &outcome {
-                        Outcome::Mirrored => {
-                            drained.mirrored += 1;
-                            metrics::counter!("mlflow_writes_total", "outcome" => "mirrored")
-                                .increment(1);
-                            None
-                        }
-                        Outcome::Skipped(why) => {
-                            drained.skipped += 1;
-                            metrics::counter!("mlflow_writes_total", "outcome" => "skipped")
-                                .increment(1);
-                            tracing::warn!(key, why, "MLflow work passed over");
-                            Some(why.clone())
-                        }
-                    };
-                    transaction
-                        .execute(
-                            "UPDATE ops.mlflow_outbox SET mirrored_at = now(), attempts = attempts + 1,
-                                 last_attempt_at = now(), last_error = $2
-                             WHERE id = $1",
-                            &[&id, &note],
-                        )
-                        .await?;
-                    done += 1;
-                }
-                Err(error) => {
-                    let error = format!("{key}: {error:#}");
-                    metrics::counter!("mlflow_writes_total", "outcome" => "failed").increment(1);
-                    transaction
-                        .execute(
-                            "UPDATE ops.mlflow_outbox SET attempts = attempts + 1,
-                                 last_attempt_at = now(), last_error = $2
-                             WHERE id = $1",
-                            &[&id, &error],
-                        )
-                        .await?;
-                    drained.error = Some(error);
-                    break;
-                }
-            }
-        }
-        transaction.commit().await?;
-        drained.pending = Some((rows.len() - done) as i64);
-        Ok(drained)
+        drain_queue(&self.inner.db, LockSession::DEFAULT, |work| async move {
+            self.mirror(&work).await
+        })
+        .await
     }
 
     async fn mirror(&self, work: &Work) -> anyhow::Result<Outcome> {
@@ -540,6 +513,215 @@ impl Mirror {
     }
 }
 
+/// How the drainer's session holds the queue's lock. No transaction stays open while MLflow
+/// answers (a slow server would otherwise have the session ended mid-drain, again and again);
+/// instead a session-level advisory lock is held on a connection of its own, which says
+/// `SELECT 1` every `heartbeat` while the drain waits on MLflow, and which the server ends
+/// after `idle_limit` without a word (`idle_session_timeout`, PostgreSQL 14 or later). A
+/// drainer that stops answering (a frozen Lambda environment, a stalled process) thus loses its
+/// session, and with it the lock, instead of holding the queue; what it did is redone, to the
+/// same effect.
+#[derive(Debug, Clone, Copy)]
+struct LockSession {
+    heartbeat: Duration,
+    idle_limit: Duration,
+}
+
+impl LockSession {
+    const DEFAULT: LockSession = LockSession {
+        heartbeat: Duration::from_secs(10),
+        idle_limit: Duration::from_secs(60),
+    };
+}
+
+/// Drains `ops.mlflow_outbox` in id order under the queue's lock, with `mirror` doing each
+/// piece of work, until one fails. Each piece is marked done (or its failure recorded) in a
+/// statement of its own as soon as `mirror` answers, so what was mirrored stays mirrored
+/// whatever happens later in the drain.
+async fn drain_queue<F, Fut>(
+    db: &DbPool,
+    session: LockSession,
+    mut mirror: F,
+) -> anyhow::Result<Drained>
+where
+    F: FnMut(Work) -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    let Some(lock) = QueueLock::try_take(db, session).await? else {
+        return Ok(Drained {
+            busy: true,
+            ..Drained::default()
+        });
+    };
+    let drained = tokio::select! {
+        drained = drain_locked(lock.client(), &mut mirror) => drained,
+        lost = lock.keep_alive() => Err(lost),
+    };
+    lock.release().await;
+    drained
+}
+
+async fn drain_locked<F, Fut>(
+    client: &tokio_postgres::Client,
+    mirror: &mut F,
+) -> anyhow::Result<Drained>
+where
+    F: FnMut(Work) -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    let rows = client
+        .query(
+            "SELECT id, work_key, work FROM ops.mlflow_outbox WHERE mirrored_at IS NULL
+             ORDER BY id",
+            &[],
+        )
+        .await
+        .context("reading ops.mlflow_outbox")?;
+    let mut drained = Drained::default();
+    let mut done = 0;
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let key: String = row.get(1);
+        let outcome = match serde_json::from_value::<Work>(row.get(2)) {
+            Ok(work) => mirror(work).await,
+            Err(error) => Err(anyhow::anyhow!(
+                "{key} is not work this version knows: {error}"
+            )),
+        };
+        match outcome {
+            Ok(outcome) => {
+                let note = match &outcome {
+                    Outcome::Mirrored => {
+                        drained.mirrored += 1;
+                        metrics::counter!("mlflow_writes_total", "outcome" => "mirrored")
+                            .increment(1);
+                        None
+                    }
+                    Outcome::Skipped(why) => {
+                        drained.skipped += 1;
+                        metrics::counter!("mlflow_writes_total", "outcome" => "skipped")
+                            .increment(1);
+                        tracing::warn!(key, why, "MLflow work passed over");
+                        Some(why.clone())
+                    }
+                };
+                client
+                    .execute(
+                        "UPDATE ops.mlflow_outbox SET mirrored_at = now(), attempts = attempts + 1,
+                             last_attempt_at = now(), last_error = $2
+                         WHERE id = $1",
+                        &[&id, &note],
+                    )
+                    .await
+                    .with_context(|| format!("marking {key} mirrored"))?;
+                done += 1;
+            }
+            Err(error) => {
+                let error = format!("{key}: {error:#}");
+                metrics::counter!("mlflow_writes_total", "outcome" => "failed").increment(1);
+                client
+                    .execute(
+                        "UPDATE ops.mlflow_outbox SET attempts = attempts + 1,
+                             last_attempt_at = now(), last_error = $2
+                         WHERE id = $1",
+                        &[&id, &error],
+                    )
+                    .await
+                    .with_context(|| format!("recording why {key} failed"))?;
+                drained.error = Some(error);
+                break;
+            }
+        }
+    }
+    drained.pending = Some((rows.len() - done) as i64);
+    Ok(drained)
+}
+
+/// The queue's session-level advisory lock, on a pooled connection of its own. Released on
+/// every path: [`QueueLock::release`] unlocks it and hands the connection back to the pool;
+/// dropped without that (the drain cancelled, e.g. by a deadline, or the unlock failing), the
+/// connection is taken out of the pool and closed, and the session's lock dies with it.
+struct QueueLock {
+    client: Option<PooledClient>,
+    session: LockSession,
+}
+
+impl QueueLock {
+    /// The lock, or `None` when another session holds it.
+    async fn try_take(db: &DbPool, session: LockSession) -> anyhow::Result<Option<QueueLock>> {
+        let client = db.get().await.context("getting a database connection")?;
+        let lock = QueueLock {
+            client: Some(client),
+            session,
+        };
+        let idle_limit_ms = session.idle_limit.as_millis().min(i32::MAX as u128);
+        let locked: bool = lock
+            .client()
+            .query_one(
+                &format!(
+                    "SELECT pg_try_advisory_lock($1), set_config('idle_session_timeout', '{idle_limit_ms}', false)"
+                ),
+                &[&locks::MLFLOW],
+            )
+            .await
+            .context("taking the MLflow queue's lock")?
+            .get(0);
+        if locked {
+            Ok(Some(lock))
+        } else {
+            lock.hand_back("RESET idle_session_timeout").await;
+            Ok(None)
+        }
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client.as_ref().expect("the lock's connection until it is released")
+    }
+
+    /// Says `SELECT 1` every heartbeat, so the server does not end a drain that waits on
+    /// MLflow; returns only when the session is gone, and the lock with it.
+    async fn keep_alive(&self) -> anyhow::Error {
+        loop {
+            tokio::time::sleep(self.session.heartbeat).await;
+            if let Err(error) = self.client().simple_query("SELECT 1").await {
+                return anyhow::Error::new(error)
+                    .context("the session holding the MLflow queue's lock ended");
+            }
+        }
+    }
+
+    async fn release(self) {
+        self.hand_back(&format!(
+            "SELECT pg_advisory_unlock({}); RESET idle_session_timeout",
+            locks::MLFLOW
+        ))
+        .await;
+    }
+
+    /// Runs `sql` (undoing what the lock set on the session) and gives the connection back to
+    /// the pool; closes it instead when that fails.
+    async fn hand_back(mut self, sql: &str) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if let Err(error) = client.batch_execute(sql).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "closing the MLflow queue lock's connection"
+            );
+            drop(PooledClient::take(client));
+        }
+    }
+}
+
+impl Drop for QueueLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(PooledClient::take(client));
+        }
+    }
+}
+
 /// The tags every run of a training carries.
 fn training_tags(training: &TrainingRun) -> Vec<Tag> {
     let mut tags = vec![
@@ -670,6 +852,28 @@ mod tests {
         assert!(
             error.contains("MLFLOW_TRACKING_URI") && error.contains("http://"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn tracking_uris_with_credentials_are_refused_without_repeating_them() {
+        for uri in [
+            "https://alice:s3cret-pw@mlflow.example/",
+            "http://s3cret-pw@127.0.0.1:5000/mlflow",
+        ] {
+            let error = tracking_base_url(uri).unwrap_err().to_string();
+            assert!(
+                error.contains("MLFLOW_TRACKING_URI")
+                    && error.contains("MLFLOW_TRACKING_USERNAME")
+                    && error.contains("MLFLOW_TRACKING_PASSWORD"),
+                "{error}"
+            );
+            assert!(!error.contains("s3cret-pw"), "{error}");
+        }
+        // An @ after the host is part of the path, not credentials.
+        assert_eq!(
+            tracking_base_url("http://mlflow.example/team@1").unwrap(),
+            "http://mlflow.example/team@1"
         );
     }
 }

@@ -113,7 +113,7 @@ impl Promote {
         let outcome = self.decide_object(object).await;
         // After the work, whatever its outcome: this decision and any mirroring that waits.
         if let Some(mirror) = &self.inner.mirror {
-            mirror.drain().await;
+            mirror.drain_after_commit().await;
         }
         outcome
     }

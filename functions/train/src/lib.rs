@@ -192,7 +192,7 @@ impl Train {
         let outcome = self.decide_object(object).await;
         // After the work, whatever its outcome: this training's runs and any that still wait.
         if let Some(mirror) = &self.inner.mirror {
-            mirror.drain().await;
+            mirror.drain_after_commit().await;
         }
         outcome
     }
