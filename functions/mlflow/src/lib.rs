@@ -32,8 +32,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use appraise_core::{
     config::{self, ConfigError},
-    deadline,
     db::{DbPool, PooledClient, locks},
+    deadline,
     objects::ObjectStore,
     platform,
 };
@@ -115,7 +115,8 @@ impl MlflowSettings {
 /// credentials.
 fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
     let uri = uri.trim().trim_end_matches('/');
-    let Some((scheme @ ("http" | "https"), rest)) = uri.split_once("://").filter(|(_, rest)| !rest.is_empty())
+    let Some((scheme @ ("http" | "https"), rest)) =
+        uri.split_once("://").filter(|(_, rest)| !rest.is_empty())
     else {
         return Err(ConfigError::invalid(
             "MLFLOW_TRACKING_URI",
@@ -234,10 +235,10 @@ impl Mirror {
             tokio::spawn(async move { mirror.drain().await });
             return;
         }
-        let budget = deadline::remaining()
-            .map_or(LAMBDA_DRAIN_CAP, |left| {
-                left.saturating_sub(LAMBDA_DRAIN_MARGIN).min(LAMBDA_DRAIN_CAP)
-            });
+        let budget = deadline::remaining().map_or(LAMBDA_DRAIN_CAP, |left| {
+            left.saturating_sub(LAMBDA_DRAIN_MARGIN)
+                .min(LAMBDA_DRAIN_CAP)
+        });
         if tokio::time::timeout(budget, self.drain()).await.is_err() {
             tracing::warn!(
                 seconds = budget.as_secs_f64(),
@@ -675,7 +676,9 @@ impl QueueLock {
     }
 
     fn client(&self) -> &tokio_postgres::Client {
-        self.client.as_ref().expect("the lock's connection until it is released")
+        self.client
+            .as_ref()
+            .expect("the lock's connection until it is released")
     }
 
     /// Says `SELECT 1` every heartbeat, so the server does not end a drain that waits on
@@ -824,6 +827,161 @@ fn flatten_params(params: &serde_json::Value) -> Vec<Tag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use appraise_testkit::fixtures::{fresh_database, query_value};
+
+    /// A lock session whose server gives up after a second without a word.
+    const IMPATIENT: LockSession = LockSession {
+        heartbeat: Duration::from_millis(200),
+        idle_limit: Duration::from_secs(1),
+    };
+
+    fn rollback(promotion_id: i64) -> Work {
+        Work::Rollback(RollbackDone {
+            promotion_id,
+            version: format!("t{promotion_id:06}-ridge"),
+            previous_version: None,
+            reason: "by hand".to_owned(),
+        })
+    }
+
+    async fn queued(db: &DbPool, works: &[Work]) {
+        let client = db.get().await.unwrap();
+        for work in works {
+            queue(&**client, work).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn work_slower_than_the_sessions_idle_limit_is_still_mirrored_and_marked() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1), rollback(2)]).await;
+        // The first piece takes three times as long as the server lets a silent session live.
+        let drained = drain_queue(&db, IMPATIENT, |work| async move {
+            if work.key() == "rollback-000001" {
+                tokio::time::sleep(3 * IMPATIENT.idle_limit).await;
+            }
+            Ok(Outcome::Mirrored)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                drained.mirrored,
+                drained.pending,
+                &drained.error,
+                drained.busy
+            ),
+            (2, Some(0), &None, false),
+            "{drained:?}"
+        );
+        let marked: i64 = query_value(
+            &db,
+            "SELECT count(*) FROM ops.mlflow_outbox WHERE mirrored_at IS NOT NULL AND attempts = 1",
+        )
+        .await;
+        assert_eq!(marked, 2);
+        // The lock was given back: the next drain is not turned away.
+        let again = drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.busy, again.mirrored, again.pending),
+            (false, 0, Some(0))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_stops_at_the_first_failure_and_keeps_what_it_marked_before() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1), rollback(2), rollback(3)]).await;
+        let drained = drain_queue(&db, IMPATIENT, |work| async move {
+            match work.key().as_str() {
+                "rollback-000002" => Err(anyhow::anyhow!("MLflow said no")),
+                _ => Ok(Outcome::Mirrored),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (drained.mirrored, drained.pending),
+            (1, Some(2)),
+            "{drained:?}"
+        );
+        let error = drained.error.unwrap();
+        assert!(
+            error.contains("rollback-000002") && error.contains("MLflow said no"),
+            "{error}"
+        );
+        let rows: Vec<(String, bool, i32, Option<String>)> = db
+            .get()
+            .await
+            .unwrap()
+            .query(
+                "SELECT work_key, mirrored_at IS NOT NULL, attempts, last_error
+                 FROM ops.mlflow_outbox ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("rollback-000001".to_owned(), true, 1, None),
+                ("rollback-000002".to_owned(), false, 1, Some(error)),
+                ("rollback-000003".to_owned(), false, 0, None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_drainer_at_a_time_and_a_cancelled_drain_leaves_no_lock_behind() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1)]).await;
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+        let mut started = Some(started);
+        let stuck = drain_queue(&db, IMPATIENT, move |_| {
+            let started = started.take();
+            async move {
+                if let Some(started) = started {
+                    let _ = started.send(());
+                }
+                std::future::pending::<anyhow::Result<Outcome>>().await
+            }
+        });
+        let other = async {
+            has_started.await.unwrap();
+            drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+                .await
+                .unwrap()
+        };
+        // The second drain runs while the first waits on its work; then the first is dropped,
+        // as a deadline drops it.
+        let other = tokio::select! {
+            _ = stuck => unreachable!("the stuck drain never ends"),
+            other = other => other,
+        };
+        assert!(other.busy, "{other:?}");
+        // The dropped drain's connection is closed, and its session's lock dies with it (the
+        // server notices the closed connection a moment later: wait for that, at most 30 s).
+        let mut next = Drained::default();
+        for _ in 0..300 {
+            next = drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+                .await
+                .unwrap();
+            if !next.busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            (next.busy, next.mirrored, next.pending),
+            (false, 1, Some(0)),
+            "{next:?}"
+        );
+    }
 
     #[test]
     fn parameters_flatten_to_dotted_keys() {
