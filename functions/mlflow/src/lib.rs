@@ -8,17 +8,20 @@
 //! - train, promote and the predictor's rollback [`work::queue`] a [`Work`] in
 //!   `ops.mlflow_outbox`, in the same transaction as their result: it exists exactly when the
 //!   result does;
-//! - after their commit, and every `MLFLOW_RETRY_SECS` in the background, a [`Mirror`] drains
-//!   the queue in order (one drainer at a time, by a tried advisory lock), stopping at the first
-//!   failure: the work waits and is retried, a promotion or rollback never overtakes its training
-//!   (nor a rollback the promotions before it), and the stage's answer does not depend on MLflow at all;
+//! - after their commit ([`Mirror::drain_after_commit`]: in the background off Lambda, within
+//!   the invocation's deadline on Lambda), and every `MLFLOW_RETRY_SECS` in the background off
+//!   Lambda, a [`Mirror`] drains the queue in order, one drainer at a time (a session-level
+//!   advisory lock, tried, on a connection of its own: no transaction waits on MLflow, each
+//!   piece is marked done as soon as MLflow has it), stopping at the first failure: the work
+//!   waits and is retried, a promotion or rollback never overtakes its training (nor a rollback
+//!   the promotions before it), and the stage's answer does not depend on MLflow at all;
 //! - every write looks up first (experiment by name, runs by the tag `appraise.key`, model
 //!   versions by run) and logs values with fixed timestamps, so work done twice (a retry after
 //!   a crash, a redelivered event) leaves one run and one version.
 //!
 //! Metrics: `mlflow_pending_writes` (work queued and not mirrored yet, after each drain) and
 //! `mlflow_writes_total{outcome="mirrored"|"skipped"|"failed"}`, both registered at 0 by
-//! train and promote, mirroring or not ([`register_metrics`]).
+//! train, promote and predict, mirroring or not ([`Mirror::start_from_env`]).
 //!
 //! The REST calls are in [`client`]; what is queued is in [`work`].
 
@@ -136,8 +139,8 @@ fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
     Ok(uri.to_owned())
 }
 
-/// Registers the mirror's metrics at 0. Train and promote call it at start whether or not they
-/// mirror, so dashboards find the series (0 waiting, nothing written) either way.
+/// Registers the mirror's metrics at 0. [`Mirror::start_from_env`] calls it at start whether or
+/// not the function mirrors, so dashboards find the series (0 waiting, nothing written) either way.
 pub fn register_metrics() {
     for outcome in ["mirrored", "skipped", "failed"] {
         metrics::counter!("mlflow_writes_total", "outcome" => outcome).increment(0);
