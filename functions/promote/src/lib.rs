@@ -23,7 +23,9 @@
 //! When an MLflow [`Mirror`] is configured (`MLFLOW_TRACKING_URI`), each decision also queues
 //! an [`appraise_mlflow::PromotionVerdict`] in `ops.mlflow_outbox`, in the same transaction:
 //! the judged version gets the decision and reason as tags and, when promoted, the `champion`
-//! alias. Every invocation drains that queue after its work.
+//! alias. Every invocation starts a drain of that queue after its work
+//! ([`Mirror::drain_after_commit`]: in the background, or on Lambda within the invocation's
+//! deadline).
 //!
 //! A training id is its clean batch's number (see the train stage). An event for a training
 //! that is not recorded is answered 503 (the platform retries) while its candidates object
