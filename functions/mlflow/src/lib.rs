@@ -291,6 +291,20 @@ impl Mirror {
         drained
     }
 
+    /// [`Mirror::drain`], after any drain another task or process is running: when the queue
+    /// is busy, waits for that drain to end (polling every 50 ms) and drains again, so what was
+    /// queued before this call has been tried when it returns. For tests and tools that must
+    /// see the queue settled; the stages themselves never wait for one another's drains.
+    pub async fn drain_when_free(&self) -> Drained {
+        loop {
+            let drained = self.drain().await;
+            if !drained.busy {
+                return drained;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn try_drain(&self) -> anyhow::Result<Drained> {
         drain_queue(&self.inner.db, LockSession::DEFAULT, |work| async move {
             self.mirror(&work).await

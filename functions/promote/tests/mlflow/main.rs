@@ -103,17 +103,9 @@ impl World {
         report
     }
 
-    /// A drain of everything queued so far. The stages drain in the background after their
-    /// commit (off Lambda), so this one may find the queue busy: it then waits for that drain
-    /// to end and drains again.
+    /// A drain of everything queued so far (the stages' own drains run in the background).
     async fn drain(&self) -> Drained {
-        loop {
-            let drained = self.mirror.drain().await;
-            if !drained.busy {
-                return drained;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.mirror.drain_when_free().await
     }
 
     /// What MLflow's Python client reads back.
