@@ -500,7 +500,9 @@ fn refusal(endpoint: &str, status: StatusCode, body: &[u8]) -> MlflowError {
     }
 }
 
-/// An error with its causes, which reqwest keeps in its source chain.
+/// An error with its causes, which reqwest keeps in its source chain. reqwest's texts name the
+/// URL; they carry no credentials because the tracking URI may not hold any (refused at start
+/// by `MlflowSettings`), and credentials travel only in the `Authorization` header.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

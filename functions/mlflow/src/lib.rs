@@ -8,17 +8,20 @@
 //! - train, promote and the predictor's rollback [`work::queue`] a [`Work`] in
 //!   `ops.mlflow_outbox`, in the same transaction as their result: it exists exactly when the
 //!   result does;
-//! - after their commit, and every `MLFLOW_RETRY_SECS` in the background, a [`Mirror`] drains
-//!   the queue in order (one drainer at a time, by a tried advisory lock), stopping at the first
-//!   failure: the work waits and is retried, a promotion or rollback never overtakes its training
-//!   (nor a rollback the promotions before it), and the stage's answer does not depend on MLflow at all;
+//! - after their commit ([`Mirror::drain_after_commit`]: in the background off Lambda, within
+//!   the invocation's deadline on Lambda), and every `MLFLOW_RETRY_SECS` in the background off
+//!   Lambda, a [`Mirror`] drains the queue in order, one drainer at a time (a session-level
+//!   advisory lock, tried, on a connection of its own: no transaction waits on MLflow, each
+//!   piece is marked done as soon as MLflow has it), stopping at the first failure: the work
+//!   waits and is retried, a promotion or rollback never overtakes its training (nor a rollback
+//!   the promotions before it), and the stage's answer does not depend on MLflow at all;
 //! - every write looks up first (experiment by name, runs by the tag `appraise.key`, model
 //!   versions by run) and logs values with fixed timestamps, so work done twice (a retry after
 //!   a crash, a redelivered event) leaves one run and one version.
 //!
 //! Metrics: `mlflow_pending_writes` (work queued and not mirrored yet, after each drain) and
 //! `mlflow_writes_total{outcome="mirrored"|"skipped"|"failed"}`, both registered at 0 by
-//! train and promote, mirroring or not ([`register_metrics`]).
+//! train, promote and predict, mirroring or not ([`Mirror::start_from_env`]).
 //!
 //! The REST calls are in [`client`]; what is queued is in [`work`].
 
@@ -27,13 +30,15 @@ pub mod work;
 
 pub use work::{DriftVerdict, ModelRun, PromotionVerdict, RollbackDone, TrainingRun, Work, queue};
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use appraise_core::{
     config::{self, ConfigError},
-    db::{DbPool, locks},
+    db::{DbPool, PooledClient, locks},
+    deadline,
     objects::ObjectStore,
+    platform,
 };
 
 use crate::client::{Connection, Credentials, Metric, MlflowClient, ModelVersion, Run, Tag};
@@ -105,27 +110,49 @@ impl MlflowSettings {
 }
 
 /// The tracking URI as a base URL: `http://…` or `https://…` (rustls, the system's roots),
-/// without a trailing slash. Anything else (`databricks`, a file path) is refused at start.
+/// without a trailing slash. Anything else (`databricks`, a file path) is refused at start, and
+/// so is a URI with credentials in it (`https://user:pass@host`): they belong in
+/// `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`, and the
+/// error does not repeat them. Every URL the client calls starts with this one, so no error
+/// text (reqwest's name the URL) stored in `ops.mlflow_outbox.last_error` or logged can carry
+/// credentials.
 fn tracking_base_url(uri: &str) -> Result<String, ConfigError> {
     let uri = uri.trim().trim_end_matches('/');
-    match uri.split_once("://") {
-        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
-        _ => Err(ConfigError::invalid(
+    let Some((scheme @ ("http" | "https"), rest)) =
+        uri.split_once("://").filter(|(_, rest)| !rest.is_empty())
+    else {
+        return Err(ConfigError::invalid(
             "MLFLOW_TRACKING_URI",
             uri,
             "must be an http:// or https:// URL of an MLflow tracking server",
-        )),
+        ));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some((_, host)) = rest[..authority_end].rsplit_once('@') {
+        return Err(ConfigError::invalid(
+            "MLFLOW_TRACKING_URI",
+            format!("{scheme}://<credentials>@{host}{}", &rest[authority_end..]),
+            "must not hold credentials: set MLFLOW_TRACKING_USERNAME and \
+             MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead",
+        ));
     }
+    Ok(uri.to_owned())
 }
 
-/// Registers the mirror's metrics at 0. Train and promote call it at start whether or not they
-/// mirror, so dashboards find the series (0 waiting, nothing written) either way.
+/// Registers the mirror's metrics at 0. [`Mirror::start_from_env`] calls it at start whether or
+/// not the function mirrors, so dashboards find the series (0 waiting, nothing written) either way.
 pub fn register_metrics() {
     for outcome in ["mirrored", "skipped", "failed"] {
         metrics::counter!("mlflow_writes_total", "outcome" => outcome).increment(0);
     }
     metrics::gauge!("mlflow_pending_writes").set(0.0);
 }
+
+/// The longest a Lambda invocation waits for MLflow after its commit.
+pub const LAMBDA_DRAIN_CAP: Duration = Duration::from_secs(60);
+/// Left free before a Lambda invocation's deadline when it drains after its commit, for the
+/// stage to answer.
+pub const LAMBDA_DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// What one drain did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -185,6 +212,44 @@ impl Mirror {
             .transpose()
     }
 
+    /// What a function that mirrors does at start: registers the metrics at 0 (mirroring or
+    /// not), builds the mirror from the environment ([`Mirror::from_env`]) and, off Lambda,
+    /// spawns [`Mirror::retry_forever`] (Lambda freezes the process between invocations, so
+    /// there each invocation drains after its commit: [`Mirror::drain_after_commit`]).
+    pub fn start_from_env(db: &DbPool, objects: &ObjectStore) -> anyhow::Result<Option<Mirror>> {
+        register_metrics();
+        let mirror = Mirror::from_env(db, objects)?;
+        if let Some(mirror) = &mirror
+            && !platform::on_lambda()
+        {
+            tokio::spawn(mirror.clone().retry_forever());
+        }
+        Ok(mirror)
+    }
+
+    /// Drains after a stage committed work, without holding the stage's answer on MLflow: off
+    /// Lambda the drain runs in the background; on Lambda (which runs nothing after the answer)
+    /// inside the invocation, for at most [`LAMBDA_DRAIN_CAP`] and never past the invocation's
+    /// deadline ([`deadline::remaining`], less [`LAMBDA_DRAIN_MARGIN`]). A drain cut short
+    /// leaves what it did not mark for the next one, which redoes it to the same effect.
+    pub async fn drain_after_commit(&self) {
+        if !platform::on_lambda() {
+            let mirror = self.clone();
+            tokio::spawn(async move { mirror.drain().await });
+            return;
+        }
+        let budget = deadline::remaining().map_or(LAMBDA_DRAIN_CAP, |left| {
+            left.saturating_sub(LAMBDA_DRAIN_MARGIN)
+                .min(LAMBDA_DRAIN_CAP)
+        });
+        if tokio::time::timeout(budget, self.drain()).await.is_err() {
+            tracing::warn!(
+                seconds = budget.as_secs_f64(),
+                "MLflow mirroring cut short by the invocation's time: the rest waits"
+            );
+        }
+    }
+
     pub fn settings(&self) -> &MlflowSettings {
         &self.inner.settings
     }
@@ -226,99 +291,25 @@ impl Mirror {
         drained
     }
 
-    async fn try_drain(&self) -> anyhow::Result<Drained> {
-        let mut client = self
-            .inner
-            .db
-            .get()
-            .await
-            .context("getting a database connection")?;
-        let transaction = client.transaction().await?;
-        // The transaction waits on MLflow between statements. A drainer that stops answering
-        // (a frozen Lambda environment, a stalled process) loses its session, and with it the
-        // lock, instead of holding both: what it did is redone, to the same effect.
-        let idle_limit_ms =
-            (self.inner.settings.connection.timeout.as_millis() * 2 + 10_000).min(i32::MAX as u128);
-        transaction
-            .batch_execute(&format!(
-                "SET LOCAL idle_in_transaction_session_timeout = {idle_limit_ms}"
-            ))
-            .await?;
-        let locked: bool = transaction
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&locks::MLFLOW])
-            .await?
-            .get(0);
-        if !locked {
-            return Ok(Drained {
-                busy: true,
-                ..Drained::default()
-            });
-        }
-        let rows = transaction
-            .query(
-                "SELECT id, work_key, work FROM ops.mlflow_outbox WHERE mirrored_at IS NULL
-                 ORDER BY id",
-                &[],
-            )
-            .await
-            .context("reading ops.mlflow_outbox")?;
-        let mut drained = Drained::default();
-        let mut done = 0;
-        for row in &rows {
-            let id: i64 = row.get(0);
-            let key: String = row.get(1);
-            let outcome = match serde_json::from_value::<Work>(row.get(2)) {
-                Ok(work) => self.mirror(&work).await,
-                Err(error) => Err(anyhow::anyhow!(
-                    "{key} is not work this version knows: {error}"
-                )),
-            };
-            match outcome {
-                Ok(outcome) => {
-                    let note = match &outcome {
-                        Outcome::Mirrored => {
-                            drained.mirrored += 1;
-                            metrics::counter!("mlflow_writes_total", "outcome" => "mirrored")
-                                .increment(1);
-                            None
-                        }
-                        Outcome::Skipped(why) => {
-                            drained.skipped += 1;
-                            metrics::counter!("mlflow_writes_total", "outcome" => "skipped")
-                                .increment(1);
-                            tracing::warn!(key, why, "MLflow work passed over");
-                            Some(why.clone())
-                        }
-                    };
-                    transaction
-                        .execute(
-                            "UPDATE ops.mlflow_outbox SET mirrored_at = now(), attempts = attempts + 1,
-                                 last_attempt_at = now(), last_error = $2
-                             WHERE id = $1",
-                            &[&id, &note],
-                        )
-                        .await?;
-                    done += 1;
-                }
-                Err(error) => {
-                    let error = format!("{key}: {error:#}");
-                    metrics::counter!("mlflow_writes_total", "outcome" => "failed").increment(1);
-                    transaction
-                        .execute(
-                            "UPDATE ops.mlflow_outbox SET attempts = attempts + 1,
-                                 last_attempt_at = now(), last_error = $2
-                             WHERE id = $1",
-                            &[&id, &error],
-                        )
-                        .await?;
-                    drained.error = Some(error);
-                    break;
-                }
+    /// [`Mirror::drain`], after any drain another task or process is running: when the queue
+    /// is busy, waits for that drain to end (polling every 50 ms) and drains again, so what was
+    /// queued before this call has been tried when it returns. For tests and tools that must
+    /// see the queue settled; the stages themselves never wait for one another's drains.
+    pub async fn drain_when_free(&self) -> Drained {
+        loop {
+            let drained = self.drain().await;
+            if !drained.busy {
+                return drained;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        transaction.commit().await?;
-        drained.pending = Some((rows.len() - done) as i64);
-        Ok(drained)
+    }
+
+    async fn try_drain(&self) -> anyhow::Result<Drained> {
+        drain_queue(&self.inner.db, LockSession::DEFAULT, |work| async move {
+            self.mirror(&work).await
+        })
+        .await
     }
 
     async fn mirror(&self, work: &Work) -> anyhow::Result<Outcome> {
@@ -540,6 +531,217 @@ impl Mirror {
     }
 }
 
+/// How the drainer's session holds the queue's lock. No transaction stays open while MLflow
+/// answers (a slow server would otherwise have the session ended mid-drain, again and again);
+/// instead a session-level advisory lock is held on a connection of its own, which says
+/// `SELECT 1` every `heartbeat` while the drain waits on MLflow, and which the server ends
+/// after `idle_limit` without a word (`idle_session_timeout`, PostgreSQL 14 or later). A
+/// drainer that stops answering (a frozen Lambda environment, a stalled process) thus loses its
+/// session, and with it the lock, instead of holding the queue; what it did is redone, to the
+/// same effect.
+#[derive(Debug, Clone, Copy)]
+struct LockSession {
+    heartbeat: Duration,
+    idle_limit: Duration,
+}
+
+impl LockSession {
+    const DEFAULT: LockSession = LockSession {
+        heartbeat: Duration::from_secs(10),
+        idle_limit: Duration::from_secs(60),
+    };
+}
+
+/// Drains `ops.mlflow_outbox` in id order under the queue's lock, with `mirror` doing each
+/// piece of work, until one fails. Each piece is marked done (or its failure recorded) in a
+/// statement of its own as soon as `mirror` answers, so what was mirrored stays mirrored
+/// whatever happens later in the drain.
+async fn drain_queue<F, Fut>(
+    db: &DbPool,
+    session: LockSession,
+    mut mirror: F,
+) -> anyhow::Result<Drained>
+where
+    F: FnMut(Work) -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    let Some(lock) = QueueLock::try_take(db, session).await? else {
+        return Ok(Drained {
+            busy: true,
+            ..Drained::default()
+        });
+    };
+    let drained = tokio::select! {
+        drained = drain_locked(lock.client(), &mut mirror) => drained,
+        lost = lock.keep_alive() => Err(lost),
+    };
+    lock.release().await;
+    drained
+}
+
+async fn drain_locked<F, Fut>(
+    client: &tokio_postgres::Client,
+    mirror: &mut F,
+) -> anyhow::Result<Drained>
+where
+    F: FnMut(Work) -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    let rows = client
+        .query(
+            "SELECT id, work_key, work FROM ops.mlflow_outbox WHERE mirrored_at IS NULL
+             ORDER BY id",
+            &[],
+        )
+        .await
+        .context("reading ops.mlflow_outbox")?;
+    let mut drained = Drained::default();
+    let mut done = 0;
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let key: String = row.get(1);
+        let outcome = match serde_json::from_value::<Work>(row.get(2)) {
+            Ok(work) => mirror(work).await,
+            Err(error) => Err(anyhow::anyhow!(
+                "{key} is not work this version knows: {error}"
+            )),
+        };
+        match outcome {
+            Ok(outcome) => {
+                let note = match &outcome {
+                    Outcome::Mirrored => {
+                        drained.mirrored += 1;
+                        metrics::counter!("mlflow_writes_total", "outcome" => "mirrored")
+                            .increment(1);
+                        None
+                    }
+                    Outcome::Skipped(why) => {
+                        drained.skipped += 1;
+                        metrics::counter!("mlflow_writes_total", "outcome" => "skipped")
+                            .increment(1);
+                        tracing::warn!(key, why, "MLflow work passed over");
+                        Some(why.clone())
+                    }
+                };
+                client
+                    .execute(
+                        "UPDATE ops.mlflow_outbox SET mirrored_at = now(), attempts = attempts + 1,
+                             last_attempt_at = now(), last_error = $2
+                         WHERE id = $1",
+                        &[&id, &note],
+                    )
+                    .await
+                    .with_context(|| format!("marking {key} mirrored"))?;
+                done += 1;
+            }
+            Err(error) => {
+                let error = format!("{key}: {error:#}");
+                metrics::counter!("mlflow_writes_total", "outcome" => "failed").increment(1);
+                client
+                    .execute(
+                        "UPDATE ops.mlflow_outbox SET attempts = attempts + 1,
+                             last_attempt_at = now(), last_error = $2
+                         WHERE id = $1",
+                        &[&id, &error],
+                    )
+                    .await
+                    .with_context(|| format!("recording why {key} failed"))?;
+                drained.error = Some(error);
+                break;
+            }
+        }
+    }
+    drained.pending = Some((rows.len() - done) as i64);
+    Ok(drained)
+}
+
+/// The queue's session-level advisory lock, on a pooled connection of its own. Released on
+/// every path: [`QueueLock::release`] unlocks it and hands the connection back to the pool;
+/// dropped without that (the drain cancelled, e.g. by a deadline, or the unlock failing), the
+/// connection is taken out of the pool and closed, and the session's lock dies with it.
+struct QueueLock {
+    client: Option<PooledClient>,
+    session: LockSession,
+}
+
+impl QueueLock {
+    /// The lock, or `None` when another session holds it.
+    async fn try_take(db: &DbPool, session: LockSession) -> anyhow::Result<Option<QueueLock>> {
+        let client = db.get().await.context("getting a database connection")?;
+        let lock = QueueLock {
+            client: Some(client),
+            session,
+        };
+        let idle_limit_ms = session.idle_limit.as_millis().min(i32::MAX as u128);
+        let locked: bool = lock
+            .client()
+            .query_one(
+                &format!(
+                    "SELECT pg_try_advisory_lock($1), set_config('idle_session_timeout', '{idle_limit_ms}', false)"
+                ),
+                &[&locks::MLFLOW],
+            )
+            .await
+            .context("taking the MLflow queue's lock")?
+            .get(0);
+        if locked {
+            Ok(Some(lock))
+        } else {
+            lock.hand_back("RESET idle_session_timeout").await;
+            Ok(None)
+        }
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client
+            .as_ref()
+            .expect("the lock's connection until it is released")
+    }
+
+    /// Says `SELECT 1` every heartbeat, so the server does not end a drain that waits on
+    /// MLflow; returns only when the session is gone, and the lock with it.
+    async fn keep_alive(&self) -> anyhow::Error {
+        loop {
+            tokio::time::sleep(self.session.heartbeat).await;
+            if let Err(error) = self.client().simple_query("SELECT 1").await {
+                return anyhow::Error::new(error)
+                    .context("the session holding the MLflow queue's lock ended");
+            }
+        }
+    }
+
+    async fn release(self) {
+        self.hand_back(&format!(
+            "SELECT pg_advisory_unlock({}); RESET idle_session_timeout",
+            locks::MLFLOW
+        ))
+        .await;
+    }
+
+    /// Runs `sql` (undoing what the lock set on the session) and gives the connection back to
+    /// the pool; closes it instead when that fails.
+    async fn hand_back(mut self, sql: &str) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if let Err(error) = client.batch_execute(sql).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "closing the MLflow queue lock's connection"
+            );
+            drop(PooledClient::take(client));
+        }
+    }
+}
+
+impl Drop for QueueLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(PooledClient::take(client));
+        }
+    }
+}
+
 /// The tags every run of a training carries.
 fn training_tags(training: &TrainingRun) -> Vec<Tag> {
     let mut tags = vec![
@@ -642,6 +844,161 @@ fn flatten_params(params: &serde_json::Value) -> Vec<Tag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use appraise_testkit::fixtures::{fresh_database, query_value};
+
+    /// A lock session whose server gives up after a second without a word.
+    const IMPATIENT: LockSession = LockSession {
+        heartbeat: Duration::from_millis(200),
+        idle_limit: Duration::from_secs(1),
+    };
+
+    fn rollback(promotion_id: i64) -> Work {
+        Work::Rollback(RollbackDone {
+            promotion_id,
+            version: format!("t{promotion_id:06}-ridge"),
+            previous_version: None,
+            reason: "by hand".to_owned(),
+        })
+    }
+
+    async fn queued(db: &DbPool, works: &[Work]) {
+        let client = db.get().await.unwrap();
+        for work in works {
+            queue(&**client, work).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn work_slower_than_the_sessions_idle_limit_is_still_mirrored_and_marked() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1), rollback(2)]).await;
+        // The first piece takes three times as long as the server lets a silent session live.
+        let drained = drain_queue(&db, IMPATIENT, |work| async move {
+            if work.key() == "rollback-000001" {
+                tokio::time::sleep(3 * IMPATIENT.idle_limit).await;
+            }
+            Ok(Outcome::Mirrored)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                drained.mirrored,
+                drained.pending,
+                &drained.error,
+                drained.busy
+            ),
+            (2, Some(0), &None, false),
+            "{drained:?}"
+        );
+        let marked: i64 = query_value(
+            &db,
+            "SELECT count(*) FROM ops.mlflow_outbox WHERE mirrored_at IS NOT NULL AND attempts = 1",
+        )
+        .await;
+        assert_eq!(marked, 2);
+        // The lock was given back: the next drain is not turned away.
+        let again = drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.busy, again.mirrored, again.pending),
+            (false, 0, Some(0))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_stops_at_the_first_failure_and_keeps_what_it_marked_before() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1), rollback(2), rollback(3)]).await;
+        let drained = drain_queue(&db, IMPATIENT, |work| async move {
+            match work.key().as_str() {
+                "rollback-000002" => Err(anyhow::anyhow!("MLflow said no")),
+                _ => Ok(Outcome::Mirrored),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (drained.mirrored, drained.pending),
+            (1, Some(2)),
+            "{drained:?}"
+        );
+        let error = drained.error.unwrap();
+        assert!(
+            error.contains("rollback-000002") && error.contains("MLflow said no"),
+            "{error}"
+        );
+        let rows: Vec<(String, bool, i32, Option<String>)> = db
+            .get()
+            .await
+            .unwrap()
+            .query(
+                "SELECT work_key, mirrored_at IS NOT NULL, attempts, last_error
+                 FROM ops.mlflow_outbox ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("rollback-000001".to_owned(), true, 1, None),
+                ("rollback-000002".to_owned(), false, 1, Some(error)),
+                ("rollback-000003".to_owned(), false, 0, None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_drainer_at_a_time_and_a_cancelled_drain_leaves_no_lock_behind() {
+        let (_, db) = fresh_database().await.unwrap();
+        queued(&db, &[rollback(1)]).await;
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+        let mut started = Some(started);
+        let stuck = drain_queue(&db, IMPATIENT, move |_| {
+            let started = started.take();
+            async move {
+                if let Some(started) = started {
+                    let _ = started.send(());
+                }
+                std::future::pending::<anyhow::Result<Outcome>>().await
+            }
+        });
+        let other = async {
+            has_started.await.unwrap();
+            drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+                .await
+                .unwrap()
+        };
+        // The second drain runs while the first waits on its work; then the first is dropped,
+        // as a deadline drops it.
+        let other = tokio::select! {
+            _ = stuck => unreachable!("the stuck drain never ends"),
+            other = other => other,
+        };
+        assert!(other.busy, "{other:?}");
+        // The dropped drain's connection is closed, and its session's lock dies with it (the
+        // server notices the closed connection a moment later: wait for that, at most 30 s).
+        let mut next = Drained::default();
+        for _ in 0..300 {
+            next = drain_queue(&db, IMPATIENT, |_| async { Ok(Outcome::Mirrored) })
+                .await
+                .unwrap();
+            if !next.busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            (next.busy, next.mirrored, next.pending),
+            (false, 1, Some(0)),
+            "{next:?}"
+        );
+    }
 
     #[test]
     fn parameters_flatten_to_dotted_keys() {
@@ -670,6 +1027,28 @@ mod tests {
         assert!(
             error.contains("MLFLOW_TRACKING_URI") && error.contains("http://"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn tracking_uris_with_credentials_are_refused_without_repeating_them() {
+        for uri in [
+            "https://alice:s3cret-pw@mlflow.example/",
+            "http://s3cret-pw@127.0.0.1:5000/mlflow",
+        ] {
+            let error = tracking_base_url(uri).unwrap_err().to_string();
+            assert!(
+                error.contains("MLFLOW_TRACKING_URI")
+                    && error.contains("MLFLOW_TRACKING_USERNAME")
+                    && error.contains("MLFLOW_TRACKING_PASSWORD"),
+                "{error}"
+            );
+            assert!(!error.contains("s3cret-pw"), "{error}");
+        }
+        // An @ after the host is part of the path, not credentials.
+        assert_eq!(
+            tracking_base_url("http://mlflow.example/team@1").unwrap(),
+            "http://mlflow.example/team@1"
         );
     }
 }

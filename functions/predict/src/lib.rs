@@ -53,8 +53,9 @@
 //! - the inference log is written before the answer leaves ([`inference_log::InferenceLog::flush`],
 //!   one `COPY` of that request's rows): a few milliseconds per request, and nothing is lost
 //!   when Lambda freezes or recycles the environment;
-//! - a rollback's MLflow work is drained before its answer leaves ([`rollback::mirror_after`]),
-//!   and nothing retries it in the background: what fails waits for the next rollback's drain
+//! - a rollback's MLflow work is drained before its answer leaves, for as long as the
+//!   invocation's deadline allows and at most a minute
+//!   ([`appraise_mlflow::Mirror::drain_after_commit`]), and nothing retries it in the background: what fails waits for the next rollback's drain
 //!   or train's and promote's, which mirror every kind of work.
 
 pub mod config;

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     // Rollbacks are queued for MLflow and drained after their commit (inside the request on
     // Lambda); off Lambda, what waits is also retried every MLFLOW_RETRY_SECS, as in train
     // and promote.
-    let mirror = Mirror::from_env(&pool, &objects)?;
+    let mirror = Mirror::start_from_env(&pool, &objects)?;
     if platform::on_lambda() {
         // Nothing runs between invocations on Lambda: migrate and load the model during init,
         // then poll and write the inference log inside each request (see the crate docs).
@@ -46,9 +46,6 @@ async fn main() -> anyhow::Result<()> {
         config.input_drift.clone(),
         config.input_drift_interval,
     );
-    if let Some(mirror) = &mirror {
-        tokio::spawn(mirror.clone().retry_forever());
-    }
     let predictor = Predictor::new(config, pool, objects, mirror);
     predictor.watch();
     runtime::serve_http("predict", router(predictor)).await

@@ -13,7 +13,8 @@
 //! With MLflow mirroring on (`MLFLOW_TRACKING_URI`), the same transaction queues an
 //! [`appraise_mlflow::Work::Rollback`] in `ops.mlflow_outbox` (key `rollback-<promotion_id>`):
 //! the mirror moves the `champion` alias back to the version's MLflow model version and tags it
-//! with the reason, in queue order, after the rollback commits ([`mirror_after`]).
+//! with the reason, in queue order, after the rollback commits
+//! ([`Mirror::drain_after_commit`](appraise_mlflow::Mirror::drain_after_commit)).
 //!
 //! Only a version that was in production before (promoted by promote, or rolled back to) can
 //! be put back: a candidate promote rejected or never judged is not a rollback target.
@@ -23,10 +24,9 @@ use appraise_core::{
     keys,
     model::ProductionPointer,
     objects::ObjectStore,
-    outbox, platform,
+    outbox,
     runtime::StageError,
 };
-use appraise_mlflow::Mirror;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -159,16 +159,4 @@ pub async fn rollback(
         }))
     })
     .await
-}
-
-/// Drains the MLflow queue after a rollback committed: inside the request on Lambda (a frozen
-/// environment runs nothing after the answer), in the background otherwise. The answer never
-/// waits on MLflow off Lambda, and never depends on it: what fails waits for the next drain.
-pub async fn mirror_after(mirror: &Mirror) {
-    if platform::on_lambda() {
-        mirror.drain().await;
-    } else {
-        let mirror = mirror.clone();
-        tokio::spawn(async move { mirror.drain().await });
-    }
 }

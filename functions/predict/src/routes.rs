@@ -392,7 +392,7 @@ async fn promote_model(
                 );
             }
             if let Some(mirror) = predictor.mirror() {
-                rollback::mirror_after(mirror).await;
+                mirror.drain_after_commit().await;
             }
             Ok(Json(done))
         }

@@ -193,10 +193,16 @@ impl Process {
     async fn clean_batch(&self, batch_number: i32) -> Result<Option<Cleaned>, StageError> {
         let inner = &self.inner;
         let attempt = Attempt::start(Stage::Process);
-        let mut client =
-            inner.db.get().await.map_err(|e| {
-                StageError::Unavailable(format!("getting a database connection: {e}"))
-            })?;
+        // Every failure from here on is recorded (on a connection of its own, when the database
+        // answers again), so the Runs grid says "failed" rather than "waiting".
+        let mut client = match inner.db.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                let error = format!("getting a database connection: {error}");
+                attempt.failed(&inner.db, batch_number, &error).await;
+                return Err(StageError::Unavailable(error));
+            }
+        };
         let outcome: anyhow::Result<Option<Cleaned>> = async {
             let transaction = tokio_postgres::Client::transaction(&mut client).await?;
             transaction

@@ -23,7 +23,9 @@
 //! When an MLflow [`Mirror`] is configured (`MLFLOW_TRACKING_URI`), each decision also queues
 //! an [`appraise_mlflow::PromotionVerdict`] in `ops.mlflow_outbox`, in the same transaction:
 //! the judged version gets the decision and reason as tags and, when promoted, the `champion`
-//! alias. Every invocation drains that queue after its work.
+//! alias. Every invocation starts a drain of that queue after its work
+//! ([`Mirror::drain_after_commit`]: in the background, or on Lambda within the invocation's
+//! deadline).
 //!
 //! A training id is its clean batch's number (see the train stage). An event for a training
 //! that is not recorded is answered 503 (the platform retries) while its candidates object
@@ -113,7 +115,7 @@ impl Promote {
         let outcome = self.decide_object(object).await;
         // After the work, whatever its outcome: this decision and any mirroring that waits.
         if let Some(mirror) = &self.inner.mirror {
-            mirror.drain().await;
+            mirror.drain_after_commit().await;
         }
         outcome
     }

@@ -15,16 +15,8 @@ async fn main() -> anyhow::Result<()> {
     let pool = db::pool_from_env().await?;
     db::connect_and_migrate(&pool, Duration::from_secs(30)).await?;
     let objects = ObjectStore::from_env()?;
-    // With MLFLOW_TRACKING_URI set: mirror to MLflow, and retry waiting work in the background
-    // (not on Lambda, which freezes the process between invocations: there every invocation
-    // drains before it answers).
-    appraise_mlflow::register_metrics();
-    let mirror = Mirror::from_env(&pool, &objects)?;
-    if let Some(mirror) = &mirror
-        && !appraise_core::platform::on_lambda()
-    {
-        tokio::spawn(mirror.clone().retry_forever());
-    }
+    // With MLFLOW_TRACKING_URI set: mirror to MLflow (retrying in the background off Lambda).
+    let mirror = Mirror::start_from_env(&pool, &objects)?;
     let promote = Promote::with_mlflow(config, pool, objects, mirror);
     runtime::serve("promote", move |trigger| {
         let promote = promote.clone();

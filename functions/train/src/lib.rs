@@ -33,8 +33,9 @@
 //!
 //! When an MLflow [`Mirror`] is configured (`MLFLOW_TRACKING_URI`), a training also queues
 //! its [`appraise_mlflow::TrainingRun`] in `ops.mlflow_outbox`, in the same transaction, and
-//! every invocation drains that queue after its work: MLflow's state never decides the
-//! answer.
+//! every invocation starts a drain of that queue after its work
+//! ([`Mirror::drain_after_commit`]: in the background, or on Lambda within the invocation's
+//! deadline): MLflow's state never decides the answer, nor does its speed hold it off Lambda.
 //!
 //! An event for a batch that is not in `ops.clean_batches` is answered 503 (the platform
 //! retries) while its manifest exists and was written less than `STAGE_PENDING_WINDOW_SECS`
@@ -167,7 +168,7 @@ impl Train {
         let outcome = self.decide_object(object).await;
         // After the work, whatever its outcome: this training's runs and any that still wait.
         if let Some(mirror) = &self.inner.mirror {
-            mirror.drain().await;
+            mirror.drain_after_commit().await;
         }
         outcome
     }

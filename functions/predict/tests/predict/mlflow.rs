@@ -160,7 +160,7 @@ async fn a_rollback_through_the_predictor_moves_the_champion_alias_in_mlflow() {
         )
         .await
         .unwrap();
-    let drained = mirror.drain().await;
+    let drained = mirror.drain_when_free().await;
     assert_eq!(
         (drained.mirrored, &drained.error, drained.pending),
         (1, &None, Some(0)),

@@ -9,7 +9,8 @@ use appraise_testkit::fixtures;
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 /// Runs train then promote on clean batch `batch` (already in the database), both mirroring
-/// through `mirror` when there is one; returns the training id, if it trained.
+/// through `mirror` when there is one (and that mirrored when this returns: the stages drain
+/// in the background); returns the training id, if it trained.
 async fn train_and_promote(
     db: &DbPool,
     objects: &ObjectStore,
@@ -27,6 +28,9 @@ async fn train_and_promote(
             "clean", batch,
         )))
         .await?;
+    if let Some(mirror) = mirror {
+        mirror.drain_when_free().await;
+    }
     let TrainReport::Trained { training_id, .. } = report else {
         return Ok(None);
     };
@@ -38,6 +42,9 @@ async fn train_and_promote(
     )
     .promote_object(&fixtures::object_created(&keys::candidates(training_id)))
     .await?;
+    if let Some(mirror) = mirror {
+        mirror.drain_when_free().await;
+    }
     Ok(Some(training_id))
 }
 

@@ -231,3 +231,55 @@ async fn other_keys_are_ignored_and_unknown_batches_rejected() {
     let error = world.process.process_object(&object).await.unwrap_err();
     assert!(error.to_string().contains("batch 42"), "{error}");
 }
+
+#[tokio::test]
+async fn the_runs_record_a_done_batch_and_a_failed_one() {
+    let world = world().await;
+    let run = |batch: i32| {
+        let db = world.db.clone();
+        async move {
+            let row = db
+                .get()
+                .await
+                .unwrap()
+                .query_one(
+                    "SELECT state, attempts, error FROM ops.stage_runs
+                     WHERE batch_number = $1 AND stage = 'process'",
+                    &[&batch],
+                )
+                .await
+                .unwrap();
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i32>(1),
+                row.get::<_, Option<String>>(2),
+            )
+        }
+    };
+    world.ingest_next("t1").await;
+    world.event("raw/batch-000001/manifest.json").await;
+    let (state, attempts, error) = run(1).await;
+    assert_eq!((state.as_str(), attempts, error), ("done", 1, None));
+
+    // Batch 2 cannot be stored (its table is gone for a while): the attempt is rolled back and
+    // recorded as failed, with the reason.
+    world.ingest_next("t2").await;
+    let execute = |sql: &'static str| {
+        let db = world.db.clone();
+        async move { db.get().await.unwrap().batch_execute(sql).await.unwrap() }
+    };
+    execute("ALTER TABLE clean.listings RENAME TO listings_elsewhere").await;
+    let object = fixtures::object_created("raw/batch-000002/manifest.json");
+    let failed = world.process.process_object(&object).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let (state, attempts, error) = run(2).await;
+    assert_eq!((state.as_str(), attempts), ("failed", 1));
+    let error = error.unwrap();
+    assert!(error.contains("listings"), "{error}");
+
+    // Back again: the retry is done.
+    execute("ALTER TABLE clean.listings_elsewhere RENAME TO listings").await;
+    world.event("raw/batch-000002/manifest.json").await;
+    let (state, attempts, _) = run(2).await;
+    assert_eq!((state.as_str(), attempts), ("done", 2));
+}

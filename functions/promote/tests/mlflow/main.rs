@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
-use appraise_mlflow::{Mirror, MlflowSettings};
+use appraise_mlflow::{Drained, Mirror, MlflowSettings};
 use appraise_promote::{Promote, PromoteConfig, PromoteReport};
 use appraise_testkit::{
     fixtures::{self, query_column, query_value},
@@ -79,20 +79,33 @@ impl World {
         (trained, promoted)
     }
 
+    /// A train event; what the stage queued is mirrored before this returns.
     async fn train_event(&self, batch: i32) -> TrainReport {
-        self.train()
+        let report = self
+            .train()
             .train_object(&fixtures::object_created(&keys::batch_manifest(
                 "clean", batch,
             )))
             .await
-            .unwrap()
+            .unwrap();
+        self.drain().await;
+        report
     }
 
+    /// A promote event; what the stage queued is mirrored before this returns.
     async fn promote_event(&self, training: i64) -> PromoteReport {
-        self.promote()
+        let report = self
+            .promote()
             .promote_object(&fixtures::object_created(&keys::candidates(training)))
             .await
-            .unwrap()
+            .unwrap();
+        self.drain().await;
+        report
+    }
+
+    /// A drain of everything queued so far (the stages' own drains run in the background).
+    async fn drain(&self) -> Drained {
+        self.mirror.drain_when_free().await
     }
 
     /// What MLflow's Python client reads back.
@@ -331,7 +344,7 @@ async fn duplicate_events_and_redone_work_make_no_second_run_or_version() {
         2,
         "each piece once: {one:?} {two:?}"
     );
-    world.mirror.drain().await;
+    world.drain().await;
     assert_eq!(world.pending().await, 0);
 
     let mlflow = world.read_back();
@@ -378,11 +391,11 @@ async fn an_mlflow_outage_fails_nothing_and_the_mirror_catches_up() {
     )
     .await;
     assert!(error.contains("no answer from the server"), "{error}");
-    let drained = world.mirror.drain().await;
+    let drained = world.drain().await;
     assert_eq!((drained.mirrored, drained.pending), (0, Some(2)));
 
     world.mlflow.restart().await.unwrap();
-    let drained = world.mirror.drain().await;
+    let drained = world.drain().await;
     assert_eq!(
         (drained.mirrored, drained.pending),
         (2, Some(0)),
@@ -408,7 +421,7 @@ async fn a_promotion_whose_training_was_never_mirrored_is_passed_over_with_a_not
     appraise_mlflow::queue(&**world.db.get().await.unwrap(), &work)
         .await
         .unwrap();
-    let drained = world.mirror.drain().await;
+    let drained = world.drain().await;
     assert_eq!(
         (drained.mirrored, drained.skipped, drained.pending),
         (0, 1, Some(0)),
