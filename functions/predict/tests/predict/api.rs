@@ -45,14 +45,7 @@ impl World {
             // Reloads in these tests come from events and /reload_model, not the poll.
             ("PREDICT_POLL_SECONDS".to_owned(), "0".to_owned()),
         ]);
-        let predict = FunctionProcess::start(
-            "predict",
-            env!("CARGO_BIN_EXE_predict").as_ref(),
-            &env,
-            Stdio::null(),
-        )
-        .await
-        .unwrap();
+        let predict = crate::support::start_predictor(&env).await;
         let world = World {
             db,
             objects,

@@ -5,9 +5,9 @@
 //! states must drift; bedrooms, status and the city's prefix must not, and the gauges
 //! `prediction_input_drifted{field}` carry the same verdicts.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use appraise_testkit::{fixtures, processes::FunctionProcess};
+use appraise_testkit::fixtures;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -27,14 +27,7 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
             "0".to_owned(),
         ),
     ]);
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&env).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", predict.url());
 

@@ -5,14 +5,13 @@
 //!
 //! Without mlflow in the tools virtualenv the test says so and passes, except in CI (`CI=true`).
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use appraise_core::db::DbPool;
 use appraise_mlflow::{Mirror, MlflowSettings};
 use appraise_testkit::{
     fixtures::{self, query_column, query_value},
     mlflow_server::{MlflowServer, mlflow_command},
-    processes::FunctionProcess,
 };
 use serde_json::Value;
 
@@ -96,14 +95,7 @@ async fn a_rollback_through_the_predictor_moves_the_champion_alias_in_mlflow() {
         ("PREDICT_POLL_SECONDS".to_owned(), "0".to_owned()),
         ("MLFLOW_TRACKING_URI".to_owned(), mlflow.url()),
     ]);
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&env).await;
     let client = reqwest::Client::new();
     let roll_back = |version: &str| {
         client

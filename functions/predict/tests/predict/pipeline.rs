@@ -2,11 +2,11 @@
 //! stages write, on a real PostgreSQL, as the pipeline goes from an empty database to a
 //! production model; and that the predictor binary registers them at 0 and exports what it read.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use appraise_core::db::DbPool;
 use appraise_predict::pipeline_gauges::{self, PipelineState};
-use appraise_testkit::{fixtures, processes::FunctionProcess};
+use appraise_testkit::fixtures;
 
 /// A timestamp column as Unix seconds, read by its own query.
 async fn epoch(db: &DbPool, sql: &str) -> f64 {
@@ -114,14 +114,7 @@ async fn the_predictor_registers_the_gauges_at_zero_and_exports_what_it_reads() 
     env.push(("DATABASE_URL".to_owned(), db_url));
     let mut off = env.clone();
     off.push(("PREDICT_PIPELINE_GAUGES_SECONDS".to_owned(), "0".to_owned()));
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &off,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&off).await;
     let metrics = client
         .get(format!("{}/metrics", predict.url()))
         .send()
@@ -140,14 +133,7 @@ async fn the_predictor_registers_the_gauges_at_zero_and_exports_what_it_reads() 
         "PREDICT_PIPELINE_GAUGES_SECONDS".to_owned(),
         "0.1".to_owned(),
     ));
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&env).await;
     let mut seen = None;
     for _ in 0..300 {
         let metrics = client

@@ -6,7 +6,7 @@
 //! duplicates of every event, an ingest fired from the API (`POST /runs/ingest`) the same way,
 //! and `GET /runs`, checked against the OpenAPI document's schema by Python's jsonschema.
 
-use std::{collections::HashMap, future::Future, process::Stdio};
+use std::{collections::HashMap, future::Future};
 
 use appraise_core::{
     db::DbPool,
@@ -224,14 +224,7 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
         ("DATABASE_URL".to_owned(), db_url),
         ("PREDICT_RELOAD_TOKEN".to_owned(), TOKEN.to_owned()),
     ]);
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&env).await;
     let promote = pipeline.promote.clone();
     let promote_url = serve_stage(move |trigger| {
         let promote = promote.clone();

@@ -2,12 +2,11 @@
 //! Store only: the database URL from a secret (the predictor migrates that database, so it
 //! was reached), the reload token from a SecureString parameter (it is the one accepted).
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use appraise_testkit::{
     fixtures::{self, skip_without_tool},
     moto::MotoServer,
-    processes::FunctionProcess,
 };
 
 #[tokio::test]
@@ -46,14 +45,7 @@ async fn starts_with_its_database_url_and_token_from_secrets_manager_and_ssm() {
         ]
         .map(|(name, value)| (name.to_owned(), value)),
     );
-    let predict = FunctionProcess::start(
-        "predict",
-        env!("CARGO_BIN_EXE_predict").as_ref(),
-        &env,
-        Stdio::null(),
-    )
-    .await
-    .unwrap();
+    let predict = crate::support::start_predictor(&env).await;
     let client = reqwest::Client::new();
     let healthz = client
         .get(format!("{}/healthz", predict.url()))

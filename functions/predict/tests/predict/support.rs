@@ -1,11 +1,11 @@
 //! What the predictor's tests stand on: a real production model made by the real train and
-//! promote stages.
+//! promote stages, and the predict binary started with a test's environment.
 
 use anyhow::Context;
 use appraise_core::{db::DbPool, keys, objects::ObjectStore};
 use appraise_mlflow::Mirror;
 use appraise_promote::{Promote, PromoteConfig};
-use appraise_testkit::fixtures;
+use appraise_testkit::{fixtures, processes::FunctionProcess};
 use appraise_train::{Train, TrainReport, config::TrainConfig};
 
 /// Runs train then promote on clean batch `batch` (already in the database), both mirroring
@@ -74,4 +74,16 @@ pub async fn seed_mirrored_production_model(
         .await?
         .get(0);
     Ok(version)
+}
+
+/// Starts the predict binary with `env` (its output discarded); returns once it is up.
+pub async fn start_predictor(env: &[(String, String)]) -> FunctionProcess {
+    FunctionProcess::start(
+        "predict",
+        env!("CARGO_BIN_EXE_predict").as_ref(),
+        env,
+        std::process::Stdio::null(),
+    )
+    .await
+    .expect("the predictor starts")
 }
