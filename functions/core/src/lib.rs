@@ -9,6 +9,7 @@
 //! - [`deadline`]: how long the current invocation may still run;
 //! - [`objects`]: the S3 bucket (AWS S3, MinIO, or the harness's embedded server);
 //! - [`outbox`]: objects written only after the transaction that announces them commits;
+//! - [`production`]: the production pointer's row, which promote and rollback move;
 //! - [`events`]: every platform's event shapes turned into one [`events::Trigger`];
 //! - [`features`]: the feature transformation fitted at training and applied at serving;
 //! - [`keys`]: the object keys functions must agree on;
@@ -41,6 +42,7 @@ pub mod model;
 pub mod objects;
 pub mod outbox;
 pub mod platform;
+pub mod production;
 pub mod reports;
 pub mod rng;
 pub mod runs;

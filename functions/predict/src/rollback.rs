@@ -114,19 +114,9 @@ pub async fn rollback(
             .await
             .map_err(database)?
             .get(0);
-        let promoted_at: time::OffsetDateTime = transaction
-            .query_one(
-                "INSERT INTO ops.production (singleton, version, promoted_at, promotion_id)
-                 VALUES (true, $1, now(), $2)
-                 ON CONFLICT (singleton) DO UPDATE
-                 SET version = excluded.version, promoted_at = excluded.promoted_at,
-                     promotion_id = excluded.promotion_id
-                 RETURNING promoted_at",
-                &[&version, &promotion_id],
-            )
+        let promoted_at = appraise_core::production::point_at(transaction, version, promotion_id)
             .await
-            .map_err(database)?
-            .get(0);
+            .map_err(database)?;
         let promoted_at = promoted_at
             .format(&Rfc3339)
             .map_err(|e| StageError::Unavailable(format!("formatting promoted_at: {e}")))?;

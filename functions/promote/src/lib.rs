@@ -393,7 +393,7 @@ async fn move_production(
     version: &str,
     promotion_id: i64,
 ) -> Result<String, StageError> {
-    let promoted_at = store::set_production(transaction, version, promotion_id)
+    let promoted_at = appraise_core::production::point_at(transaction, version, promotion_id)
         .await
         .map_err(unavailable)?;
     Ok(promoted_at

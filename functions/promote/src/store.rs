@@ -154,23 +154,3 @@ pub async fn insert_promotion(
         .await?
         .get(0))
 }
-
-/// Points `ops.production` at `version`, promoted by `promotion_id`; returns when.
-pub async fn set_production(
-    transaction: &Transaction<'_>,
-    version: &str,
-    promotion_id: i64,
-) -> Result<time::OffsetDateTime, Error> {
-    Ok(transaction
-        .query_one(
-            "INSERT INTO ops.production (singleton, version, promoted_at, promotion_id)
-             VALUES (true, $1, now(), $2)
-             ON CONFLICT (singleton) DO UPDATE
-             SET version = excluded.version, promoted_at = excluded.promoted_at,
-                 promotion_id = excluded.promotion_id
-             RETURNING promoted_at",
-            &[&version, &promotion_id],
-        )
-        .await?
-        .get(0))
-}
