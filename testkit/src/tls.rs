@@ -95,18 +95,54 @@ pub async fn serve_https(
 ) -> anyhow::Result<String> {
     let tcp = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", tcp.local_addr()?);
+    let address = tcp.local_addr()?;
+    let acceptor = TlsAcceptor::from(Arc::new(certificate.server_config()?));
+    let (handshaken, connections) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(accept_connections(tcp, acceptor, handshaken));
     let listener = TlsListener {
-        tcp,
-        acceptor: TlsAcceptor::from(Arc::new(certificate.server_config()?)),
+        connections,
+        address,
     };
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(url)
 }
 
-/// A TCP listener that hands axum each connection once its TLS handshake succeeded.
-struct TlsListener {
+/// How long one client may take over its TLS handshake before its connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections and does each one's TLS handshake in its own task (bounded by
+/// [`HANDSHAKE_TIMEOUT`]), so a stalled client never holds up the connections after it; each
+/// connection whose handshake succeeded goes to `handshaken`.
+async fn accept_connections(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    handshaken: tokio::sync::mpsc::Sender<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+) {
+    while !handshaken.is_closed() {
+        let Ok((stream, address)) = tcp.accept().await else {
+            // Out of file descriptors, most likely: let some close.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let handshaken = handshaken.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    // The server has stopped when nobody receives: the connection just closes.
+                    let _ = handshaken.send((stream, address)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "a TLS handshake failed"),
+                Err(_) => tracing::debug!(%address, "a TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Hands axum each connection once its TLS handshake succeeded.
+struct TlsListener {
+    connections: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    address: std::net::SocketAddr,
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -114,20 +150,14 @@ impl axum::serve::Listener for TlsListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((stream, address)) = self.tcp.accept().await else {
-                // Out of file descriptors, most likely: let some close.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            match self.acceptor.accept(stream).await {
-                Ok(stream) => return (stream, address),
-                Err(error) => tracing::debug!(%error, "a TLS handshake failed"),
-            }
+        match self.connections.recv().await {
+            Some(connection) => connection,
+            // The accepting task never ends while this receiver lives.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.address)
     }
 }
