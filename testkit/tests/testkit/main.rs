@@ -1,4 +1,5 @@
-//! The test kit's own tests, one binary: the S3 server refuses keys that leave the bucket (`s3_keys`), and the throw-away cluster keeps commits through a crash (`postgres_durability`).
+//! The test kit's own tests, one binary: the S3 server refuses keys that leave the bucket (`s3_keys`), and the throw-away cluster keeps commits through a crash (`postgres_durability`), and the HTTPS server serves past a stalled handshake (`https_server`).
 
+mod https_server;
 mod postgres_durability;
 mod s3_keys;
