@@ -4,7 +4,9 @@
 //! It implements the four calls a runtime makes: `GET …/invocation/next` (long-polls for the
 //! next event), `POST …/invocation/{id}/response`, `POST …/invocation/{id}/error` and
 //! `POST …/init/error`. An invocation may reuse a request id, as Lambda does when it retries
-//! an asynchronous invocation.
+//! an asynchronous invocation. An invocation still unanswered when its time limit passes fails
+//! as on Lambda, with `errorType` `Sandbox.Timedout`; the function's late answer to it is
+//! accepted (202) and dropped.
 //!
 //! A response may be buffered (one JSON document, at most [`BUFFERED_RESPONSE_LIMIT`] bytes, as
 //! on Lambda: a larger one fails the invocation) or streamed, as the runtime API documents
@@ -94,7 +96,12 @@ struct Pending {
 #[derive(Clone)]
 struct Shared {
     queue: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+    /// The invocations handed to the function and not yet answered, by request id, each with
+    /// the number of its hand-over (a reused request id is a new invocation).
+    waiting: Arc<Mutex<HashMap<String, (u64, oneshot::Sender<Answer>)>>>,
+    /// Invocations that ran out of time, whose late answer is accepted and dropped.
+    timed_out: Arc<Mutex<std::collections::HashSet<String>>>,
+    handed_over: Arc<AtomicU64>,
     init_errors: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -113,6 +120,8 @@ impl LambdaEmulator {
         let shared = Shared {
             queue: Arc::new(Mutex::new(queue)),
             waiting: Arc::default(),
+            timed_out: Arc::default(),
+            handed_over: Arc::default(),
             init_errors: Arc::default(),
         };
         let router = Router::new()
@@ -332,11 +341,18 @@ async fn next(State(shared): State<Shared>) -> impl IntoResponse {
         "Root=1-00000000-000000000000000000000000".to_owned(),
     );
     set("content-type", "application/json".to_owned());
+    let hand_over = shared.handed_over.fetch_add(1, Ordering::Relaxed);
     shared
         .waiting
         .lock()
         .await
-        .insert(pending.request_id, pending.done);
+        .insert(pending.request_id.clone(), (hand_over, pending.done));
+    tokio::spawn(time_out(
+        shared.clone(),
+        pending.request_id,
+        hand_over,
+        pending.time_limit,
+    ));
     (
         StatusCode::OK,
         headers,
@@ -344,12 +360,36 @@ async fn next(State(shared): State<Shared>) -> impl IntoResponse {
     )
 }
 
+/// Ends invocation `request_id` (hand-over number `hand_over`) as Lambda does once its time
+/// limit passed without an answer: the error `Sandbox.Timedout`. A late answer from the
+/// function is then accepted and dropped (see [`finish`]).
+async fn time_out(shared: Shared, request_id: String, hand_over: u64, time_limit: Duration) {
+    tokio::time::sleep(time_limit).await;
+    let mut waiting = shared.waiting.lock().await;
+    if !matches!(waiting.get(&request_id), Some((current, _)) if *current == hand_over) {
+        return;
+    }
+    let Some((_, done)) = waiting.remove(&request_id) else {
+        return;
+    };
+    shared.timed_out.lock().await.insert(request_id);
+    let _ = done.send(Answer::Buffered(Invocation::Error(json!({
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": format!("Task timed out after {:.2} seconds", time_limit.as_secs_f64()),
+    }))));
+}
+
+/// Hands `answer` to whoever waits for invocation `id`: 202. An answer to an invocation that
+/// already timed out is dropped, with a 202 too, so the runtime carries on to its next event
+/// (on Lambda the sandbox would be gone); an answer to no invocation is a 404.
 async fn finish(shared: &Shared, id: &str, answer: Answer) -> StatusCode {
-    match shared.waiting.lock().await.remove(id) {
-        Some(done) => {
+    let waiting = shared.waiting.lock().await.remove(id);
+    match waiting {
+        Some((_, done)) => {
             let _ = done.send(answer);
             StatusCode::ACCEPTED
         }
+        None if shared.timed_out.lock().await.remove(id) => StatusCode::ACCEPTED,
         None => StatusCode::NOT_FOUND,
     }
 }
@@ -405,6 +445,9 @@ async fn response(
     if status != StatusCode::ACCEPTED {
         return status;
     }
+    // Read to the end even once nobody listens (a timed-out invocation, a gone client), so the
+    // function's upload completes.
+    let mut listening = true;
     let mut body = request.into_body();
     while let Some(frame) = body.frame().await {
         let item = match frame {
@@ -418,7 +461,10 @@ async fn response(
             Err(error) => Err(format!("the response stream broke: {error}")),
         };
         let failed = item.is_err();
-        if sender.send(item).await.is_err() || failed {
+        if listening {
+            listening = sender.send(item).await.is_ok();
+        }
+        if failed {
             break;
         }
     }
@@ -722,6 +768,63 @@ mod tests {
 
     const PRELUDE: &[u8] =
         br#"{"statusCode": 201, "headers": {"content-type": "text/plain"}, "cookies": []}"#;
+
+    /// POSTs a buffered response for `id`; the emulator's status code.
+    async fn post_buffered(emulator: &LambdaEmulator, id: &str, payload: Value) -> u16 {
+        let url = format!(
+            "http://{}/2018-06-01/runtime/invocation/{id}/response",
+            emulator.runtime_api()
+        );
+        let client = reqwest::Client::new();
+        let response = client.post(url).json(&payload).send().await.unwrap();
+        response.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn an_invocation_past_its_time_limit_fails_as_timed_out_and_its_late_answer_is_dropped() {
+        let emulator = Arc::new(LambdaEmulator::start().await.unwrap());
+        let slow = {
+            let emulator = emulator.clone();
+            tokio::spawn(async move {
+                emulator
+                    .invoke_with_time_limit(
+                        "slow-1",
+                        json!({}),
+                        Duration::from_millis(200),
+                        PATIENCE,
+                    )
+                    .await
+            })
+        };
+        assert_eq!(next_request_id(&emulator).await, "slow-1");
+        // The runtime never answers in time.
+        let Invocation::Error(error) = slow.await.unwrap().unwrap() else {
+            panic!("an invocation past its time limit did not fail");
+        };
+        assert_eq!(error["errorType"], "Sandbox.Timedout", "{error}");
+        assert_eq!(
+            error["errorMessage"], "Task timed out after 0.20 seconds",
+            "{error}"
+        );
+
+        // Its late answer is accepted and dropped; the request id's next invocation is new.
+        assert_eq!(post_buffered(&emulator, "slow-1", json!("late")).await, 202);
+        let again = invoke_in_background(&emulator, "slow-1");
+        assert_eq!(next_request_id(&emulator).await, "slow-1");
+        assert_eq!(
+            post_buffered(&emulator, "slow-1", json!("on time")).await,
+            202
+        );
+        assert_eq!(
+            again.await.unwrap().unwrap(),
+            Invocation::Response(json!("on time"))
+        );
+        // An answer to no invocation at all is still refused.
+        assert_eq!(
+            post_buffered(&emulator, "slow-1", json!("again")).await,
+            404
+        );
+    }
 
     #[tokio::test]
     async fn a_streamed_http_answer_is_collected_into_the_buffered_shape() {
