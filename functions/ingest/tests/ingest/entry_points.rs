@@ -196,7 +196,7 @@ async fn lambda_mode_answers_invocations_through_the_runtime_api() {
 
 /// A batch API that stalls, behind a function with a short timeout: on Lambda the invocation
 /// fails before its deadline with the typed error `appraise.Unavailable` naming the deadline
-/// (so Lambda retries it); over HTTP, `STAGE_DEADLINE_SECS` gives the same bound, and a 503.
+/// (so Lambda retries it), not the emulator's `Sandbox.Timedout` at the limit; over HTTP, `STAGE_DEADLINE_SECS` gives the same bound, and a 503.
 /// Without the deadline each attempt would wait out the stall (30 s) and retry, far past
 /// the test's patience.
 #[tokio::test]
