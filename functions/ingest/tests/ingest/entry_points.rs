@@ -292,36 +292,43 @@ async fn cargo_lambda_watch_receives_the_typed_error_and_the_acknowledged_reject
         );
         return;
     }
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let _watch = tokio::process::Command::new(&cargo_lambda)
-        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
-        .args(["-P", &port.to_string()])
-        .current_dir(&workspace)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    // Any HTTP request would be taken for an invocation: wait for the port to accept.
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            ready = true;
+    // The port is found free by binding and releasing it, so another program may take it
+    // first: the watch is ready only once the port's listening socket is one of *its* file
+    // descriptors, and a watch that exits (the port taken) is started again on a new port.
+    let mut started = None;
+    for _ in 0..3 {
+        let port = appraise_testkit::free_port().unwrap();
+        let mut watch = tokio::process::Command::new(&cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
+            .args(["-P", &port.to_string()])
+            .current_dir(&workspace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Any HTTP request would be taken for an invocation: watch the socket instead.
+        loop {
+            if watch.try_wait().unwrap().is_some() {
+                break;
+            }
+            if watch.id().is_some_and(|pid| listens_on(pid, port)) {
+                started = Some((watch, port));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if started.is_some() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ready, "cargo lambda watch never listened on {base}");
+    let Some((_watch, port)) = started else {
+        panic!("cargo lambda watch exited three times before listening");
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
 
     let (mut env, _s3) = function_env().await;
     let (failing, _) =
@@ -378,4 +385,28 @@ async fn cargo_lambda_watch_receives_the_typed_error_and_the_acknowledged_reject
             .contains("ingest runs on the schedule"),
         "{report}"
     );
+}
+
+/// Whether process `pid` holds the socket listening on TCP `port` (IPv4), by Linux's `/proc`:
+/// the listening socket's inode in `/proc/net/tcp` among the process's file descriptors.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local_port = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 9 && fields[1].ends_with(&local_port) && fields[3] == "0A")
+        .map(|fields| format!("socket:[{}]", fields[9]))
+        .collect();
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    descriptors.flatten().any(|descriptor| {
+        std::fs::read_link(descriptor.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
 }
