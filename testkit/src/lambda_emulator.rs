@@ -93,12 +93,15 @@ struct Pending {
     done: oneshot::Sender<Answer>,
 }
 
+/// An invocation the function holds: the number of its hand-over, and where its answer goes.
+type HandedOver = (u64, oneshot::Sender<Answer>);
+
 #[derive(Clone)]
 struct Shared {
     queue: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
     /// The invocations handed to the function and not yet answered, by request id, each with
     /// the number of its hand-over (a reused request id is a new invocation).
-    waiting: Arc<Mutex<HashMap<String, (u64, oneshot::Sender<Answer>)>>>,
+    waiting: Arc<Mutex<HashMap<String, HandedOver>>>,
     /// Invocations that ran out of time, whose late answer is accepted and dropped.
     timed_out: Arc<Mutex<std::collections::HashSet<String>>>,
     handed_over: Arc<AtomicU64>,
