@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{self, ConfigError},
     db::{DbPool, locks},
-    keys,
     objects::ObjectStore,
     outbox,
+    runs::Stage,
 };
 
 /// How long an announcement may go unanswered before it is made again.
@@ -78,26 +78,6 @@ pub struct Reannounced {
     pub key: String,
 }
 
-/// A stage that acts on announcements, in pipeline order.
-#[derive(Debug, Clone, Copy)]
-enum Stage {
-    Process,
-    Train,
-    Promote,
-}
-
-impl Stage {
-    const ALL: [Stage; 3] = [Stage::Process, Stage::Train, Stage::Promote];
-
-    fn name(self) -> &'static str {
-        match self {
-            Stage::Process => "process",
-            Stage::Train => "train",
-            Stage::Promote => "promote",
-        }
-    }
-}
-
 /// Finds work announced at least `after` ago that the next stage never acted on, and
 /// announces it again (see the module docs). Returns what was re-announced, in pipeline
 /// order, oldest first within a stage.
@@ -108,24 +88,17 @@ pub async fn reannounce_stalled(
 ) -> anyhow::Result<Vec<Reannounced>> {
     let client = db.get().await.context("getting a database connection")?;
     let mut reannounced = Vec::new();
-    for stage in Stage::ALL {
-        let name = stage.name();
+    for stage in Stage::ANNOUNCED {
+        let name = stage.as_str();
         // Registered at 0, so a first increment shows in Prometheus's `increase()`.
         metrics::counter!("catch_up_reannounced_total", "stage" => name).increment(0);
         let candidates = unanswered(&**client, stage).await?;
         if candidates.is_empty() {
             continue;
         }
-        let rows = client
-            .query(
-                "UPDATE ops.outbox SET written_at = NULL
-                 WHERE key = ANY($1) AND written_at <= now() - make_interval(secs => $2)
-                 RETURNING key",
-                &[&candidates, &config.after.as_secs_f64()],
-            )
+        let requeued = requeue(&**client, &candidates, Some(config.after))
             .await
             .with_context(|| format!("re-queueing announcements for {name}"))?;
-        let requeued: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
         for key in candidates.into_iter().filter(|key| requeued.contains(key)) {
             tracing::warn!(
                 stage = name,
@@ -146,22 +119,29 @@ pub async fn reannounce_stalled(
     Ok(reannounced)
 }
 
-/// Marks one announcement (its `ops.outbox` row, by key) unwritten, whatever its age, so the
-/// next [`outbox::flush`] writes it again and its object-created event wakes its stage again:
-/// how an operator re-runs a failed stage ([`crate::runs::rerun`]). Returns whether there was
-/// such an announcement.
+/// Marks announcements (their `ops.outbox` rows, by key) unwritten, so the next
+/// [`outbox::flush`] writes them again and their object-created events wake their stages
+/// again. With `min_age`, only those written at least that long ago (how catch-up re-announces
+/// lost work, and why two firings at once cannot both re-announce it); without, whatever their
+/// age (how an operator re-runs a failed stage, [`crate::runs::rerun`]). Returns the keys
+/// marked, each of `keys` that has such an announcement.
 pub async fn requeue(
     client: &impl tokio_postgres::GenericClient,
-    key: &str,
-) -> anyhow::Result<bool> {
-    let updated = client
-        .execute(
-            "UPDATE ops.outbox SET written_at = NULL WHERE key = $1",
-            &[&key],
+    keys: &[String],
+    min_age: Option<Duration>,
+) -> anyhow::Result<Vec<String>> {
+    let min_age_secs = min_age.map(|age| age.as_secs_f64());
+    let rows = client
+        .query(
+            "UPDATE ops.outbox SET written_at = NULL
+             WHERE key = ANY($1)
+               AND ($2::float8 IS NULL OR written_at <= now() - make_interval(secs => $2))
+             RETURNING key",
+            &[&keys, &min_age_secs],
         )
         .await
-        .with_context(|| format!("re-queueing the announcement {key}"))?;
-    Ok(updated == 1)
+        .with_context(|| format!("re-queueing the announcements {keys:?}"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// `pg_locks` rows of granted advisory locks in this database, as `l`.
@@ -179,18 +159,19 @@ fn one_key_lock_held() -> String {
     )
 }
 
-/// The announcement keys of the work `stage` has not acted on and is not acting on now (a
-/// stage at work holds its advisory lock: a long training is not announced again while it
-/// runs), oldest first.
+/// The announcement keys ([`Stage::announcement`]) of the work `stage` has not acted on and is
+/// not acting on now (a stage at work holds its advisory lock: a long training is not
+/// announced again while it runs), oldest first.
 async fn unanswered(
     client: &impl tokio_postgres::GenericClient,
     stage: Stage,
 ) -> anyhow::Result<Vec<String>> {
-    let keys = match stage {
+    let batch_numbers: Vec<i32> = match stage {
+        Stage::Ingest => Vec::new(),
         Stage::Process => client
             .query(
                 &format!(
-                    "SELECT b.manifest_key FROM ops.batches b
+                    "SELECT b.batch_number FROM ops.batches b
                      WHERE NOT EXISTS (SELECT 1 FROM ops.clean_batches c
                                        WHERE c.batch_number = b.batch_number)
                        AND NOT EXISTS (SELECT 1 FROM {ADVISORY_LOCKS}
@@ -209,7 +190,7 @@ async fn unanswered(
         Stage::Train => client
             .query(
                 &format!(
-                    "SELECT c.manifest_key FROM ops.clean_batches c
+                    "SELECT c.batch_number FROM ops.clean_batches c
                      WHERE NOT EXISTS (SELECT 1 FROM ops.trainings t
                                        WHERE t.batch_number = c.batch_number)
                        AND NOT {}
@@ -226,7 +207,8 @@ async fn unanswered(
         Stage::Promote => client
             .query(
                 &format!(
-                    "SELECT t.id FROM ops.trainings t
+                    // A training's id is its batch's number.
+                    "SELECT t.batch_number FROM ops.trainings t
                      WHERE t.decision = 'train'
                        AND NOT EXISTS (SELECT 1 FROM ops.promotions p WHERE p.training_id = t.id)
                        AND NOT {}
@@ -238,10 +220,13 @@ async fn unanswered(
             .await
             .context("looking for trainings no promote acted on")?
             .iter()
-            .map(|row| keys::candidates(row.get(0)))
+            .map(|row| row.get(0))
             .collect(),
     };
-    Ok(keys)
+    Ok(batch_numbers
+        .into_iter()
+        .filter_map(|batch_number| stage.announcement(batch_number))
+        .collect())
 }
 
 /// The answer to an event whose work the stage cannot see (no row for the batch or training

@@ -15,8 +15,9 @@
 //! the source's URL `RESPONSE_STREAM`, and `infra/checks/check_sam_transform.py` checks it.
 //!
 //! Metrics: each invocation's EMF lines are written when the body has been sent out whole (or
-//! failed), so what is recorded while the body streams is counted in the same invocation, before
-//! Lambda may freeze the environment.
+//! failed), or when the body is dropped before that (the client went away), so what is recorded
+//! while the body streams is counted in the same invocation, before Lambda may freeze the
+//! environment, and is written once.
 
 use std::{
     pin::Pin,
@@ -43,25 +44,45 @@ pub async fn serve_http_streaming(service: &'static str, router: Router) -> anyh
         "serving HTTP invocations on the Lambda runtime API, responses streamed"
     );
     let app = runtime::with_operational_routes(router).layer(axum::middleware::map_response(
-        |response: Response| async move { response.map(|body| Body::new(FlushEmfAtEnd::new(body))) },
+        |response: Response| async move {
+            response.map(|body| Body::new(FlushEmfAtEnd::new(body, telemetry::flush_emf)))
+        },
     ));
     Box::pin(lambda_http::run_with_streaming_response(app))
         .await
         .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
 }
 
-/// A response body that writes the invocation's EMF lines once it has ended (or failed).
+/// A response body that writes the invocation's EMF lines once: when it has ended (or failed),
+/// or when it is dropped before that.
 struct FlushEmfAtEnd {
     body: Body,
+    /// Writes the EMF lines: [`telemetry::flush_emf`] (a counter in the tests).
+    flush: fn(),
     flushed: bool,
 }
 
 impl FlushEmfAtEnd {
-    fn new(body: Body) -> FlushEmfAtEnd {
+    fn new(body: Body, flush: fn()) -> FlushEmfAtEnd {
         FlushEmfAtEnd {
             body,
+            flush,
             flushed: false,
         }
+    }
+
+    /// Writes the EMF lines unless they were written already.
+    fn flush_once(&mut self) {
+        if !self.flushed {
+            self.flushed = true;
+            (self.flush)();
+        }
+    }
+}
+
+impl Drop for FlushEmfAtEnd {
+    fn drop(&mut self) {
+        self.flush_once();
     }
 }
 
@@ -74,9 +95,8 @@ impl HttpBody for FlushEmfAtEnd {
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(context);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) && !self.flushed {
-            self.flushed = true;
-            telemetry::flush_emf();
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.flush_once();
         }
         polled
     }
@@ -87,5 +107,46 @@ impl HttpBody for FlushEmfAtEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    static EARLY_DROP_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+    static WHOLE_BODY_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_early_drop() {
+        EARLY_DROP_FLUSHES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn count_whole_body() {
+        WHOLE_BODY_FLUSHES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_end_flushes_once() {
+        let body = FlushEmfAtEnd::new(Body::from("not read"), count_early_drop);
+        assert_eq!(EARLY_DROP_FLUSHES.load(Ordering::SeqCst), 0);
+        drop(body);
+        assert_eq!(EARLY_DROP_FLUSHES.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_read_whole_flushes_at_its_end_and_not_again_when_dropped() {
+        let mut body = FlushEmfAtEnd::new(Body::from("whole"), count_whole_body);
+        let first = std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context))
+            .await
+            .expect("a frame")
+            .expect("no error");
+        assert_eq!(first.into_data().expect("data"), Bytes::from("whole"));
+        let end = std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await;
+        assert!(end.is_none(), "the body has ended");
+        assert_eq!(WHOLE_BODY_FLUSHES.load(Ordering::SeqCst), 1);
+        drop(body);
+        assert_eq!(WHOLE_BODY_FLUSHES.load(Ordering::SeqCst), 1);
     }
 }

@@ -54,6 +54,9 @@ pub enum Stage {
 impl Stage {
     pub const ALL: [Stage; 4] = [Stage::Ingest, Stage::Process, Stage::Train, Stage::Promote];
 
+    /// The stages an announcement wakes (those with an [`Stage::announcement`]), in order.
+    pub const ANNOUNCED: [Stage; 3] = [Stage::Process, Stage::Train, Stage::Promote];
+
     /// The name stored in `ops.stage_runs.stage` and shown by `GET /runs`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -533,7 +536,10 @@ pub async fn rerun(
             state: state.unwrap_or_else(|| "no attempt yet".to_owned()),
         });
     }
-    if !catch_up::requeue(&transaction, &key).await? {
+    if catch_up::requeue(&transaction, std::slice::from_ref(&key), None)
+        .await?
+        .is_empty()
+    {
         return Err(RerunError::NoAnnouncement { key });
     }
     transaction
@@ -579,6 +585,11 @@ mod tests {
             Stage::Promote.announcement(3).as_deref(),
             Some("candidates/training-000003.json")
         );
+        let announced: Vec<Stage> = Stage::ALL
+            .into_iter()
+            .filter(|stage| stage.announcement(3).is_some())
+            .collect();
+        assert_eq!(announced, Stage::ANNOUNCED);
     }
 
     #[test]
