@@ -30,7 +30,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Transaction};
 
 use crate::{
     catch_up,
@@ -283,6 +283,31 @@ impl Attempt {
                 )
             })?;
         Ok(())
+    }
+
+    /// Does a stage's `work` in one transaction, committed and its announcements written
+    /// ([`outbox::commit_then_flush`]), recording the attempt in that transaction when the
+    /// report says it did something, and recording a failure after the rollback when
+    /// `batch_number` is known (`None`: the event names no batch a run could be kept for).
+    pub async fn commit_then_flush<R: RunOutcome>(
+        self,
+        db: &DbPool,
+        objects: &ObjectStore,
+        batch_number: Option<i32>,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<Option<R>, crate::runtime::StageError>,
+    ) -> Result<Option<R>, crate::runtime::StageError> {
+        let outcome = outbox::commit_then_flush(db, objects, async |transaction| {
+            let report = work(transaction).await?;
+            if let Some(report) = &report {
+                self.finished(transaction, report).await?;
+            }
+            Ok(report)
+        })
+        .await;
+        if let (Err(error), Some(batch_number)) = (&outcome, batch_number) {
+            self.failed(db, batch_number, error).await;
+        }
+        outcome
     }
 
     /// Records that the attempt at `batch_number` failed with `error`, in a transaction of its

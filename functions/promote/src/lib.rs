@@ -172,26 +172,15 @@ impl Promote {
     /// Decides one training in its own transaction; `None` when it is not a recorded training.
     /// The decision is recorded in `ops.stage_runs` in its transaction, a failure after it.
     async fn decide_training(&self, training_id: i64) -> Result<Option<PromoteReport>, StageError> {
-        let attempt = Attempt::start(Stage::Promote);
-        let report =
-            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
-                let report = self.decide(transaction, training_id).await?;
-                if let Some(report) = &report {
-                    attempt.finished(transaction, report).await?;
-                }
-                Ok(report)
-            })
-            .await;
-        let report = match report {
-            Ok(report) => report,
-            Err(error) => {
-                // A training's id is its batch's number.
-                if let Ok(batch_number) = i32::try_from(training_id) {
-                    attempt.failed(&self.inner.db, batch_number, &error).await;
-                }
-                return Err(error);
-            }
-        };
+        // A training's id is its batch's number.
+        let report = Attempt::start(Stage::Promote)
+            .commit_then_flush(
+                &self.inner.db,
+                &self.inner.objects,
+                i32::try_from(training_id).ok(),
+                async |transaction| self.decide(transaction, training_id).await,
+            )
+            .await?;
         if let Some(PromoteReport::Decided { promoted, .. }) = &report {
             let decision = if *promoted { "promoted" } else { "rejected" };
             ::metrics::counter!("promotion_decisions_total", "decision" => decision).increment(1);

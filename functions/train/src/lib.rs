@@ -259,23 +259,14 @@ impl Train {
     /// `ops.clean_batches`.
     /// The decision is recorded in `ops.stage_runs` in its transaction, a failure after it.
     async fn decide(&self, batch_number: i32) -> Result<Option<TrainReport>, StageError> {
-        let attempt = Attempt::start(Stage::Train);
-        let report =
-            outbox::commit_then_flush(&self.inner.db, &self.inner.objects, async |transaction| {
-                let report = self.decide_and_train(transaction, batch_number).await?;
-                if let Some(report) = &report {
-                    attempt.finished(transaction, report).await?;
-                }
-                Ok(report)
-            })
-            .await;
-        let report = match report {
-            Ok(report) => report,
-            Err(error) => {
-                attempt.failed(&self.inner.db, batch_number, &error).await;
-                return Err(error);
-            }
-        };
+        let report = Attempt::start(Stage::Train)
+            .commit_then_flush(
+                &self.inner.db,
+                &self.inner.objects,
+                Some(batch_number),
+                async |transaction| self.decide_and_train(transaction, batch_number).await,
+            )
+            .await?;
         if let Some(TrainReport::Trained { candidates, .. }) = &report {
             for candidate in candidates {
                 ::metrics::gauge!("model_test_rmse", "algorithm" => candidate.algorithm.clone())
