@@ -2,6 +2,7 @@
 //! deterministic train / validation / test split that both train and promote apply.
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use time::Date;
 use tokio_postgres::GenericClient;
 
@@ -85,21 +86,24 @@ pub async fn clean_rows(
     first: i32,
     last: i32,
 ) -> anyhow::Result<Vec<CleanRow>> {
-    let rows = client
-        .query(
+    // Streamed and converted row by row: collecting the driver's rows first would hold every
+    // listing twice (about 200 extra bytes a row; 300 MB at 1.4M rows).
+    let stream = client
+        .query_raw(
             "SELECT l.batch_number, l.row_hash, l.price, l.bed, l.bath, l.acre_lot, l.house_size,
                     l.status, l.state, l.city, l.zip_code, l.brokered_by, l.prev_sold_date,
                     (b.ingested_at AT TIME ZONE 'UTC')::date
              FROM clean.listings l JOIN ops.batches b USING (batch_number)
              WHERE l.batch_number BETWEEN $1 AND $2
              ORDER BY l.batch_number, l.row_index",
-            &[&first, &last],
+            [&first as &(dyn tokio_postgres::types::ToSql + Sync), &last],
         )
         .await
         .context("reading clean.listings")?;
-    Ok(rows
-        .iter()
-        .map(|row| CleanRow {
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await.context("reading clean.listings")? {
+        rows.push(CleanRow {
             batch_number: row.get(0),
             row_hash: row.get(1),
             price: row.get(2),
@@ -114,6 +118,8 @@ pub async fn clean_rows(
             brokered_by: row.get(11),
             prev_sold_date: row.get(12),
             as_of: row.get(13),
-        })
-        .collect())
+        });
+    }
+    rows.shrink_to_fit();
+    Ok(rows)
 }

@@ -141,51 +141,122 @@ pub fn fit_forest(x: &Matrix, y: &[f64], params: ForestParams) -> Result<Forest,
     })
 }
 
-/// A node still to split: its rows are `sample[start..end]`.
+/// Per (feature, bin) sums of a node's rows: `[Σ weight·y, Σ weight]`, feature `f`'s bins at
+/// `offsets[f]..offsets[f + 1]`.
+type Histogram = Vec<[f64; 2]>;
+
+/// A node still to split: its distinct rows are `sample[start..end]`, and, when it may be split,
+/// its histogram over every feature.
 struct Pending {
     node: usize,
     start: usize,
     end: usize,
     depth: usize,
+    histogram: Option<Histogram>,
 }
 
+/// What one tree's growing keeps between nodes.
+struct Workspace<'a> {
+    binned: &'a Binned,
+    y: &'a [f64],
+    /// How many times the bootstrap drew each row (0 for rows out of the bag).
+    weights: Vec<u32>,
+    /// Where feature `f`'s bins start in a [`Histogram`].
+    offsets: Vec<usize>,
+    /// Histograms no node holds any more, for the next ones.
+    spare: Vec<Histogram>,
+}
+
+impl Workspace<'_> {
+    /// The histogram of the rows `rows`: one pass over them fills every feature's bins (a
+    /// row's bins share a cache line).
+    fn histogram(&mut self, rows: &[u32]) -> Histogram {
+        let mut histogram = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| vec![[0.0; 2]; self.offsets[self.binned.cols]]);
+        histogram.fill([0.0; 2]);
+        let offsets = &self.offsets[..self.binned.cols];
+        for &i in rows {
+            let weight = f64::from(self.weights[i as usize]);
+            let weighted_target = weight * self.y[i as usize];
+            for (&offset, &bin) in offsets.iter().zip(self.binned.row(i)) {
+                let cell = &mut histogram[offset + usize::from(bin)];
+                cell[0] += weighted_target;
+                cell[1] += weight;
+            }
+        }
+        histogram
+    }
+
+    /// `Σ weight·y` and `Σ weight` of a node, from its histogram's first feature.
+    fn sums(&self, histogram: &[[f64; 2]]) -> (f64, f64) {
+        histogram[..self.offsets[1]]
+            .iter()
+            .fold((0.0, 0.0), |(s, n), cell| (s + cell[0], n + cell[1]))
+    }
+}
+
+/// Grows tree `index` of the forest. The bootstrap is kept as a count per row (how often it was
+/// drawn), as scikit-learn does: about 63 % of the rows are distinct, so a node's histogram
+/// costs a pass over its distinct rows only, and the tree is the one the drawn sample with its
+/// repeats gives. Only the smaller child of a split gets a pass of its own; the larger's
+/// histogram is its parent's minus the smaller's. Partitioning is stable, so a node's rows stay
+/// in row order and the passes read the bins front to back.
 fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, index: u64) -> Tree {
     let mut rng = SplitMix64::keyed(params.seed, &[index]);
     let rows = binned.rows;
-    let mut sample: Vec<u32> = (0..rows).map(|_| rng.below(rows as u64) as u32).collect();
+    let mut weights = vec![0u32; rows];
+    for _ in 0..rows {
+        weights[rng.below(rows as u64) as usize] += 1;
+    }
+    let mut sample: Vec<u32> = (0..rows as u32)
+        .filter(|&i| weights[i as usize] > 0)
+        .collect();
+    let mut scratch: Vec<u32> = Vec::with_capacity(sample.len());
     let features_per_split = ((cols as f64 * params.max_features).ceil() as usize).clamp(1, cols);
     let mut features: Vec<usize> = (0..cols).collect();
-    // Per (feature, bin) histograms of the node being split: `counts[f * 256 + b]`.
-    let mut counts = vec![0u32; cols * 256];
-    let mut sums = vec![0f64; cols * 256];
+    let min_leaf = params.min_samples_leaf.max(1) as f64;
+    let mut offsets = vec![0];
+    for edges in &binned.edges {
+        offsets.push(offsets[offsets.len() - 1] + edges.len() + 1);
+    }
+    let mut work = Workspace {
+        binned,
+        y,
+        weights,
+        offsets,
+        spare: Vec::new(),
+    };
 
     let mut tree = Tree {
         nodes: Vec::new(),
         covers: Vec::new(),
     };
-    let mean_of =
-        |rows: &[u32]| rows.iter().map(|&i| y[i as usize]).sum::<f64>() / rows.len() as f64;
-    let root = tree.push_leaf(mean_of(&sample), rows as f64);
+    let root_histogram = work.histogram(&sample);
+    let (root_sum, root_count) = work.sums(&root_histogram);
+    let root = tree.push_leaf(root_sum / root_count, root_count);
+    let may_split = |depth: usize, count: f64| depth < params.max_depth && count >= 2.0 * min_leaf;
     let mut pending = vec![Pending {
         node: root,
         start: 0,
-        end: rows,
+        end: sample.len(),
         depth: 0,
+        histogram: may_split(0, root_count).then_some(root_histogram),
     }];
     while let Some(Pending {
         node,
         start,
         end,
         depth,
+        histogram,
     }) = pending.pop()
     {
-        let n = end - start;
-        if depth >= params.max_depth || n < 2 * params.min_samples_leaf.max(1) {
+        let Some(mut histogram) = histogram else {
             continue;
-        }
-        let node_rows = &sample[start..end];
-        let total: f64 = node_rows.iter().map(|&i| y[i as usize]).sum();
-        let parent_score = total * total / n as f64;
+        };
+        let (total, count) = work.sums(&histogram);
+        let parent_score = total * total / count;
         // Try a random subset of features (all of them by default).
         if features_per_split < cols {
             for k in 0..features_per_split {
@@ -193,87 +264,110 @@ fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, ind
                 features.swap(k, j);
             }
         }
-        let tried = &features[..features_per_split];
-        for &feature in tried {
-            let base = feature * 256;
-            let bin_count = binned.edges[feature].len() + 1;
-            counts[base..base + bin_count].fill(0);
-            sums[base..base + bin_count].fill(0.0);
-        }
-        // One pass over the node's rows fills every tried feature's histogram.
-        for &i in node_rows {
-            let row = binned.row(i);
-            let target = y[i as usize];
-            for &feature in tried {
-                let at = feature * 256 + row[feature] as usize;
-                counts[at] += 1;
-                sums[at] += target;
-            }
-        }
         let mut best: Option<(f64, usize, usize)> = None; // (score, feature, bin)
-        for &feature in tried {
-            let bin_count = binned.edges[feature].len() + 1;
-            if bin_count < 2 {
-                continue;
-            }
-            let (counts, sums) = (
-                &counts[feature * 256..feature * 256 + bin_count],
-                &sums[feature * 256..feature * 256 + bin_count],
-            );
-            let (mut left_n, mut left_sum) = (0usize, 0.0);
-            for b in 0..bin_count - 1 {
-                left_n += counts[b] as usize;
-                left_sum += sums[b];
-                let right_n = n - left_n;
-                if left_n < params.min_samples_leaf.max(1) {
+        for &feature in &features[..features_per_split] {
+            let bins = &histogram[work.offsets[feature]..work.offsets[feature + 1]];
+            let (mut left_n, mut left_sum) = (0.0, 0.0);
+            for (b, cell) in bins[..bins.len() - 1].iter().enumerate() {
+                left_sum += cell[0];
+                left_n += cell[1];
+                let right_n = count - left_n;
+                if left_n < min_leaf {
                     continue;
                 }
-                if right_n < params.min_samples_leaf.max(1) {
+                if right_n < min_leaf {
                     break;
                 }
                 let right_sum = total - left_sum;
-                let score =
-                    left_sum * left_sum / left_n as f64 + right_sum * right_sum / right_n as f64;
+                let score = left_sum * left_sum / left_n + right_sum * right_sum / right_n;
                 if best.is_none_or(|(s, _, _)| score > s) {
                     best = Some((score, feature, b));
                 }
             }
         }
-        let Some((score, feature, split_bin)) = best else {
+        // No split, or none that reduces the squared error (beyond rounding): stay a leaf.
+        let Some((_, feature, split_bin)) =
+            best.filter(|&(score, _, _)| score > parent_score * (1.0 + 1e-12))
+        else {
+            work.spare.push(histogram);
             continue;
         };
-        // No split reduces the squared error (beyond rounding): stay a leaf.
-        if score <= parent_score * (1.0 + 1e-12) {
-            continue;
-        }
-        // Partition the node's rows: bin <= split_bin first.
-        let node_rows = &mut sample[start..end];
-        let mut boundary = 0;
-        for k in 0..node_rows.len() {
-            if binned.bin(feature, node_rows[k]) <= split_bin {
-                node_rows.swap(k, boundary);
+        // Partition the node's rows, stably: bin <= split_bin first.
+        scratch.clear();
+        let mut boundary = start;
+        for k in start..end {
+            let row = sample[k];
+            if binned.bin(feature, row) <= split_bin {
+                sample[boundary] = row;
                 boundary += 1;
+            } else {
+                scratch.push(row);
             }
         }
+        sample[boundary..end].copy_from_slice(&scratch);
+        // The children's sums are in the parent's histogram of the split feature.
+        let split_cells = &histogram[work.offsets[feature]..=work.offsets[feature] + split_bin];
+        let (left_sum, left_count) = split_cells
+            .iter()
+            .fold((0.0, 0.0), |(s, n), cell| (s + cell[0], n + cell[1]));
+        let (right_sum, right_count) = (total - left_sum, count - left_count);
         // Children side by side: the right one is always `left + 1`.
-        let left = tree.push_leaf(mean_of(&node_rows[..boundary]), boundary as f64);
-        let right = tree.push_leaf(mean_of(&node_rows[boundary..]), (n - boundary) as f64);
+        let left = tree.push_leaf(left_sum / left_count, left_count);
+        let right = tree.push_leaf(right_sum / right_count, right_count);
         tree.nodes[node] = Node {
             threshold: binned.edges[feature][split_bin],
             feature: feature as u32,
             left: left as u32,
         };
+        let (split_left, split_right) = (
+            may_split(depth + 1, left_count),
+            may_split(depth + 1, right_count),
+        );
+        let (left_histogram, right_histogram) = match (split_left, split_right) {
+            (false, false) => {
+                work.spare.push(histogram);
+                (None, None)
+            }
+            (true, false) => {
+                work.spare.push(histogram);
+                (Some(work.histogram(&sample[start..boundary])), None)
+            }
+            (false, true) => {
+                work.spare.push(histogram);
+                (None, Some(work.histogram(&sample[boundary..end])))
+            }
+            (true, true) => {
+                // A pass over the side with fewer distinct rows; the other is the difference.
+                let left_is_smaller = boundary - start <= end - boundary;
+                let smaller = if left_is_smaller {
+                    work.histogram(&sample[start..boundary])
+                } else {
+                    work.histogram(&sample[boundary..end])
+                };
+                for (cell, small) in histogram.iter_mut().zip(&smaller) {
+                    cell[0] -= small[0];
+                    cell[1] -= small[1];
+                }
+                if left_is_smaller {
+                    (Some(smaller), Some(histogram))
+                } else {
+                    (Some(histogram), Some(smaller))
+                }
+            }
+        };
         pending.push(Pending {
             node: left,
             start,
-            end: start + boundary,
+            end: boundary,
             depth: depth + 1,
+            histogram: left_histogram,
         });
         pending.push(Pending {
             node: right,
-            start: start + boundary,
+            start: boundary,
             end,
             depth: depth + 1,
+            histogram: right_histogram,
         });
     }
     tree
