@@ -104,3 +104,48 @@ pub fn write_realtor_csv(path: &std::path::Path, rows: &[&CleanRow]) -> anyhow::
     out.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feature_matrix_reads_back_exactly_with_missing_values_empty() {
+        let mut row = [0.0; FEATURE_COUNT];
+        row[0] = 0.1 + 0.2;
+        row[1] = f64::NAN;
+        row[2] = 1e-300;
+        row[3] = 12.582900103603793;
+        row[FEATURE_COUNT - 1] = -3.0;
+        let x = Matrix::from_rows(&[row, [1.0; FEATURE_COUNT]]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        write_feature_matrix(&path, &x, &[512_900.0, 1.5]).unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], format!("{},price", FEATURE_NAMES.join(",")));
+        let fields: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(fields.len(), FEATURE_COUNT + 1);
+        assert_eq!(fields[1], "");
+        for (written, value) in fields.iter().zip(row.iter().chain([&512_900.0])) {
+            if value.is_nan() {
+                continue;
+            }
+            assert_eq!(written.parse::<f64>().unwrap().to_bits(), value.to_bits());
+        }
+    }
+
+    #[test]
+    fn a_matrix_of_other_shape_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        let narrow = Matrix::from_rows(&[[1.0, 2.0]]).unwrap();
+        let error = write_feature_matrix(&path, &narrow, &[1.0]).unwrap_err();
+        assert!(error.to_string().contains("2 columns"), "{error}");
+        let x = Matrix::from_rows(&[[1.0; FEATURE_COUNT]]).unwrap();
+        let error = write_feature_matrix(&path, &x, &[1.0, 2.0]).unwrap_err();
+        assert!(error.to_string().contains("2 prices for 1 rows"), "{error}");
+    }
+}

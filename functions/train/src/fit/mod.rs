@@ -1,7 +1,9 @@
-//! Fitting: the clean rows split into train, validation and test sides, the features fitted
-//! ([`fit_all`]), and the three model kinds fitted on a feature matrix: [`ridge`], a random
-//! [`forest`] and gradient-boosted trees ([`boosting`], saved in XGBoost's format). The fitted
-//! forms live in `appraise_core::model`, which promote and predict use without any of this code.
+//! Fitting: the clean rows split into train, validation and test sides ([`split_rows`]), the
+//! features fitted and each side made a feature matrix ([`feature_matrices`]), and the three
+//! model kinds fitted on the training matrix ([`fit_all`]): [`ridge`], a random [`forest`] and
+//! gradient-boosted trees ([`boosting`], saved in XGBoost's format). [`export`] writes rows and
+//! matrices out for other implementations. The fitted forms live in `appraise_core::model`,
+//! which promote and predict use without any of this code.
 
 pub mod boosting;
 pub mod export;
