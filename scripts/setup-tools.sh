@@ -9,7 +9,8 @@
 #     `ziglang`, zig, so building the Lambda zips fetches nothing from GitHub; the CloudEvents
 #     Python SDK (`cloudevents`), which makes the events the bridge and dead-letter tests send;
 #     moto's server mode, a local Secrets Manager and SSM Parameter Store for the secrets tests;
-#     mlflow, a real tracking server for the MLflow mirror's tests);
+#     mlflow, a real tracking server for the MLflow mirror's tests; scikit-learn, whose random
+#     forest the train tests compare appraise's with, bench/fit_matrix.py);
 #   - Debian packages for the commands of APT_TOOLS (promtool, from the `prometheus` package;
 #     amtool and the alertmanager binary, from `prometheus-alertmanager`; shellcheck, which
 #     checks infra/deploy.sh).
@@ -33,6 +34,7 @@ PIP_TOOLS=(
   "cloudevents==2.2.0"
   "moto[server]==5.2.5"
   "mlflow==3.17.2"
+  "scikit-learn==1.9.1"
 )
 # "command:debian-package", installed with apt when the command is not on PATH.
 APT_TOOLS=(

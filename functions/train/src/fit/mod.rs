@@ -1,7 +1,9 @@
-//! Fitting: the clean rows split into train, validation and test sides, the features fitted
-//! ([`fit_all`]), and the three model kinds fitted on a feature matrix: [`ridge`], a random
-//! [`forest`] and gradient-boosted trees ([`boosting`], saved in XGBoost's format). The fitted
-//! forms live in `appraise_core::model`, which promote and predict use without any of this code.
+//! Fitting: the clean rows split into train, validation and test sides ([`split_rows`]), the
+//! features fitted and each side made a feature matrix ([`feature_matrices`]), and the three
+//! model kinds fitted on the training matrix ([`fit_all`]): [`ridge`], a random [`forest`] and
+//! gradient-boosted trees ([`boosting`], saved in XGBoost's format). [`export`] writes rows and
+//! matrices out for other implementations. The fitted forms live in `appraise_core::model`,
+//! which promote and predict use without any of this code.
 
 pub mod boosting;
 pub mod export;
@@ -91,28 +93,77 @@ pub fn global_importance(model: &TrainedModel, x: &Matrix) -> anyhow::Result<Glo
     Ok(GlobalImportance::from_contributions(&contributions))
 }
 
-/// Splits the rows 70 / 15 / 15 by fingerprint, fits the features on the training side and
-/// every model on them, and scores the models on the validation and test sides; returns the
-/// feature spec, the scored models and the sizes of the three sides. With `export`, the training
-/// and test rows are also written as CSVs named after it (see [`export`]).
-pub fn fit_all(
-    rows: &[CleanRow],
-    config: &TrainConfig,
-    export: Option<&std::path::Path>,
-) -> anyhow::Result<(FeatureSpec, Vec<ScoredFit>, [usize; 3])> {
+/// The rows of one side of the split as a model sees them: features and prices.
+pub struct LabelledMatrix {
+    pub x: Matrix,
+    pub y: Vec<f64>,
+}
+
+/// Splits the rows 70 / 15 / 15 (train, validation, test) by fingerprint with `split_seed`;
+/// an error when a side is empty.
+pub fn split_rows(rows: &[CleanRow], split_seed: u64) -> anyhow::Result<[Vec<&CleanRow>; 3]> {
     let mut sides: [Vec<&CleanRow>; 3] = Default::default();
     for row in rows {
-        let side = match split_side(row.row_hash, config.split_seed) {
+        let side = match split_side(row.row_hash, split_seed) {
             Side::Train => 0,
             Side::Validation => 1,
             Side::Test => 2,
         };
         sides[side].push(row);
     }
-    let sizes = [sides[0].len(), sides[1].len(), sides[2].len()];
-    if sizes.contains(&0) {
-        anyhow::bail!("too few rows to split into train, validation and test: {sizes:?}");
+    if sides.iter().any(Vec::is_empty) {
+        anyhow::bail!(
+            "too few rows to split into train, validation and test: {:?}",
+            sides.each_ref().map(Vec::len)
+        );
     }
+    Ok(sides)
+}
+
+/// Fits the features on the training side (cross-fitted, [`FeatureSpec::fit_cross`]) and
+/// turns every side of [`split_rows`] into its matrix: what the models are fitted and scored on.
+pub fn feature_matrices(
+    sides: &[Vec<&CleanRow>; 3],
+) -> anyhow::Result<(FeatureSpec, [LabelledMatrix; 3])> {
+    let prices = |side: &[&CleanRow]| side.iter().map(|r| r.price).collect::<Vec<f64>>();
+    let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
+    let train_y = prices(&sides[0]);
+    let (spec, train_features) = FeatureSpec::fit_cross(&inputs, &train_y)?;
+    let train = LabelledMatrix {
+        x: Matrix::from_rows(&train_features).context("feature rows")?,
+        y: train_y,
+    };
+    let matrix_of = |side: &[&CleanRow]| {
+        Matrix::from_rows(
+            &side
+                .iter()
+                .map(|r| spec.transform(&r.input()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let validation = LabelledMatrix {
+        x: matrix_of(&sides[1]).context("validation rows")?,
+        y: prices(&sides[1]),
+    };
+    let test = LabelledMatrix {
+        x: matrix_of(&sides[2]).context("test rows")?,
+        y: prices(&sides[2]),
+    };
+    Ok((spec, [train, validation, test]))
+}
+
+/// Splits the rows ([`split_rows`]), fits the features and makes the matrices
+/// ([`feature_matrices`]), fits every model on the training side, and scores the models on the
+/// validation and test sides; returns the feature spec, the scored models and the sizes of the
+/// three sides. With `export`, the training and test rows are also written as CSVs named after
+/// it (see [`export`]).
+pub fn fit_all(
+    rows: &[CleanRow],
+    config: &TrainConfig,
+    export: Option<&std::path::Path>,
+) -> anyhow::Result<(FeatureSpec, Vec<ScoredFit>, [usize; 3])> {
+    let sides = split_rows(rows, config.split_seed)?;
+    let sizes = sides.each_ref().map(Vec::len);
     if let Some(prefix) = export {
         let path = |side: &str| {
             let mut name = prefix.as_os_str().to_owned();
@@ -122,36 +173,19 @@ pub fn fit_all(
         export::write_realtor_csv(&path("train"), &sides[0])?;
         export::write_realtor_csv(&path("test"), &sides[2])?;
     }
-    let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
-    let prices: Vec<f64> = sides[0].iter().map(|r| r.price).collect();
-    let (spec, train_features) = FeatureSpec::fit_cross(&inputs, &prices)?;
-    let x = Matrix::from_rows(&train_features).context("feature rows")?;
-    let matrix_of = |side: &[&CleanRow]| {
-        Matrix::from_rows(
-            &side
-                .iter()
-                .map(|r| spec.transform(&r.input()))
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (validation_x, test_x) = (
-        matrix_of(&sides[1]).context("validation rows")?,
-        matrix_of(&sides[2]).context("test rows")?,
-    );
-    let validation_y: Vec<f64> = sides[1].iter().map(|r| r.price).collect();
-    let test_y: Vec<f64> = sides[2].iter().map(|r| r.price).collect();
-
+    let (spec, [train, validation_side, test_side]) = feature_matrices(&sides)?;
     let score = |model: &TrainedModel| -> anyhow::Result<(Metrics, Metrics)> {
         Ok((
-            Metrics::compute(&validation_y, &model.predict(&validation_x)).context("validation")?,
-            Metrics::compute(&test_y, &model.predict(&test_x)).context("test")?,
+            Metrics::compute(&validation_side.y, &model.predict(&validation_side.x))
+                .context("validation")?,
+            Metrics::compute(&test_side.y, &model.predict(&test_side.x)).context("test")?,
         ))
     };
-    let fitted = fit_models(&x, &prices, config)?
+    let fitted = fit_models(&train.x, &train.y, config)?
         .into_iter()
         .map(|fitted| {
             let (validation, test) = score(&fitted.model)?;
-            let importance = global_importance(&fitted.model, &test_x)
+            let importance = global_importance(&fitted.model, &test_side.x)
                 .inspect_err(|error| {
                     tracing::warn!(
                         algorithm = fitted.model.algorithm(),
