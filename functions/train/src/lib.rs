@@ -440,7 +440,7 @@ impl Train {
             .map(|dir| dir.join(format!("training-{training_id:06}")));
         // Fitting is CPU work: off the async runtime.
         let (spec, fitted, sizes) =
-            tokio::task::spawn_blocking(move || fit::fit_all(&rows, &config, export.as_deref()))
+            tokio::task::spawn_blocking(move || fit::fit_all(rows, &config, export.as_deref()))
                 .await
                 .context("the training task panicked")??;
 

@@ -126,27 +126,28 @@ pub fn feature_matrices(
     sides: &[Vec<&CleanRow>; 3],
 ) -> anyhow::Result<(FeatureSpec, [LabelledMatrix; 3])> {
     let prices = |side: &[&CleanRow]| side.iter().map(|r| r.price).collect::<Vec<f64>>();
-    let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
     let train_y = prices(&sides[0]);
-    let (spec, train_features) = FeatureSpec::fit_cross(&inputs, &train_y)?;
+    let (spec, train_features) = {
+        let inputs: Vec<_> = sides[0].iter().map(|r| r.input()).collect();
+        FeatureSpec::fit_cross(&inputs, &train_y)?
+    };
     let train = LabelledMatrix {
-        x: Matrix::from_rows(&train_features).context("feature rows")?,
+        x: Matrix::from(train_features),
         y: train_y,
     };
     let matrix_of = |side: &[&CleanRow]| {
-        Matrix::from_rows(
-            &side
-                .iter()
+        Matrix::from(
+            side.iter()
                 .map(|r| spec.transform(&r.input()))
                 .collect::<Vec<_>>(),
         )
     };
     let validation = LabelledMatrix {
-        x: matrix_of(&sides[1]).context("validation rows")?,
+        x: matrix_of(&sides[1]),
         y: prices(&sides[1]),
     };
     let test = LabelledMatrix {
-        x: matrix_of(&sides[2]).context("test rows")?,
+        x: matrix_of(&sides[2]),
         y: prices(&sides[2]),
     };
     Ok((spec, [train, validation, test]))
@@ -157,12 +158,15 @@ pub fn feature_matrices(
 /// validation and test sides; returns the feature spec, the scored models and the sizes of the
 /// three sides. With `export`, the training and test rows are also written as CSVs named after
 /// it (see [`export`]).
+///
+/// The rows are dropped once the matrices are made, before any model is fitted: at a million
+/// rows they are a few hundred MB that the fits do not need.
 pub fn fit_all(
-    rows: &[CleanRow],
+    rows: Vec<CleanRow>,
     config: &TrainConfig,
     export: Option<&std::path::Path>,
 ) -> anyhow::Result<(FeatureSpec, Vec<ScoredFit>, [usize; 3])> {
-    let sides = split_rows(rows, config.split_seed)?;
+    let sides = split_rows(&rows, config.split_seed)?;
     let sizes = sides.each_ref().map(Vec::len);
     if let Some(prefix) = export {
         let path = |side: &str| {
@@ -174,6 +178,8 @@ pub fn fit_all(
         export::write_realtor_csv(&path("test"), &sides[2])?;
     }
     let (spec, [train, validation_side, test_side]) = feature_matrices(&sides)?;
+    drop(sides);
+    drop(rows);
     let score = |model: &TrainedModel| -> anyhow::Result<(Metrics, Metrics)> {
         Ok((
             Metrics::compute(&validation_side.y, &model.predict(&validation_side.x))
