@@ -5,107 +5,29 @@
 //! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md). With `--boosting N`
 //! only the boosted trees are fitted, N times, to time them against the peer's XGBoost.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use appraise_core::{
     features::{FeatureInput, FeatureSpec},
-    listing::{Status, ZipCode, parse_date},
+    listing::parse_date,
     model::{Matrix, metrics::Metrics},
 };
 use appraise_train::{
     config::TrainConfig,
-    fit::{boosting::fit_boosting, fit_models},
+    fit::{
+        boosting::fit_boosting,
+        export::{RealtorRow, read_realtor_csv},
+        fit_models,
+    },
 };
 
-struct Row {
-    bed: f64,
-    bath: f64,
-    acre_lot: f64,
-    house_size: f64,
-    status: Option<Status>,
-    state: Option<String>,
-    city: Option<String>,
-    zip: Option<ZipCode>,
-    broker: Option<i64>,
-    sold: Option<time::Date>,
-    price: f64,
+fn read(path: &str) -> Vec<RealtorRow> {
+    read_realtor_csv(Path::new(path)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn read(path: &str) -> Vec<Row> {
-    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let headers = reader.headers().unwrap().clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
-    let [
-        bed,
-        bath,
-        acre,
-        size,
-        status,
-        state,
-        city,
-        zip,
-        broker,
-        sold,
-        price,
-    ] = [
-        "bed",
-        "bath",
-        "acre_lot",
-        "house_size",
-        "status",
-        "state",
-        "city",
-        "zip_code",
-        "brokered_by",
-        "prev_sold_date",
-        "price",
-    ]
-    .map(column);
-    reader
-        .records()
-        .map(|record| {
-            let record = record.unwrap();
-            let text = |i: usize| Some(record.get(i)?.trim()).filter(|t| !t.is_empty());
-            let number = |i: usize| text(i).and_then(|t| t.parse::<f64>().ok());
-            Row {
-                bed: number(bed).unwrap(),
-                bath: number(bath).unwrap(),
-                acre_lot: number(acre).unwrap(),
-                house_size: number(size).unwrap(),
-                status: text(status).and_then(Status::parse),
-                state: text(state).map(str::to_owned),
-                city: text(city).map(str::to_owned),
-                zip: text(zip).and_then(ZipCode::parse),
-                broker: number(broker).map(|b| b as i64),
-                sold: text(sold).and_then(parse_date),
-                price: number(price).unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn inputs(rows: &[Row]) -> Vec<FeatureInput<'_>> {
+fn inputs(rows: &[RealtorRow]) -> Vec<FeatureInput<'_>> {
     let as_of = parse_date("2026-11-27").unwrap();
-    rows.iter()
-        .map(|r| FeatureInput {
-            bed: r.bed,
-            bath: r.bath,
-            acre_lot: r.acre_lot,
-            house_size: r.house_size,
-            status: r.status,
-            state: r.state.as_deref(),
-            city: r.city.as_deref(),
-            zip_code: r.zip,
-            brokered_by: r.broker,
-            prev_sold_date: r.sold,
-            as_of,
-        })
-        .collect()
+    rows.iter().map(|r| r.input(as_of)).collect()
 }
 
 fn main() {
