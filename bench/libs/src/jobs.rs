@@ -38,7 +38,14 @@ pub enum Job {
     AppraiseBoosting,
     AppraiseKs,
     StatrsKs,
+    /// The KS tests on the first [`DRIFT_SAMPLE`] values of each side: the drift check's
+    /// default sample size, where appraise's p-value is exact.
+    AppraiseKsSample,
+    StatrsKsSample,
 }
+
+/// The drift check's default sample size per side (`DRIFT_MAX_SAMPLE`).
+pub const DRIFT_SAMPLE: usize = appraise_core::drift::ks::EXACT_MAX_SAMPLE;
 
 /// What a job produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +57,7 @@ pub enum Kind {
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 10] = [
         Job::AppraiseRidge,
         Job::SmartcoreRidge,
         Job::LinfaRidge,
@@ -59,16 +66,20 @@ impl Job {
         Job::AppraiseBoosting,
         Job::AppraiseKs,
         Job::StatrsKs,
+        Job::AppraiseKsSample,
+        Job::StatrsKsSample,
     ];
 
     pub fn library(self) -> &'static str {
         match self {
-            Job::AppraiseRidge | Job::AppraiseForest | Job::AppraiseBoosting | Job::AppraiseKs => {
-                "appraise"
-            }
+            Job::AppraiseRidge
+            | Job::AppraiseForest
+            | Job::AppraiseBoosting
+            | Job::AppraiseKs
+            | Job::AppraiseKsSample => "appraise",
             Job::SmartcoreRidge | Job::SmartcoreForest => "smartcore 0.7",
             Job::LinfaRidge => "linfa-elasticnet 0.8",
-            Job::StatrsKs => "statrs 0.19",
+            Job::StatrsKs | Job::StatrsKsSample => "statrs 0.19",
         }
     }
 
@@ -78,12 +89,15 @@ impl Job {
             Job::AppraiseForest | Job::SmartcoreForest => "random forest",
             Job::AppraiseBoosting => "boosted trees",
             Job::AppraiseKs | Job::StatrsKs => "two-sample KS",
+            Job::AppraiseKsSample | Job::StatrsKsSample => "two-sample KS, 10,000 a side",
         }
     }
 
     pub fn kind(self) -> Kind {
         match self {
-            Job::AppraiseKs | Job::StatrsKs => Kind::DriftTest,
+            Job::AppraiseKs | Job::StatrsKs | Job::AppraiseKsSample | Job::StatrsKsSample => {
+                Kind::DriftTest
+            }
             _ => Kind::Model,
         }
     }
@@ -94,6 +108,7 @@ impl Job {
             "ridge" => Job::AppraiseRidge,
             "random forest" => Job::AppraiseForest,
             "two-sample KS" => Job::AppraiseKs,
+            "two-sample KS, 10,000 a side" => Job::AppraiseKsSample,
             _ => self,
         }
     }
@@ -212,24 +227,28 @@ pub fn run(job: Job, m: &Matrices, settings: &Settings) -> anyhow::Result<JobOut
         Job::SmartcoreRidge => smartcore_ridge(m, settings.alpha),
         Job::SmartcoreForest => smartcore_forest(m, settings.trees),
         Job::LinfaRidge => linfa_ridge(m, settings.alpha),
-        Job::AppraiseKs => ks_per_feature(m, |a, b| {
-            let test = ks_two_sample(a, b)?;
-            Ok([test.statistic, test.p_value])
-        }),
-        Job::StatrsKs => ks_per_feature(m, |a, b| {
-            // statrs 0.19 loops for ever when D = 0 (DESIGN.md §10): such a column is left
-            // out, found by appraise's test (outside the timed region; see ks_per_feature).
-            let method = if a.len() * b.len() <= 10_000 {
-                KSTwoSampleAlternativeMethod::TwoSidedExact
-            } else {
-                KSTwoSampleAlternativeMethod::TwoSidedAsymptotic
-            };
-            let (statistic, p_value) =
-                ks_twosample(a.to_vec(), b.to_vec(), method, NaNPolicy::Error)
-                    .map_err(|e| anyhow!("statrs ks_twosample: {e:?}"))?;
-            Ok([statistic, p_value])
-        }),
+        Job::AppraiseKs => ks_per_feature(m, usize::MAX, appraise_ks),
+        Job::StatrsKs => ks_per_feature(m, usize::MAX, statrs_ks),
+        Job::AppraiseKsSample => ks_per_feature(m, DRIFT_SAMPLE, appraise_ks),
+        Job::StatrsKsSample => ks_per_feature(m, DRIFT_SAMPLE, statrs_ks),
     }
+}
+
+fn appraise_ks(a: &[f64], b: &[f64]) -> anyhow::Result<[f64; 2]> {
+    let test = ks_two_sample(a, b)?;
+    Ok([test.statistic, test.p_value])
+}
+
+/// statrs's exact p-value where it offers one (m·n ≤ 10,000), else its asymptotic one.
+fn statrs_ks(a: &[f64], b: &[f64]) -> anyhow::Result<[f64; 2]> {
+    let method = if a.len() * b.len() <= 10_000 {
+        KSTwoSampleAlternativeMethod::TwoSidedExact
+    } else {
+        KSTwoSampleAlternativeMethod::TwoSidedAsymptotic
+    };
+    let (statistic, p_value) = ks_twosample(a.to_vec(), b.to_vec(), method, NaNPolicy::Error)
+        .map_err(|e| anyhow!("statrs ks_twosample: {e:?}"))?;
+    Ok([statistic, p_value])
 }
 
 fn appraise_model(
@@ -363,15 +382,19 @@ fn linfa_ridge(m: &Matrices, alpha: f64) -> anyhow::Result<JobOutput> {
     })
 }
 
-/// The test on every feature column, training rows against test rows. Columns where the two
-/// sides have identical distributions (`D = 0` by appraise's test) get NaN and are not run
-/// (statrs never returns on them); the check is outside the timed region.
+/// The test on every feature column, the first `limit` training rows against the first
+/// `limit` test rows. Columns where the two sides have identical distributions (`D = 0` by
+/// appraise's test) get NaN and are not run: statrs 0.19 never returns on them (DESIGN.md
+/// §10). That check is outside the timed region.
 fn ks_per_feature(
     m: &Matrices,
+    limit: usize,
     test: impl Fn(&[f64], &[f64]) -> anyhow::Result<[f64; 2]>,
 ) -> anyhow::Result<JobOutput> {
     let column = |x: &Matrix, f: usize| -> Vec<f64> {
-        (0..x.rows).map(|i| x.data[i * x.cols + f]).collect()
+        (0..x.rows.min(limit))
+            .map(|i| x.data[i * x.cols + f])
+            .collect()
     };
     let columns: Vec<(Vec<f64>, Vec<f64>)> = (0..m.train_x.cols)
         .map(|f| (column(&m.train_x, f), column(&m.test_x, f)))

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use appraise_bench_libs::{
     data::{Matrices, RowSource},
-    jobs::{Job, Settings},
+    jobs::{Job, Kind, Settings},
     report::Comparison,
 };
 
@@ -27,10 +27,7 @@ fn every_library_beats_the_mean_and_the_ridges_and_ks_statistics_agree() {
     let comparison = Comparison::run(exe, &m, &settings, &Job::ALL).unwrap();
     println!("{}", comparison.markdown());
 
-    for job in Job::ALL
-        .into_iter()
-        .filter(|j| j.model() != "two-sample KS")
-    {
+    for job in Job::ALL.into_iter().filter(|j| j.kind() == Kind::Model) {
         let rmse = comparison.metrics(job).unwrap().rmse;
         assert!(
             rmse < comparison.mean_rmse,
@@ -51,15 +48,20 @@ fn every_library_beats_the_mean_and_the_ridges_and_ks_statistics_agree() {
         linfa < 5e-3 * comparison.mean_rmse,
         "linfa's ridge differs by up to {linfa}"
     );
-    let [statistic, p_value] = comparison.largest_differences(Job::StatrsKs).unwrap()[..] else {
-        unreachable!()
-    };
-    assert!(
-        statistic < 1e-9,
-        "KS statistics differ by up to {statistic}"
-    );
-    // Different p-value methods at these sizes (appraise exact, statrs asymptotic): close.
-    assert!(p_value < 0.05, "KS p-values differ by up to {p_value}");
+    for job in [Job::StatrsKs, Job::StatrsKsSample] {
+        let [statistic, p_value] = comparison.largest_differences(job).unwrap()[..] else {
+            unreachable!()
+        };
+        assert!(
+            statistic < 1e-9,
+            "{job:?}: statistics differ by up to {statistic}"
+        );
+        // Different p-value methods at these sizes (appraise exact, statrs asymptotic): close.
+        assert!(
+            p_value < 0.05,
+            "{job:?}: p-values differ by up to {p_value}"
+        );
+    }
     for measured in &comparison.measured {
         assert!(
             measured.peak_mib >= measured.rss_before_mib && measured.rss_before_mib > 0.0,
@@ -70,9 +72,9 @@ fn every_library_beats_the_mean_and_the_ridges_and_ks_statistics_agree() {
         );
         assert_eq!(
             measured.values.len(),
-            match measured.job.model() {
-                "two-sample KS" => 2 * m.train_x.cols,
-                _ => m.test_x.rows,
+            match measured.job.kind() {
+                Kind::DriftTest => 2 * m.train_x.cols,
+                Kind::Model => m.test_x.rows,
             }
         );
     }
