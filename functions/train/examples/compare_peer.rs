@@ -1,141 +1,106 @@
 //! Fits this crate's models on the exact rows the peer (../shared/bench/peer/train.py) uses,
 //! and prints fit time and test metrics per model, for the comparison in bench/README.md.
 //!
-//! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv [--boosting N]`
-//! (make the CSVs with `bench/split_for_peer.py`; see bench/README.md). With `--boosting N`
-//! only the boosted trees are fitted, N times, to time them against the peer's XGBoost.
+//! `cargo run --release -p appraise-train --example compare_peer -- TRAIN.csv TEST.csv
+//! [--boosting N] [--export-matrix PREFIX] [--json]` (make the CSVs with
+//! `bench/split_for_peer.py`; see bench/README.md).
+//!
+//! - `--boosting N`: only the boosted trees are fitted, N times (0: none), to time them against
+//!   XGBoost on the same matrix.
+//! - `--export-matrix PREFIX`: writes the training and test feature matrices to
+//!   `PREFIX-train.csv` and `PREFIX-test.csv` (`fit::export::write_feature_matrix`), which
+//!   `bench/fit_matrix.py` fits with XGBoost or scikit-learn.
+//! - `--json`: one JSON line per fitted model instead of the table (bench/fits.sh reads them).
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use appraise_core::{
     features::{FeatureInput, FeatureSpec},
-    listing::{Status, ZipCode, parse_date},
+    listing::parse_date,
     model::{Matrix, metrics::Metrics},
 };
 use appraise_train::{
     config::TrainConfig,
-    fit::{boosting::fit_boosting, fit_models},
+    fit::{
+        boosting::fit_boosting,
+        export::{RealtorRow, read_realtor_csv, write_feature_matrix},
+        fit_models,
+    },
 };
 
-struct Row {
-    bed: f64,
-    bath: f64,
-    acre_lot: f64,
-    house_size: f64,
-    status: Option<Status>,
-    state: Option<String>,
-    city: Option<String>,
-    zip: Option<ZipCode>,
-    broker: Option<i64>,
-    sold: Option<time::Date>,
-    price: f64,
+fn read(path: &str) -> Vec<RealtorRow> {
+    read_realtor_csv(Path::new(path)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn read(path: &str) -> Vec<Row> {
-    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let headers = reader.headers().unwrap().clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
-    let [
-        bed,
-        bath,
-        acre,
-        size,
-        status,
-        state,
-        city,
-        zip,
-        broker,
-        sold,
-        price,
-    ] = [
-        "bed",
-        "bath",
-        "acre_lot",
-        "house_size",
-        "status",
-        "state",
-        "city",
-        "zip_code",
-        "brokered_by",
-        "prev_sold_date",
-        "price",
-    ]
-    .map(column);
-    reader
-        .records()
-        .map(|record| {
-            let record = record.unwrap();
-            let text = |i: usize| Some(record.get(i)?.trim()).filter(|t| !t.is_empty());
-            let number = |i: usize| text(i).and_then(|t| t.parse::<f64>().ok());
-            Row {
-                bed: number(bed).unwrap(),
-                bath: number(bath).unwrap(),
-                acre_lot: number(acre).unwrap(),
-                house_size: number(size).unwrap(),
-                status: text(status).and_then(Status::parse),
-                state: text(state).map(str::to_owned),
-                city: text(city).map(str::to_owned),
-                zip: text(zip).and_then(ZipCode::parse),
-                broker: number(broker).map(|b| b as i64),
-                sold: text(sold).and_then(parse_date),
-                price: number(price).unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn inputs(rows: &[Row]) -> Vec<FeatureInput<'_>> {
+fn inputs(rows: &[RealtorRow]) -> Vec<FeatureInput<'_>> {
     let as_of = parse_date("2026-11-27").unwrap();
-    rows.iter()
-        .map(|r| FeatureInput {
-            bed: r.bed,
-            bath: r.bath,
-            acre_lot: r.acre_lot,
-            house_size: r.house_size,
-            status: r.status,
-            state: r.state.as_deref(),
-            city: r.city.as_deref(),
-            zip_code: r.zip,
-            brokered_by: r.broker,
-            prev_sold_date: r.sold,
-            as_of,
-        })
-        .collect()
+    rows.iter().map(|r| r.input(as_of)).collect()
+}
+
+/// The training and test matrices and prices, the features fitted on the training rows as the
+/// train stage fits them.
+pub fn matrices(train: &str, test: &str) -> (Matrix, Vec<f64>, Matrix, Vec<f64>) {
+    let (train, test) = (read(train), read(test));
+    let (train_inputs, test_inputs) = (inputs(&train), inputs(&test));
+    let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
+    let test_y: Vec<f64> = test.iter().map(|r| r.price).collect();
+    let (spec, train_features) = FeatureSpec::fit_cross(&train_inputs, &train_y).unwrap();
+    let test_x = Matrix::from(
+        test_inputs
+            .iter()
+            .map(|i| spec.transform(i))
+            .collect::<Vec<_>>(),
+    );
+    (Matrix::from(train_features), train_y, test_x, test_y)
+}
+
+/// Prints one fitted model's figures, as a table row or (`json`) a JSON line.
+fn report(json: bool, algorithm: &str, fit_seconds: f64, metrics: &Metrics, train_rows: usize) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": algorithm,
+                "fit_seconds": fit_seconds,
+                "rmse": metrics.rmse,
+                "mae": metrics.mae,
+                "r2": metrics.r2,
+                "train_rows": train_rows,
+                "test_rows": metrics.rows,
+            })
+        );
+    } else {
+        println!(
+            "{algorithm:<14} fit {fit_seconds:>7.2} s  rmse {:>9.0}  mae {:>9.0}  r2 {:.4}  mape {:.3}",
+            metrics.rmse, metrics.mae, metrics.r2, metrics.mape
+        );
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (train, test) = (read(&args[1]), read(&args[2]));
-    let (train_inputs, test_inputs) = (inputs(&train), inputs(&test));
-    let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
-    let test_y: Vec<f64> = test.iter().map(|r| r.price).collect();
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|at| args.get(at + 1).unwrap_or_else(|| panic!("{name} takes a value")))
+    };
+    let json = args.iter().any(|a| a == "--json");
     let started = Instant::now();
-    let (spec, train_features) = FeatureSpec::fit_cross(&train_inputs, &train_y).unwrap();
-    let x = Matrix::from_rows(&train_features).unwrap();
-    let test_x = Matrix::from_rows(
-        &test_inputs
-            .iter()
-            .map(|i| spec.transform(i))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    println!(
-        "features: {} train rows, {} test rows, {:.3} s",
-        x.rows,
-        test_x.rows,
-        started.elapsed().as_secs_f64()
-    );
-
-    if let Some(times) = args.iter().position(|a| a == "--boosting").map(|at| {
-        args.get(at + 1)
-            .and_then(|n| n.parse::<usize>().ok())
-            .expect("--boosting takes a number of fits")
-    }) {
+    let (x, train_y, test_x, test_y) = matrices(&args[1], &args[2]);
+    if !json {
+        println!(
+            "features: {} train rows, {} test rows, {:.3} s",
+            x.rows,
+            test_x.rows,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(prefix) = option("--export-matrix") {
+        write_feature_matrix(format!("{prefix}-train.csv").as_ref(), &x, &train_y).unwrap();
+        write_feature_matrix(format!("{prefix}-test.csv").as_ref(), &test_x, &test_y).unwrap();
+    }
+    if let Some(times) = option("--boosting") {
+        let times: usize = times.parse().expect("--boosting takes a number of fits");
         for _ in 0..times {
             let started = Instant::now();
             let fitted = fit_boosting(&x, &train_y, TrainConfig::default().boosting).unwrap();
@@ -143,24 +108,20 @@ fn main() {
             let predicted: Vec<f64> = (0..test_x.rows)
                 .map(|i| fitted.model.predict_row(test_x.row(i)))
                 .collect();
-            let m = Metrics::compute(&test_y, &predicted).unwrap();
-            println!("xgboost        fit {seconds:>7.3} s  rmse {:>9.0}", m.rmse);
+            let metrics = Metrics::compute(&test_y, &predicted).unwrap();
+            report(json, "xgboost", seconds, &metrics, x.rows);
         }
         return;
     }
     for fitted in fit_models(&x, &train_y, &TrainConfig::default()).unwrap() {
-        let started = Instant::now();
         let predicted = fitted.model.predict(&test_x);
-        let predict_seconds = started.elapsed().as_secs_f64();
-        let m = Metrics::compute(&test_y, &predicted).unwrap();
-        println!(
-            "{:<14} fit {:>7.2} s  predict {predict_seconds:>6.3} s  rmse {:>9.0}  mae {:>9.0}  r2 {:.4}  mape {:.3}",
+        let metrics = Metrics::compute(&test_y, &predicted).unwrap();
+        report(
+            json,
             fitted.model.algorithm(),
             fitted.fit_seconds,
-            m.rmse,
-            m.mae,
-            m.r2,
-            m.mape
+            &metrics,
+            x.rows,
         );
     }
 }

@@ -1,8 +1,9 @@
-//! Rows written out for other implementations to fit on, in two forms:
+//! Rows written out for other implementations to fit on, and read back:
 //!
 //! - [`write_realtor_csv`]: the training and test rows of a training as realtor-data CSVs,
 //!   for comparing with other implementations that make their own features
-//!   (`TRAIN_EXPORT_DIR`; see bench/README.md);
+//!   (`TRAIN_EXPORT_DIR`; see bench/README.md); [`read_realtor_csv`] turns such a CSV back
+//!   into feature inputs for the comparisons;
 //! - [`write_feature_matrix`]: a feature matrix and its prices, exactly as the models are fitted
 //!   on it, for comparing the learners alone (the train tests' `quality` module fits Python's
 //!   xgboost and scikit-learn on it through `bench/fit_matrix.py`).
@@ -10,9 +11,11 @@
 use anyhow::Context;
 use appraise_core::{
     clean::CleanRow,
-    features::{FEATURE_COUNT, FEATURE_NAMES},
+    features::{FEATURE_COUNT, FEATURE_NAMES, FeatureInput},
+    listing::{Status, ZipCode, parse_date},
     model::Matrix,
 };
+use time::Date;
 
 /// Creates `path` (and its folder) for writing, buffered.
 fn create(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
@@ -105,6 +108,119 @@ pub fn write_realtor_csv(path: &std::path::Path, rows: &[&CleanRow]) -> anyhow::
     Ok(())
 }
 
+/// One row of a realtor-data CSV as the comparisons read it: the four sizes and the price are
+/// required, the other fields optional (an unreadable one counts as missing, as the peer's
+/// pandas reads it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealtorRow {
+    pub price: f64,
+    pub bed: f64,
+    pub bath: f64,
+    pub acre_lot: f64,
+    pub house_size: f64,
+    pub status: Option<Status>,
+    pub state: Option<String>,
+    pub city: Option<String>,
+    pub zip_code: Option<ZipCode>,
+    pub brokered_by: Option<i64>,
+    pub prev_sold_date: Option<Date>,
+}
+
+impl RealtorRow {
+    /// The row as the features see it, listed on `as_of`.
+    pub fn input(&self, as_of: Date) -> FeatureInput<'_> {
+        FeatureInput {
+            bed: self.bed,
+            bath: self.bath,
+            acre_lot: self.acre_lot,
+            house_size: self.house_size,
+            status: self.status,
+            state: self.state.as_deref(),
+            city: self.city.as_deref(),
+            zip_code: self.zip_code,
+            brokered_by: self.brokered_by,
+            prev_sold_date: self.prev_sold_date,
+            as_of,
+        }
+    }
+}
+
+/// Reads a realtor-data CSV (the columns [`write_realtor_csv`] writes, in any order, extra
+/// columns ignored). A missing column, or a row whose price or size is missing or not a
+/// number, is an error naming the column and the line.
+pub fn read_realtor_csv(path: &std::path::Path) -> anyhow::Result<Vec<RealtorRow>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: reading the header", path.display()))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let [
+        price,
+        bed,
+        bath,
+        acre_lot,
+        house_size,
+        status,
+        state,
+        city,
+        zip_code,
+        brokered_by,
+        prev_sold_date,
+    ] = [
+        "price",
+        "bed",
+        "bath",
+        "acre_lot",
+        "house_size",
+        "status",
+        "state",
+        "city",
+        "zip_code",
+        "brokered_by",
+        "prev_sold_date",
+    ]
+    .map(column);
+    let (price, bed, bath, acre_lot, house_size) = (price?, bed?, bath?, acre_lot?, house_size?);
+    let (status, state, city, zip_code) = (status?, state?, city?, zip_code?);
+    let (brokered_by, prev_sold_date) = (brokered_by?, prev_sold_date?);
+    let mut rows = Vec::new();
+    for (record, line) in reader.records().zip(2u64..) {
+        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
+        let text = |i: usize| Some(record.get(i)?.trim()).filter(|t| !t.is_empty());
+        let number = |i: usize| text(i).and_then(|t| t.parse::<f64>().ok());
+        let required = |i: usize| {
+            number(i).with_context(|| {
+                format!(
+                    "{}: line {line}: {} is missing or not a number",
+                    path.display(),
+                    &headers[i]
+                )
+            })
+        };
+        rows.push(RealtorRow {
+            price: required(price)?,
+            bed: required(bed)?,
+            bath: required(bath)?,
+            acre_lot: required(acre_lot)?,
+            house_size: required(house_size)?,
+            status: text(status).and_then(Status::parse),
+            state: text(state).map(str::to_owned),
+            city: text(city).map(str::to_owned),
+            zip_code: text(zip_code).and_then(ZipCode::parse),
+            brokered_by: number(brokered_by).map(|b| b as i64),
+            prev_sold_date: text(prev_sold_date).and_then(parse_date),
+        });
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +263,45 @@ mod tests {
         let x = Matrix::from_rows(&[[1.0; FEATURE_COUNT]]).unwrap();
         let error = write_feature_matrix(&path, &x, &[1.0, 2.0]).unwrap_err();
         assert!(error.to_string().contains("2 prices for 1 rows"), "{error}");
+    }
+
+    #[test]
+    fn a_written_csv_reads_back_into_the_same_inputs_and_a_bad_price_is_named() {
+        let as_of = parse_date("2026-11-27").unwrap();
+        let row = CleanRow {
+            batch_number: 3,
+            row_hash: 7,
+            price: 425_000.0,
+            bed: 3.0,
+            bath: 2.0,
+            acre_lot: 0.25,
+            house_size: 1_850.0,
+            status: Some(Status::Sold),
+            state: "New York".into(),
+            city: Some("Troy, \"Lansingburgh\"".into()),
+            zip_code: ZipCode::parse("01201"),
+            brokered_by: Some(4_242),
+            prev_sold_date: parse_date("2019-06-03"),
+            as_of,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv");
+        write_realtor_csv(&path, &[&row]).unwrap();
+        let read = read_realtor_csv(&path).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].price, 425_000.0);
+        assert_eq!(read[0].input(as_of), row.input());
+
+        std::fs::write(
+            &path,
+            "brokered_by,status,price,bed,bath,acre_lot,city,state,zip_code,house_size,prev_sold_date\n\
+             1,sold,abc,3,2,0.1,Troy,New York,12180,1000,\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", read_realtor_csv(&path).unwrap_err());
+        assert!(
+            error.contains("line 2: price is missing or not a number"),
+            "{error}"
+        );
     }
 }
