@@ -101,6 +101,10 @@ def secs(value):
     return "—" if value is None else f"{value:,.1f}"
 
 
+def cpu(value):
+    return "—" if value is None else f"{value:,.2f}"
+
+
 def mb(value):
     return "—" if value is None else f"{value / 1e6:,.0f}"
 
@@ -121,7 +125,7 @@ for s in stages:
     if s["stage"] == "train":
         invocations += f" ({len(trainings)} trained)"
     lines.append(
-        f"| {s['stage']} | {invocations} | {secs(s['wall_seconds'])} | {secs(s['cpu_seconds'])} "
+        f"| {s['stage']} | {invocations} | {secs(s['wall_seconds'])} | {cpu(s['cpu_seconds'])} "
         f"| {n(s['rows_in'])} | {n(s['rows_out'])} | {n(s['rows_per_second'])} "
         f"| {n(s['rows_per_cpu_second'])} | {mb(s['peak_rss_bytes'])} |"
     )

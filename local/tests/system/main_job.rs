@@ -307,11 +307,14 @@ fn check_run_summary(summary: &serde_json::Value, stdout: &str) {
         .take(5)
         .map(|figure| figure.replace(',', "").parse().unwrap())
         .collect();
-    let [received, sampled, _flagged, _stored, kept] = total[..] else {
+    let &[received, sampled, _flagged, _stored, kept] = &total[..] else {
         panic!("{total:?}")
     };
     let stages = summary["stages"].as_array().unwrap();
-    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["source", "ingest", "process", "train", "promote"]);
     let stage = |name: &str| stages.iter().find(|s| s["stage"] == name).unwrap();
     let trainings = summary["trainings"].as_array().unwrap();
@@ -347,9 +350,20 @@ fn check_run_summary(summary: &serde_json::Value, stdout: &str) {
     ] {
         let stage = stage(name);
         assert_eq!(stage["invocations"], invocations, "{name}: {stage}");
-        assert!(stage["peak_rss_bytes"].as_u64().unwrap() > 1_000_000, "{name}: {stage}");
-        assert!(stage["cpu_seconds"].as_f64().unwrap() >= 0.0, "{name}: {stage}");
-        assert!(stage["rows_per_cpu_second"].as_f64().is_none_or(|r| r > 0.0), "{name}: {stage}");
+        assert!(
+            stage["peak_rss_bytes"].as_u64().unwrap() > 1_000_000,
+            "{name}: {stage}"
+        );
+        assert!(
+            stage["cpu_seconds"].as_f64().unwrap() >= 0.0,
+            "{name}: {stage}"
+        );
+        assert!(
+            stage["rows_per_cpu_second"]
+                .as_f64()
+                .is_none_or(|r| r > 0.0),
+            "{name}: {stage}"
+        );
         if name == "source" {
             assert!(stage["wall_seconds"].is_null(), "{stage}");
             continue;
