@@ -126,6 +126,19 @@ impl FunctionProcess {
         Some(kib * 1024)
     }
 
+    /// CPU seconds the process has used so far, user and system, all threads (fields 14 and
+    /// 15 of Linux's `/proc/<pid>/stat`, in clock ticks: `USER_HZ`, 100 on x86-64 and arm64);
+    /// `None` where `/proc` cannot tell.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let mut fields = after_name.split_whitespace().skip(11);
+        let user: u64 = fields.next()?.parse().ok()?;
+        let system: u64 = fields.next()?.parse().ok()?;
+        Some((user + system) as f64 / 100.0)
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

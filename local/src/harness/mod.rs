@@ -1,8 +1,10 @@
 //! The main job, `appraise run`: starts everything ([`stack`]), plays the schedule, waits for
-//! each stage's answer to each announcement, and reports on the console ([`console`]).
+//! each stage's answer to each announcement, and reports on the console ([`console`]) and,
+//! with `--summary-json`, in a file ([`summary`]).
 
 pub(crate) mod console;
 pub(crate) mod stack;
+pub(crate) mod summary;
 
 use std::{
     path::PathBuf,
@@ -24,6 +26,7 @@ use self::{
         summary_lines, thousands, training_of,
     },
     stack::{Stack, start_stack},
+    summary::write_summary,
 };
 
 #[derive(clap::Args, Clone)]
@@ -74,6 +77,10 @@ pub struct RunArgs {
     /// Where run files go: the S3 server's objects and the functions' logs.
     #[arg(long, default_value = ".appraise")]
     pub work_dir: PathBuf,
+    /// After the run, write what each stage did to this JSON file: invocations, wall and CPU
+    /// seconds, rows in and out, peak memory, rows per second, and each training's report.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
 }
 
 /// The bucket the harness uses.
@@ -82,6 +89,15 @@ pub(crate) const BUCKET: &str = "appraise";
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number, got {}", args.scale);
+    }
+    if let Some(path) = &args.summary_json {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|dir| !dir.is_dir()) {
+            bail!(
+                "--summary-json {}: its directory does not exist",
+                path.display()
+            );
+        }
     }
     let started = Instant::now();
     let run_dir = args.work_dir.join(format!(
@@ -103,6 +119,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(Duration::from_millis(120));
     // Seconds the harness spent on each batch, from ingest to promote.
     let mut seconds: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
+    // Every training's report, for --summary-json.
+    let mut trainings: Vec<TrainReport> = Vec::new();
     let mut firing = 0u32;
     loop {
         if args.max_firings.is_some_and(|max| firing >= max) {
@@ -131,7 +149,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         match &report.ingest {
             IngestReport::Stored(stored) => {
-                let batch = follow_batch(&client, &spinner, &mut stack, stored).await?;
+                let batch =
+                    follow_batch(&client, &spinner, &mut stack, stored, &mut trainings).await?;
                 seconds.insert(batch, tick_started.elapsed().as_secs_f64());
             }
             IngestReport::Exhausted => {
@@ -159,7 +178,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     spinner.finish_and_clear();
-    print_ending(&stack, &seconds, started.elapsed()).await?;
+    let elapsed = started.elapsed();
+    print_ending(&stack, &seconds, elapsed).await?;
+    if let Some(path) = &args.summary_json {
+        write_summary(path, &stack, trainings, elapsed.as_secs_f64()).await?;
+        println!("summary of each stage in {}", path.display());
+    }
     show_predictor(&client, &stack.predict.url()).await?;
     // Informational: a failed GET is reported, and the run's outcome stands.
     if let Err(error) = show_runs(&client, &stack.predict.url()).await {
@@ -188,12 +212,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Follows a stored batch through the pipeline: ingest's line, then process, train and promote
-/// as each answers its announcement. Returns the batch's number.
+/// as each answers its announcement. Returns the batch's number; a training's report is added
+/// to `trainings`.
 async fn follow_batch(
     client: &reqwest::Client,
     spinner: &ProgressBar,
     stack: &mut Stack,
     stored: &StoredBatch,
+    trainings: &mut Vec<TrainReport>,
 ) -> anyhow::Result<i64> {
     let batch = i64::from(stored.batch_number);
     say(
@@ -227,6 +253,9 @@ async fn follow_batch(
         await_stage(client, spinner, stack, Stage::Train, &clean_manifest).await?;
     for report_line in describe_training(batch, &trained) {
         say(spinner, report_line);
+    }
+    if matches!(trained, TrainReport::Trained { .. }) {
+        trainings.push(trained);
     }
     if let Some(training_id) = training_of(&stack.db, batch).await? {
         spinner.set_message(format!("promote is judging training {training_id}"));

@@ -191,6 +191,8 @@ async fn main_job_in(work_dir: &std::path::Path, args: &[&str]) -> (bool, String
 
 #[tokio::test]
 async fn the_main_job_drains_the_source_and_reports_every_batch() {
+    let summary_dir = tempfile::tempdir().unwrap();
+    let summary_path = summary_dir.path().join("summary.json");
     let (success, stdout, stderr) = main_job(&[
         "--scale",
         "0.01",
@@ -198,9 +200,14 @@ async fn the_main_job_drains_the_source_and_reports_every_batch() {
         "400",
         "--later-sample",
         "50",
+        "--summary-json",
+        summary_path.to_str().unwrap(),
     ])
     .await;
     assert!(success, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    check_run_summary(&summary, &stdout);
     for batch in 0..=5 {
         assert!(
             stdout.contains(&format!("ingest   batch {batch:>3}")),
@@ -285,6 +292,101 @@ async fn the_main_job_drains_the_source_and_reports_every_batch() {
         stdout.lines().any(|l| l.trim_start().starts_with("total")),
         "{stdout}"
     );
+}
+
+/// `--summary-json`'s file agrees with the console: the rows of the summary table's total line,
+/// one run per batch in each stage, a promote per training, and every function's memory and
+/// rate measured.
+fn check_run_summary(summary: &serde_json::Value, stdout: &str) {
+    let total: Vec<u64> = stdout
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap_or_else(|| panic!("no total line:\n{stdout}"))
+        .split_whitespace()
+        .skip(1)
+        .take(5)
+        .map(|figure| figure.replace(',', "").parse().unwrap())
+        .collect();
+    let &[received, sampled, _flagged, _stored, kept] = &total[..] else {
+        panic!("{total:?}")
+    };
+    let stages = summary["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["source", "ingest", "process", "train", "promote"]);
+    let stage = |name: &str| stages.iter().find(|s| s["stage"] == name).unwrap();
+    let trainings = summary["trainings"].as_array().unwrap();
+    assert_eq!(
+        trainings.len(),
+        stdout.matches("  trained (training ").count(),
+        "{summary}"
+    );
+    assert!(!trainings.is_empty(), "{summary}");
+    // What the stages recorded is what the console's summary table shows.
+    assert_eq!(summary["rows_planned"], received, "{summary}");
+    assert_eq!(stage("source")["rows_out"], received, "{summary}");
+    assert_eq!(stage("ingest")["rows_in"], received, "{summary}");
+    assert_eq!(stage("ingest")["rows_out"], sampled, "{summary}");
+    assert_eq!(stage("process")["rows_in"], sampled, "{summary}");
+    assert_eq!(stage("process")["rows_out"], kept, "{summary}");
+    let trained_rows: u64 = trainings
+        .iter()
+        .map(|t| {
+            ["rows_train", "rows_validation", "rows_test"]
+                .iter()
+                .map(|field| t[field].as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(stage("train")["rows_in"], trained_rows, "{summary}");
+    for (name, invocations) in [
+        ("source", 6),
+        ("ingest", 6),
+        ("process", 6),
+        ("train", 6),
+        ("promote", trainings.len() as u64),
+    ] {
+        let stage = stage(name);
+        assert_eq!(stage["invocations"], invocations, "{name}: {stage}");
+        assert!(
+            stage["peak_rss_bytes"].as_u64().unwrap() > 1_000_000,
+            "{name}: {stage}"
+        );
+        assert!(
+            stage["cpu_seconds"].as_f64().unwrap() >= 0.0,
+            "{name}: {stage}"
+        );
+        assert!(
+            stage["rows_per_cpu_second"]
+                .as_f64()
+                .is_none_or(|r| r > 0.0),
+            "{name}: {stage}"
+        );
+        if name == "source" {
+            assert!(stage["wall_seconds"].is_null(), "{stage}");
+            continue;
+        }
+        let wall = stage["wall_seconds"].as_f64().unwrap();
+        let rows = stage["rows_in"].as_f64().unwrap();
+        assert!(wall > 0.0 && rows > 0.0, "{name}: {stage}");
+        let rate = stage["rows_per_second"].as_f64().unwrap();
+        assert!((rate - rows / wall).abs() <= 1e-6 * rate, "{name}: {stage}");
+    }
+    for training in trainings {
+        let algorithms: Vec<&str> = training["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert!(c["fit_seconds"].as_f64().unwrap() >= 0.0, "{c}");
+                assert!(c["test"]["rmse"].as_f64().unwrap() > 0.0, "{c}");
+                c["algorithm"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(algorithms.len(), 3, "{training}");
+    }
 }
 
 #[tokio::test]
