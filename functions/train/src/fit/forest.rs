@@ -48,14 +48,13 @@ struct Binned {
 }
 
 impl Binned {
-    fn new(x: &Matrix, max_bins: usize) -> Binned {
-        let mut bins = vec![0u8; x.rows * x.cols];
-        let mut edges = Vec::with_capacity(x.cols);
-        let mut column: Vec<f64> = Vec::with_capacity(x.rows);
-        for f in 0..x.cols {
-            column.clear();
-            column.extend((0..x.rows).map(|i| x.data[i * x.cols + f]));
-            column.sort_by(f64::total_cmp);
+    /// Bins every feature of `x`, the features shared out over `threads` threads (sorting a
+    /// million values of each is most of the work).
+    fn new(x: &Matrix, max_bins: usize, threads: usize) -> Binned {
+        let bin_feature = |f: usize| -> (Vec<f64>, Vec<u8>) {
+            let value = |i: usize| x.data[i * x.cols + f];
+            let mut column: Vec<f64> = (0..x.rows).map(value).collect();
+            column.sort_unstable_by(f64::total_cmp);
             column.dedup();
             let feature_edges: Vec<f64> = if column.len() <= max_bins {
                 column
@@ -72,9 +71,37 @@ impl Binned {
                 chosen.dedup();
                 chosen
             };
-            for i in 0..x.rows {
-                let value = x.data[i * x.cols + f];
-                bins[i * x.cols + f] = feature_edges.partition_point(|&edge| edge < value) as u8;
+            let bins = (0..x.rows)
+                .map(|i| {
+                    let value = value(i);
+                    feature_edges.partition_point(|&edge| edge < value) as u8
+                })
+                .collect();
+            (feature_edges, bins)
+        };
+        let threads = threads.clamp(1, x.cols.max(1));
+        let mut binned_columns: Vec<(usize, (Vec<f64>, Vec<u8>))> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|worker| {
+                    scope.spawn(move || {
+                        (worker..x.cols)
+                            .step_by(threads)
+                            .map(|f| (f, bin_feature(f)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a binning thread panicked"))
+                .collect()
+        });
+        binned_columns.sort_by_key(|(f, _)| *f);
+        let mut bins = vec![0u8; x.rows * x.cols];
+        let mut edges = Vec::with_capacity(x.cols);
+        for (f, (feature_edges, column)) in binned_columns {
+            for (i, bin) in column.into_iter().enumerate() {
+                bins[i * x.cols + f] = bin;
             }
             edges.push(feature_edges);
         }
@@ -110,13 +137,13 @@ pub fn fit_forest(x: &Matrix, y: &[f64], params: ForestParams) -> Result<Forest,
     if !(2..=256).contains(&params.max_bins) {
         return Err(ForestError::BadParams("max_bins must be in 2..=256"));
     }
-    let binned = Binned::new(x, params.max_bins);
     let threads = if params.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         params.threads
-    }
-    .min(params.trees);
+    };
+    let binned = Binned::new(x, params.max_bins, threads);
+    let threads = threads.min(params.trees);
     let mut trees: Vec<(usize, Tree)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|worker| {

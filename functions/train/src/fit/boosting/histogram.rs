@@ -22,28 +22,40 @@ pub(super) struct Binned {
 }
 
 impl Binned {
-    pub(super) fn new(x: &Matrix) -> Binned {
+    /// Bins every feature of `x`, the features in parallel on `pool` (sorting a million values
+    /// of each is most of the work).
+    pub(super) fn new(x: &Matrix, pool: &rayon::ThreadPool) -> Binned {
+        use rayon::prelude::*;
+
+        let binned_columns: Vec<(Vec<f32>, Vec<u8>)> = pool.install(|| {
+            (0..x.cols)
+                .into_par_iter()
+                .map(|f| {
+                    let value = |i: usize| x.data[i * x.cols + f] as f32;
+                    let mut sorted: Vec<f32> =
+                        (0..x.rows).map(value).filter(|v| !v.is_nan()).collect();
+                    sorted.sort_unstable_by(f32::total_cmp);
+                    let feature_cuts = quantile_cuts(&sorted);
+                    // NaN compares false: bin 0, which every split sends left.
+                    let column = (0..x.rows)
+                        .map(|i| {
+                            let value = value(i);
+                            feature_cuts.partition_point(|&cut| cut <= value) as u8
+                        })
+                        .collect();
+                    (feature_cuts, column)
+                })
+                .collect()
+        });
         let mut bins = vec![0u8; x.rows * x.cols];
-        let mut columns = vec![0u8; x.rows * x.cols];
+        let mut columns = Vec::with_capacity(x.rows * x.cols);
         let mut cuts = Vec::with_capacity(x.cols);
         let mut offsets = vec![0];
-        let mut column: Vec<f32> = Vec::with_capacity(x.rows);
-        for f in 0..x.cols {
-            column.clear();
-            column.extend(
-                (0..x.rows)
-                    .map(|i| x.data[i * x.cols + f] as f32)
-                    .filter(|v| !v.is_nan()),
-            );
-            column.sort_by(f32::total_cmp);
-            let feature_cuts = quantile_cuts(&column);
-            for i in 0..x.rows {
-                let value = x.data[i * x.cols + f] as f32;
-                // NaN compares false: bin 0, which every split sends left.
-                let bin = feature_cuts.partition_point(|&cut| cut <= value) as u8;
+        for (f, (feature_cuts, column)) in binned_columns.into_iter().enumerate() {
+            for (i, &bin) in column.iter().enumerate() {
                 bins[i * x.cols + f] = bin;
-                columns[f * x.rows + i] = bin;
             }
+            columns.extend_from_slice(&column);
             offsets.push(offsets[f] + feature_cuts.len() + 1);
             cuts.push(feature_cuts);
         }
@@ -75,8 +87,15 @@ fn quantile_cuts(sorted: &[f32]) -> Vec<f32> {
         .collect();
     cuts.dedup();
     // Few distinct values: every one of them is a cut (quantiles may have skipped some).
-    let mut distinct: Vec<f32> = sorted.to_vec();
-    distinct.dedup();
+    let mut distinct: Vec<f32> = Vec::with_capacity(MAX_BINS + 1);
+    for &value in sorted {
+        if distinct.last() != Some(&value) {
+            distinct.push(value);
+            if distinct.len() > MAX_BINS {
+                break;
+            }
+        }
+    }
     if distinct.len() <= MAX_BINS {
         cuts = distinct[1..].to_vec();
     }

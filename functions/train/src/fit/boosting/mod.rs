@@ -105,15 +105,16 @@ fn boost(
     if params.max_depth == 0 || params.max_depth > 30 {
         return Err(BoostingError::BadParams("max_depth must be in 1..=30"));
     }
-    let binned = Binned::new(x);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|error| BoostingError::Threads(error.to_string()))?;
+    let binned = Binned::new(x, &pool);
     let labels: Vec<f32> = y.iter().map(|&v| v as f32).collect();
     let base_score = (y.iter().sum::<f64>() / y.len() as f64) as f32;
     let grower = Grower {
         binned: &binned,
-        pool: rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-            .map_err(|error| BoostingError::Threads(error.to_string()))?,
+        pool,
         params,
         spare: Mutex::new(Vec::new()),
     };

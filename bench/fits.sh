@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Model fits at scale against the Python peer, same machine, same run, same rows, alternating:
+# for each size, the peer's train.py (its own 8 features, `--test-csv --params seed`) and
+# appraise's compare_peer example (its 16 features) on the same training and test rows, then
+# XGBoost 3.x `hist` (bench/fit_matrix.py) and appraise's booster on one and the same exported
+# feature matrix. Prints a table with each pair's ratio and writes it to $BENCH_OUT/fits.md.
+#
+#   bash bench/fits.sh              # PEER=../shared/bench/peer (where the peer's scripts are)
+#
+# The peer is not in this repository: see bench/README.md for where it comes from. Its setup.sh
+# makes the virtualenv ($PEER_VENV, default /tmp/peer-venv) with scikit-learn and XGBoost.
+# Knobs:
+#   SIZES ["400000 1000000"]  training rows wanted (approximately: the peer's cleaning keeps
+#                             about 2 rows in 5 of its generator's, and 80 % of those train)
+#   ROUNDS [2]                alternations per size (peer, appraise, peer, appraise, ...)
+#   BENCH_OUT [/tmp/appraise-fits]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEER_DIR="${PEER:-../shared/bench/peer}"
+if [ ! -f "$PEER_DIR/train.py" ]; then
+  echo "bench/fits.sh: the peer's scripts are not at $PEER_DIR (set PEER=...; see bench/README.md)" >&2
+  exit 2
+fi
+PEER_DIR="$(cd "$PEER_DIR" && pwd)"
+read -r -a SIZES <<<"${SIZES:-400000 1000000}"
+ROUNDS="${ROUNDS:-2}"
+OUT="${BENCH_OUT:-/tmp/appraise-fits}"
+export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
+[ -x "$PEER_VENV/bin/python" ] || bash "$PEER_DIR/setup.sh"
+PY="$PEER_VENV/bin/python"
+[ -x /usr/bin/time ] || {
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get install -y -qq time
+}
+mkdir -p "$OUT"
+
+cargo build --release --locked -p appraise-train --example compare_peer
+APPRAISE="target/release/examples/compare_peer"
+
+# Runs a command under /usr/bin/time; its peak RSS (KiB) goes to FILE.rss, its output to FILE.
+timed() {
+  local file="$1"
+  shift
+  /usr/bin/time -f '%M' -o "$file.rss" "$@" >"$file" 2>"$file.err" || {
+    echo "failed ($?): $*; see $file.err" >&2
+    return 1
+  }
+}
+
+for rows in "${SIZES[@]}"; do
+  raw=$((rows * 5 / 2))
+  train="$OUT/train-$rows.csv"
+  test="$OUT/test-$rows.csv"
+  if [ ! -f "$train" ]; then
+    echo "generating $raw listings for about $rows training rows"
+    "$PY" "$PEER_DIR/gen_data.py" "$raw" "$OUT/raw-$rows.csv" --seed 42
+    "$PY" bench/split_for_peer.py "$OUT/raw-$rows.csv" "$train" "$test"
+    rm -f "$OUT/raw-$rows.csv"
+  fi
+  "$APPRAISE" "$train" "$test" --export-matrix "$OUT/matrix-$rows" --boosting 0 >/dev/null
+  for round in $(seq "$ROUNDS"); do
+    echo "$rows rows, round $round: the peer's train.py"
+    timed "$OUT/peer-$rows-$round.log" "$PY" "$PEER_DIR/train.py" "$train" --test-csv "$test" \
+      --params seed --json-out "$OUT/peer-$rows-$round.json" --model-out "$OUT/peer-model.joblib" ||
+      echo '{"failed": true}' >"$OUT/peer-$rows-$round.json"
+    echo "$rows rows, round $round: appraise"
+    timed "$OUT/appraise-$rows-$round.jsonl" "$APPRAISE" "$train" "$test" --json || true
+    echo "$rows rows, round $round: XGBoost and appraise's booster on the same matrix"
+    timed "$OUT/xgboost-$rows-$round.json" "$PY" bench/fit_matrix.py xgboost \
+      "$OUT/matrix-$rows-train.csv" "$OUT/matrix-$rows-test.csv" || true
+    timed "$OUT/booster-$rows-$round.jsonl" "$APPRAISE" "$train" "$test" --boosting 1 --json || true
+  done
+done
+rm -f "$OUT/peer-model.joblib"
+
+python3 bench/fits_report.py "$OUT" "${SIZES[@]}" --rounds "$ROUNDS" | tee "$OUT/fits.md"
