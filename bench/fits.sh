@@ -13,6 +13,7 @@
 #   SIZES ["400000 1000000"]  training rows wanted (approximately: the peer's cleaning keeps
 #                             about 2 rows in 5 of its generator's, and 80 % of those train)
 #   ROUNDS [2]                alternations per size (peer, appraise, peer, appraise, ...)
+#   BOOSTER_ROUNDS [5]        alternations of XGBoost and the booster on the same matrix
 #   BENCH_OUT [/tmp/appraise-fits]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ fi
 PEER_DIR="$(cd "$PEER_DIR" && pwd)"
 read -r -a SIZES <<<"${SIZES:-400000 1000000}"
 ROUNDS="${ROUNDS:-2}"
+BOOSTER_ROUNDS="${BOOSTER_ROUNDS:-5}"
 OUT="${BENCH_OUT:-/tmp/appraise-fits}"
 export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
 [ -x "$PEER_VENV/bin/python" ] || bash "$PEER_DIR/setup.sh"
@@ -65,6 +67,9 @@ for rows in "${SIZES[@]}"; do
       echo '{"failed": true}' >"$OUT/peer-$rows-$round.json"
     echo "$rows rows, round $round: appraise"
     timed "$OUT/appraise-$rows-$round.jsonl" "$APPRAISE" "$train" "$test" --json || true
+  done
+  # The boosted trees take seconds: more alternations for the same time.
+  for round in $(seq "$BOOSTER_ROUNDS"); do
     echo "$rows rows, round $round: XGBoost and appraise's booster on the same matrix"
     timed "$OUT/xgboost-$rows-$round.json" "$PY" bench/fit_matrix.py xgboost \
       "$OUT/matrix-$rows-train.csv" "$OUT/matrix-$rows-test.csv" || true
@@ -73,4 +78,5 @@ for rows in "${SIZES[@]}"; do
 done
 rm -f "$OUT/peer-model.joblib"
 
-python3 bench/fits_report.py "$OUT" "${SIZES[@]}" --rounds "$ROUNDS" | tee "$OUT/fits.md"
+python3 bench/fits_report.py "$OUT" "${SIZES[@]}" --rounds "$ROUNDS" \
+  --booster-rounds "$BOOSTER_ROUNDS" | tee "$OUT/fits.md"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns the files bench/fits.sh writes into its markdown table (standard library only).
 
-Usage: fits_report.py OUT SIZE [SIZE ...] --rounds N
+Usage: fits_report.py OUT SIZE [SIZE ...] --rounds N --booster-rounds M
 
 Per size and model: the peer's and appraise's fit seconds round by round, the ratio of each
 pair (appraise / peer, round k against round k), test RMSE, and each process's peak RSS.
@@ -56,6 +56,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("sizes", nargs="+")
     parser.add_argument("--rounds", type=int, required=True)
+    parser.add_argument("--booster-rounds", type=int, required=True)
     a = parser.parse_args()
     rounds = range(1, a.rounds + 1)
     print("| training rows | model | peer | peer fit s | appraise fit s | appraise / peer per pair "
@@ -87,7 +88,7 @@ def main():
                   f"| {cell(our_rmse, 0)} | {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
         # XGBoost against the booster on the same exported matrix.
         peer_fit, our_fit, ratios, peer_rmse, our_rmse, peer_rss, our_rss = ([] for _ in range(7))
-        for k in rounds:
+        for k in range(1, a.booster_rounds + 1):
             xgb = read_json(base.format("xgboost", k) + ".json")
             ours_line = appraise_fit(read_json_lines(base.format("booster", k) + ".jsonl"), "xgboost")
             peer_fit.append(xgb and xgb["fit_seconds"])

@@ -16,6 +16,13 @@
 //! this is far faster than column-by-column bins, which win only slightly on small sets, where
 //! a column fits in cache (the figures are in bench/README.md).
 //!
+//! Three things keep a tree's passes few and in order (profiled at 400k and 1M rows, figures
+//! in bench/README.md, "Fits at scale"): the bootstrap is a count per row, so only the ~63 %
+//! distinct rows are visited; only the smaller child of a split gets a pass, the larger's
+//! histogram being its parent's minus the smaller's; and the partition is stable, so a node's
+//! rows stay in row order and every pass reads the bins front to back. Together they took the
+//! 400k-row fit from 34.6 to about 3 CPU-seconds, with the same trees.
+//!
 //! Tree `t` is grown from its own seeded generator, so a forest is the same whatever the
 //! number of threads. A fitted forest keeps only thresholds in feature units: predicting needs
 //! no bins.

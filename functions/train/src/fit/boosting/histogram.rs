@@ -179,9 +179,11 @@ fn fill_histogram(histogram: &mut [[f64; 2]], binned: &Binned, gradients: &[f32]
     let cols = binned.cols;
     let offsets = &binned.offsets[..cols];
     for (at, &row) in rows.iter().enumerate() {
-        // Rows are scattered once a node is split: ask for a row's bins well before its turn.
+        // Rows are scattered once a node is split: ask for a row's bins and gradient well before
+        // its turn.
         if let Some(&ahead) = rows.get(at + PREFETCH_DISTANCE) {
             prefetch(&binned.bins[ahead as usize * cols]);
+            prefetch(&gradients[ahead as usize]);
         }
         let row = row as usize;
         let gradient = f64::from(gradients[row]);
