@@ -13,11 +13,11 @@ use crate::api::World;
 const ROWS: usize = 10_000;
 /// Requests sent one after another, then clients sending [`PER_CLIENT`] each at once.
 const SEQUENTIAL: usize = 6;
-const CLIENTS: usize = 3;
+const CLIENTS: usize = 4;
 const PER_CLIENT: usize = 2;
 /// How much more the predictor may hold once the batches are answered and logged than before
-/// them. The unfixed predictor kept 60–100 MiB here (each 10,000-row request peaks at ~20 MiB);
-/// the fixed one keeps a few MiB (what the inference log's buffer and the connections grew to).
+/// them. Without `functions/predict/src/memory.rs` it kept 30–31 MiB more here (debug build,
+/// 2026-12-01); with it, 2–3 MiB.
 const MAX_GROWTH_MIB: u64 = 16;
 
 /// A batch body of `rows` seed-shaped listings, varied as real ones are.
