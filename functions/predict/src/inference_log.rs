@@ -7,7 +7,9 @@
 //! PostgreSQL. The writer is not woken per request: at tens of thousands of predictions a
 //! second, a wake-up per entry would cost more than the prediction. When the buffer is full
 //! (the database cannot keep up) or a batch fails to write, entries are dropped and counted in
-//! `inference_log_dropped_total`, so the loss is visible rather than silent.
+//! `inference_log_dropped_total`, so the loss is visible rather than silent. Once it has written
+//! a buffer as long as a large batch leaves, the freed memory is given back to the system
+//! ([`crate::memory`]).
 //!
 //! On Lambda there is no writer task: a frozen execution environment would hold the entries
 //! until its next invocation, or lose them when it is shut down. [`InferenceLog::on_demand`]
