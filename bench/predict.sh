@@ -8,25 +8,42 @@
 #
 # Needs the peer's virtualenv and wrk (its setup.sh makes both) and a release build. Knobs:
 #   PEER [../shared/bench/peer]  BENCH_OUT [/tmp/appraise-bench]  DURATION [20]  CONCS [16,64]
+#
+#   bash bench/predict.sh memory     # the predictor's RSS around 10,000-row batch requests
+#
+# Only appraise (no peer): bench/predict_memory.py sends 10,000-row /predict/batch bodies,
+# sequentially then from concurrent clients, and prints VmRSS at idle, at its peak and 1 s and
+# 10 s after each phase. Knobs: PREDICT_BINS [target/release/predict] (predict binaries to
+# measure one after another, e.g. an older build too), ROWS [10000], SEQUENTIAL [20],
+# CLIENTS [4], PER_CLIENT [5].
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PEER="$(cd "${PEER:-../shared/bench/peer}" && pwd)"
+MODE="${1:-compare}"
 OUT="${BENCH_OUT:-/tmp/appraise-bench}"
-DURATION="${DURATION:-20}"
-CONCS="${CONCS:-16,64}"
-export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
 mkdir -p "$OUT"
-[ -x "$PEER_VENV/bin/python" ] && command -v wrk >/dev/null || bash "$PEER/setup.sh"
-PY="$PEER_VENV/bin/python"
-
-cargo build --release --locked --workspace --bins
 ROOT="$(pwd)"
+if [ "$MODE" = memory ]; then
+  cargo build --release --locked -p appraise-local -p appraise-predict
+elif [ "$MODE" = compare ]; then
+  PEER="$(cd "${PEER:-../shared/bench/peer}" && pwd)"
+  DURATION="${DURATION:-20}"
+  CONCS="${CONCS:-16,64}"
+  export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
+  [ -x "$PEER_VENV/bin/python" ] && command -v wrk >/dev/null || bash "$PEER/setup.sh"
+  PY="$PEER_VENV/bin/python"
+  cargo build --release --locked --workspace --bins
+else
+  echo "usage: bash bench/predict.sh [memory]" >&2
+  exit 2
+fi
 
-# The peer's model: its train.py on its generated 145,000-row batch.
-PEER_MODEL="$OUT/peer_model_145000.joblib"
-if [ ! -f "$PEER_MODEL" ]; then
-  "$PY" "$PEER/gen_data.py" 145000 "$OUT/peer_data_145000.csv" --seed 42
-  "$PY" "$PEER/train.py" "$OUT/peer_data_145000.csv" --model-out "$PEER_MODEL" --params seed
+if [ "$MODE" = compare ]; then
+  # The peer's model: its train.py on its generated 145,000-row batch.
+  PEER_MODEL="$OUT/peer_model_145000.joblib"
+  if [ ! -f "$PEER_MODEL" ]; then
+    "$PY" "$PEER/gen_data.py" 145000 "$OUT/peer_data_145000.csv" --seed 42
+    "$PY" "$PEER/train.py" "$OUT/peer_data_145000.csv" --model-out "$PEER_MODEL" --params seed
+  fi
 fi
 
 # appraise: the main job with the default plan, kept serving, so PostgreSQL and the bucket
@@ -42,6 +59,17 @@ for _ in $(seq 600); do
 done
 grep -E "production model|predictor:" "$OUT/run.log"
 ENV_FILE="$(ls "$OUT"/run/run-*/functions.env | tail -1)"
+
+if [ "$MODE" = memory ]; then
+  for bin in ${PREDICT_BINS:-target/release/predict}; do
+    bin="$(realpath "$bin")"
+    python3 bench/predict_memory.py --port 18082 --label "$bin" \
+      --rows "${ROWS:-10000}" --sequential "${SEQUENTIAL:-20}" \
+      --clients "${CLIENTS:-4}" --per-client "${PER_CLIENT:-5}" -- \
+      bash -c "set -a; . '$ENV_FILE'; set +a; PORT=18082 HOST=127.0.0.1 exec '$bin'"
+  done
+  exit 0
+fi
 
 B=(python3 "$PEER/benchlib.py")
 "${B[@]}" server --name appraise --port 18081 --out "$OUT/appraise.json" \

@@ -120,8 +120,22 @@ impl FunctionProcess {
     /// The most resident memory the process has used so far (Linux's VmHWM), in bytes; `None`
     /// where `/proc` cannot tell.
     pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.memory_status("VmHWM")
+    }
+
+    /// The memory the process holds resident now (Linux's VmRSS), in bytes; `None` where
+    /// `/proc` cannot tell.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.memory_status("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/<pid>/status`, in bytes.
+    fn memory_status(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }

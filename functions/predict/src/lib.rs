@@ -29,6 +29,9 @@
 //!   reports, drift in served inputs, the runs grid), fed by `GET /api/models`,
 //!   `GET /api/drift`, `GET /drift/predictions` and `GET /runs`.
 //!
+//! The process gives back the memory a large batch took once it is answered, by fixing
+//! glibc's mmap threshold at start ([`memory`]).
+//!
 //! Every prediction is logged to PostgreSQL off the request path ([`inference_log`]). Bad input
 //! gets a 4xx naming each field and the reason; the server never answers 5xx for it. Every
 //! error is an [`ApiError`], which renders its status and JSON body itself.
@@ -65,6 +68,7 @@ pub mod history;
 pub mod inference_log;
 pub mod input_drift;
 pub mod lineage;
+pub mod memory;
 pub mod model_slot;
 pub mod oip;
 pub mod pipeline_gauges;

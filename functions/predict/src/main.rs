@@ -7,12 +7,17 @@ use std::time::Duration;
 use appraise_core::{db, objects::ObjectStore, platform, runtime, telemetry};
 use appraise_mlflow::Mirror;
 use appraise_predict::{
-    Predictor, config::PredictConfig, input_drift, lambda_router, pipeline_gauges, router,
+    Predictor, config::PredictConfig, input_drift, lambda_router, memory, pipeline_gauges, router,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before any request: large batches' buffers then go back to the system when freed.
+    let bounded = memory::bound_allocator_retention();
     telemetry::init("predict");
+    if !bounded {
+        tracing::debug!("the allocator's mmap threshold was left as it is (not glibc)");
+    }
     let config = PredictConfig::from_env().await?;
     let pool = db::pool_from_env().await?;
     let objects = ObjectStore::from_env()?;

@@ -20,19 +20,19 @@ const TOKEN: &str = "test-reload-token";
 /// Requests each load-generating worker sends at least, however slow the machine.
 const REQUESTS_PER_WORKER: u32 = 10;
 
-struct World {
-    db: DbPool,
+pub(crate) struct World {
+    pub(crate) db: DbPool,
     objects: ObjectStore,
     production: String,
-    predict: FunctionProcess,
-    client: reqwest::Client,
+    pub(crate) predict: FunctionProcess,
+    pub(crate) client: reqwest::Client,
     /// The predictor's environment, for starting another replica.
     env: Vec<(String, String)>,
     _s3: S3Server,
 }
 
 impl World {
-    async fn start() -> World {
+    pub(crate) async fn start() -> World {
         let (db_url, db) = fixtures::fresh_database().await.unwrap();
         let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
         let production = crate::support::seed_production_model(&db, &objects)
@@ -65,7 +65,7 @@ impl World {
         panic!("the predictor never became ready");
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.predict.url())
     }
 
