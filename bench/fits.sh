@@ -11,7 +11,8 @@
 # makes the virtualenv ($PEER_VENV, default /tmp/peer-venv) with scikit-learn and XGBoost.
 # Knobs:
 #   SIZES ["400000 1000000"]  training rows wanted (approximately: the peer's cleaning keeps
-#                             about 2 rows in 5 of its generator's, and 80 % of those train)
+#                             about half of its generator's rows and 80 % of those train, so
+#                             2 training rows for 5 generated)
 #   ROUNDS [2]                alternations per size (peer, appraise, peer, appraise, ...)
 #   BOOSTER_ROUNDS [5]        alternations of XGBoost and the booster on the same matrix
 #   BENCH_OUT [/tmp/appraise-fits]
@@ -30,10 +31,8 @@ OUT="${BENCH_OUT:-/tmp/appraise-fits}"
 export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
 [ -x "$PEER_VENV/bin/python" ] || bash "$PEER_DIR/setup.sh"
 PY="$PEER_VENV/bin/python"
-[ -x /usr/bin/time ] || {
-  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get install -y -qq time
-}
+# shellcheck source=bench/gnu-time.sh
+source bench/gnu-time.sh
 mkdir -p "$OUT"
 
 cargo build --release --locked -p appraise-train --example compare_peer

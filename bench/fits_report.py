@@ -83,7 +83,7 @@ def main():
                 if model and ours_line:
                     ratios.append(ours_line["fit_seconds"] / model["fit_seconds"])
             median = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
-            print(f"| {rows or size:,} | {ours} | train.py (8 features) | {cell(peer_fit)} "
+            print(f"| {rows or int(size):,} | {ours} | train.py (8 features) | {cell(peer_fit)} "
                   f"| {cell(our_fit)} | {cell(ratios)} | {median} | {cell(peer_rmse, 0)} "
                   f"| {cell(our_rmse, 0)} | {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
         # XGBoost against the booster on the same exported matrix.
@@ -100,7 +100,7 @@ def main():
             if xgb and ours_line:
                 ratios.append(ours_line["fit_seconds"] / xgb["fit_seconds"])
         median = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
-        print(f"| {rows or size:,} | xgboost (same matrix) | XGBoost hist, 16 features | {cell(peer_fit)} "
+        print(f"| {rows or int(size):,} | xgboost (same matrix) | XGBoost hist, 16 features | {cell(peer_fit)} "
               f"| {cell(our_fit)} | {cell(ratios)} | {median} | {cell(peer_rmse, 0)} "
               f"| {cell(our_rmse, 0)} | {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
 

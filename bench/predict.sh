@@ -31,7 +31,7 @@ elif [ "$MODE" = compare ]; then
   export PEER_VENV="${PEER_VENV:-/tmp/peer-venv}"
   [ -x "$PEER_VENV/bin/python" ] && command -v wrk >/dev/null || bash "$PEER/setup.sh"
   PY="$PEER_VENV/bin/python"
-  cargo build --release --locked --workspace --bins
+  cargo build --release --locked --workspace --bins --exclude appraise-bench-libs
 else
   echo "usage: bash bench/predict.sh [memory]" >&2
   exit 2

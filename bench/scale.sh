@@ -36,13 +36,10 @@ done
 MIN_NEW_ROWS="${MIN_NEW_ROWS:-$((ROWS * 55 / 100))}"
 
 # GNU time, for the peer's wall time and peak memory (even when it is killed).
-if [ ! -x /usr/bin/time ]; then
-  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time
-fi
+# shellcheck source=bench/gnu-time.sh
+source bench/gnu-time.sh
 
-cargo build --release --locked --workspace --bins
+cargo build --release --locked --workspace --bins --exclude appraise-bench-libs
 
 rm -rf "$OUT/run" "$OUT/export" "$OUT/summary.json" "$OUT"/peer.* "$OUT/peer-model.joblib"
 mkdir -p "$OUT"

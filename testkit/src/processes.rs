@@ -131,26 +131,13 @@ impl FunctionProcess {
 
     /// A `kB` line of `/proc/<pid>/status`, in bytes.
     fn memory_status(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
-        let line = status.lines().find(|l| {
-            l.strip_prefix(field)
-                .is_some_and(|rest| rest.starts_with(':'))
-        })?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        appraise_core::proc_stats::status_bytes(&self.child.id()?.to_string(), field)
     }
 
-    /// CPU seconds the process has used so far, user and system, all threads (fields 14 and
-    /// 15 of Linux's `/proc/<pid>/stat`, in clock ticks: `USER_HZ`, 100 on x86-64 and arm64);
-    /// `None` where `/proc` cannot tell.
+    /// CPU seconds the process has used so far, user and system, all threads; `None` where
+    /// `/proc` cannot tell.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
-        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        let mut fields = after_name.split_whitespace().skip(11);
-        let user: u64 = fields.next()?.parse().ok()?;
-        let system: u64 = fields.next()?.parse().ok()?;
-        Some((user + system) as f64 / 100.0)
+        appraise_core::proc_stats::cpu_seconds(&self.child.id()?.to_string())
     }
 
     /// `http://127.0.0.1:<port>`.

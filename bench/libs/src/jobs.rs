@@ -179,21 +179,7 @@ impl Stopwatch {
 }
 
 fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may hold spaces, so split after its ')'):
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |at: usize| fields.get(at).and_then(|t| t.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => (user + system) / 100.0,
-        _ => f64::NAN,
-    }
+    appraise_core::proc_stats::cpu_seconds("self").unwrap_or(f64::NAN)
 }
 
 /// Runs `job` in this process.

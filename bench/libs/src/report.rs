@@ -28,16 +28,7 @@ pub struct Measured {
 
 /// A `/proc/self/status` field in MiB (`None` off Linux).
 pub fn proc_status_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line[field.len()..]
-        .trim_start_matches(':')
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    appraise_core::proc_stats::status_bytes("self", field).map(|bytes| bytes as f64 / 1_048_576.0)
 }
 
 /// The child's side: reads the matrices, runs `job`, writes `seconds cpu_seconds rss_before

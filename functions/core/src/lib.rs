@@ -42,6 +42,7 @@ pub mod model;
 pub mod objects;
 pub mod outbox;
 pub mod platform;
+pub mod proc_stats;
 pub mod production;
 pub mod reports;
 pub mod rng;

@@ -208,12 +208,10 @@ fn process_metrics() -> String {
         return out;
     };
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-    // utime + stime are in clock ticks; Linux reports them at 100 Hz (USER_HZ).
-    if let (Some(user), Some(system)) = (field(14), field(15)) {
+    if let Some(seconds) = crate::proc_stats::cpu_seconds("self") {
         let _ = writeln!(
             out,
-            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
-            (user + system) / 100.0
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {seconds}"
         );
     }
     if let Some(rss_pages) = field(24) {

@@ -234,6 +234,28 @@ pub struct CleanListing {
 }
 
 impl CleanListing {
+    /// The row train reads back of this listing once process has stored it in batch
+    /// `batch_number`, taken on `as_of` (`appraise_core::clean::clean_rows`): for code that
+    /// makes training rows without the database (benchmarks, tests).
+    pub fn into_clean_row(self, batch_number: i32, as_of: Date) -> appraise_core::clean::CleanRow {
+        appraise_core::clean::CleanRow {
+            batch_number,
+            row_hash: self.fingerprint(),
+            price: self.price,
+            bed: f64::from(self.bed),
+            bath: f64::from(self.bath),
+            acre_lot: self.acre_lot,
+            house_size: self.house_size,
+            status: Some(self.status),
+            state: self.state,
+            city: self.city,
+            zip_code: Some(self.zip_code),
+            brokered_by: self.brokered_by,
+            prev_sold_date: self.prev_sold_date,
+            as_of,
+        }
+    }
+
     /// A 64-bit fingerprint of every field (FNV-1a over a canonical encoding): equal listings
     /// have equal fingerprints, on every machine and release.
     pub fn fingerprint(&self) -> i64 {

@@ -15,7 +15,6 @@
 use std::{path::Path, time::Instant};
 
 use appraise_core::{
-    features::{FeatureInput, FeatureSpec},
     listing::parse_date,
     model::{Matrix, metrics::Metrics},
 };
@@ -23,35 +22,18 @@ use appraise_train::{
     config::TrainConfig,
     fit::{
         boosting::fit_boosting,
-        export::{RealtorRow, read_realtor_csv, write_feature_matrix},
+        export::{read_realtor_csv, realtor_matrices, write_feature_matrix},
         fit_models,
     },
 };
 
-fn read(path: &str) -> Vec<RealtorRow> {
-    read_realtor_csv(Path::new(path)).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn inputs(rows: &[RealtorRow]) -> Vec<FeatureInput<'_>> {
+/// The training and test matrices and prices of the two CSVs, the features fitted on the
+/// training rows as the train stage fits them.
+fn matrices(train: &str, test: &str) -> (Matrix, Vec<f64>, Matrix, Vec<f64>) {
+    let read = |path: &str| read_realtor_csv(Path::new(path)).unwrap_or_else(|e| panic!("{e:#}"));
     let as_of = parse_date("2026-11-27").unwrap();
-    rows.iter().map(|r| r.input(as_of)).collect()
-}
-
-/// The training and test matrices and prices, the features fitted on the training rows as the
-/// train stage fits them.
-pub fn matrices(train: &str, test: &str) -> (Matrix, Vec<f64>, Matrix, Vec<f64>) {
-    let (train, test) = (read(train), read(test));
-    let (train_inputs, test_inputs) = (inputs(&train), inputs(&test));
-    let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
-    let test_y: Vec<f64> = test.iter().map(|r| r.price).collect();
-    let (spec, train_features) = FeatureSpec::fit_cross(&train_inputs, &train_y).unwrap();
-    let test_x = Matrix::from(
-        test_inputs
-            .iter()
-            .map(|i| spec.transform(i))
-            .collect::<Vec<_>>(),
-    );
-    (Matrix::from(train_features), train_y, test_x, test_y)
+    let [train, test] = realtor_matrices(&read(train), &read(test), as_of).unwrap();
+    (train.x, train.y, test.x, test.y)
 }
 
 /// Prints one fitted model's figures, as a table row or (`json`) a JSON line.
@@ -80,9 +62,10 @@ fn report(json: bool, algorithm: &str, fit_seconds: f64, metrics: &Metrics, trai
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let option = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .map(|at| args.get(at + 1).unwrap_or_else(|| panic!("{name} takes a value")))
+        args.iter().position(|a| a == name).map(|at| {
+            args.get(at + 1)
+                .unwrap_or_else(|| panic!("{name} takes a value"))
+        })
     };
     let json = args.iter().any(|a| a == "--json");
     let started = Instant::now();

@@ -12,10 +12,10 @@ use appraise_core::model::{boosted::BoostingParams, forest::ForestParams};
 use crate::decision::RetrainRule;
 
 /// The default of `TRAIN_WINDOW_ROWS`: one million clean rows (700,000 training rows), which
-/// all three models fit in about 100 s on two cores, by the rates measured in bench/README.md
-/// (Ridge 0.2 s, XGBoost 5.5 s, the forest 105 s on 788k training rows), in about 1.1 GB of
-/// memory: well inside a Lambda's 900 s and the train function's 4 GB (README, "How much a
-/// Lambda can train").
+/// all three models fit in under 10 s on two cores, by the rates measured in bench/README.md
+/// (on the dataset's 1,012,277 training rows: Ridge 0.08 s, XGBoost 3.5 s, the forest 8.7 s,
+/// the train function at 742 MB), in about 0.5 GB of memory: well inside a Lambda's 900 s and
+/// the train function's 4 GB (README, "How much a Lambda can train").
 pub const DEFAULT_WINDOW_ROWS: u64 = 1_000_000;
 
 /// The default of `STAGE_PENDING_WINDOW_SECS`: ten minutes.

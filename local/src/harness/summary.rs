@@ -4,7 +4,8 @@
 //! training's report (rows, and every model's fit seconds and test metrics).
 //!
 //! Wall seconds, invocations and rows come from the stages' own records in `ops.stage_runs`
-//! (each attempt's duration, measured by the function from the event's arrival to its result);
+//! (one record per stage and batch, holding the duration of its last attempt, measured by the
+//! function from the event's arrival to its result: a retried batch counts its last try only);
 //! memory and CPU from `/proc` for each function's process, read before the harness stops it.
 //! The source records no runs: its row counts what ingest received from it, and has no wall
 //! seconds of its own (its answers are inside ingest's).
@@ -37,7 +38,7 @@ pub(crate) struct StageSummary {
     pub(crate) stage: &'static str,
     /// Attempts that did the work or failed trying (the source: batches it served).
     pub(crate) invocations: u64,
-    /// The sum of the attempts' durations; `None` for the source.
+    /// The sum over batches of each one's last attempt's duration; `None` for the source.
     pub(crate) wall_seconds: Option<f64>,
     /// CPU seconds (user and system, all threads) of the function's process over its life.
     pub(crate) cpu_seconds: Option<f64>,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct ForestParams {
     pub trees: usize,
     pub max_depth: usize,
+    /// The fewest bootstrap draws a leaf may hold (repeats of a row count; scikit-learn counts
+    /// distinct rows, which differs only above 1).
     pub min_samples_leaf: usize,
     /// Fraction of the features tried at each split (1.0 = all, scikit-learn's default for
     /// regression).

@@ -11,7 +11,7 @@
 use anyhow::Context;
 use appraise_core::{
     clean::CleanRow,
-    features::{FEATURE_COUNT, FEATURE_NAMES, FeatureInput},
+    features::{FEATURE_COUNT, FEATURE_NAMES, FeatureInput, FeatureSpec},
     listing::{Status, ZipCode, parse_date},
     model::Matrix,
 };
@@ -145,6 +145,41 @@ impl RealtorRow {
     }
 }
 
+/// The training and test matrices of realtor-data rows listed on `as_of`: the features fitted
+/// on `train` (cross-fitted, as train fits them) and applied to both sides. For comparisons on
+/// the peer's rows (`compare_peer`, the bench-only `compare-libs`).
+pub fn realtor_matrices(
+    train: &[RealtorRow],
+    test: &[RealtorRow],
+    as_of: Date,
+) -> anyhow::Result<[super::LabelledMatrix; 2]> {
+    anyhow::ensure!(
+        !train.is_empty() && !test.is_empty(),
+        "need rows on both sides: {} training rows, {} test rows",
+        train.len(),
+        test.len()
+    );
+    let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
+    let (spec, train_features) = {
+        let inputs: Vec<FeatureInput<'_>> = train.iter().map(|r| r.input(as_of)).collect();
+        FeatureSpec::fit_cross(&inputs, &train_y).context("fitting the features")?
+    };
+    let test_features: Vec<_> = test
+        .iter()
+        .map(|r| spec.transform(&r.input(as_of)))
+        .collect();
+    Ok([
+        super::LabelledMatrix {
+            x: Matrix::from(train_features),
+            y: train_y,
+        },
+        super::LabelledMatrix {
+            x: Matrix::from(test_features),
+            y: test.iter().map(|r| r.price).collect(),
+        },
+    ])
+}
+
 /// Reads a realtor-data CSV (the columns [`write_realtor_csv`] writes, in any order, extra
 /// columns ignored). A missing column, or a row whose price or size is missing or not a
 /// number, is an error naming the column and the line.
@@ -191,8 +226,11 @@ pub fn read_realtor_csv(path: &std::path::Path) -> anyhow::Result<Vec<RealtorRow
     let (status, state, city, zip_code) = (status?, state?, city?, zip_code?);
     let (brokered_by, prev_sold_date) = (brokered_by?, prev_sold_date?);
     let mut rows = Vec::new();
-    for (record, line) in reader.records().zip(2u64..) {
-        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
+    for record in reader.records() {
+        // The csv error names the line of a row it cannot read.
+        let record = record.with_context(|| format!("{}: reading a row", path.display()))?;
+        // Where the record starts (a quoted field may span lines).
+        let line = record.position().map_or(0, |at| at.line());
         let text = |i: usize| Some(record.get(i)?.trim()).filter(|t| !t.is_empty());
         let number = |i: usize| text(i).and_then(|t| t.parse::<f64>().ok());
         let required = |i: usize| {

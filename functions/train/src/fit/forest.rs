@@ -16,12 +16,14 @@
 //! this is far faster than column-by-column bins, which win only slightly on small sets, where
 //! a column fits in cache (the figures are in bench/README.md).
 //!
-//! Three things keep a tree's passes few and in order (profiled at 400k and 1M rows, figures
-//! in bench/README.md, "Fits at scale"): the bootstrap is a count per row, so only the ~63 %
+//! Three things keep a tree's passes few and in order (profiled at 400k and 1M rows; figures in
+//! bench/README.md, "Fits at scale"): the bootstrap is a count per row, so only the ~63 %
 //! distinct rows are visited; only the smaller child of a split gets a pass, the larger's
 //! histogram being its parent's minus the smaller's; and the partition is stable, so a node's
-//! rows stay in row order and every pass reads the bins front to back. Together they took the
-//! 400k-row fit from 34.6 to about 3 CPU-seconds, with the same trees.
+//! rows stay in row order and every pass reads the bins front to back. The trees are the ones
+//! the drawn sample gives, up to the rounding of the sums (now added in another order). Every
+//! histogram covers all features, so that subtraction works; with `max_features < 1` a pass
+//! therefore costs all features, not only the ones tried.
 //!
 //! Tree `t` is grown from its own seeded generator, so a forest is the same whatever the
 //! number of threads. A fitted forest keeps only thresholds in feature units: predicting needs
@@ -54,11 +56,14 @@ struct Binned {
     edges: Vec<Vec<f64>>,
 }
 
+/// One feature binned: its bins' upper edges, and each row's bin.
+type BinnedFeature = (Vec<f64>, Vec<u8>);
+
 impl Binned {
     /// Bins every feature of `x`, the features shared out over `threads` threads (sorting a
     /// million values of each is most of the work).
     fn new(x: &Matrix, max_bins: usize, threads: usize) -> Binned {
-        let bin_feature = |f: usize| -> (Vec<f64>, Vec<u8>) {
+        let bin_feature = |f: usize| -> BinnedFeature {
             let value = |i: usize| x.data[i * x.cols + f];
             let mut column: Vec<f64> = (0..x.rows).map(value).collect();
             column.sort_unstable_by(f64::total_cmp);
@@ -87,7 +92,7 @@ impl Binned {
             (feature_edges, bins)
         };
         let threads = threads.clamp(1, x.cols.max(1));
-        let mut binned_columns: Vec<(usize, (Vec<f64>, Vec<u8>))> = std::thread::scope(|scope| {
+        let mut binned_columns: Vec<(usize, BinnedFeature)> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|worker| {
                     scope.spawn(move || {
@@ -158,7 +163,7 @@ pub fn fit_forest(x: &Matrix, y: &[f64], params: ForestParams) -> Result<Forest,
                 scope.spawn(move || {
                     (worker..params.trees)
                         .step_by(threads)
-                        .map(|t| (t, grow_tree(binned, x.cols, y, &params, t as u64)))
+                        .map(|t| (t, grow_tree(binned, y, &params, t as u64)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -237,7 +242,8 @@ impl Workspace<'_> {
 /// repeats gives. Only the smaller child of a split gets a pass of its own; the larger's
 /// histogram is its parent's minus the smaller's. Partitioning is stable, so a node's rows stay
 /// in row order and the passes read the bins front to back.
-fn grow_tree(binned: &Binned, cols: usize, y: &[f64], params: &ForestParams, index: u64) -> Tree {
+fn grow_tree(binned: &Binned, y: &[f64], params: &ForestParams, index: u64) -> Tree {
+    let cols = binned.cols;
     let mut rng = SplitMix64::keyed(params.seed, &[index]);
     let rows = binned.rows;
     let mut weights = vec![0u32; rows];

@@ -68,26 +68,10 @@ fn clean_rows() -> Vec<CleanRow> {
             let Ok(clean) = rules.check(&listing, false, as_of) else {
                 continue;
             };
-            let row_hash = clean.fingerprint();
-            if !seen.insert(row_hash) {
-                continue;
+            let row = clean.into_clean_row(batch_number as i32, as_of);
+            if seen.insert(row.row_hash) {
+                rows.push(row);
             }
-            rows.push(CleanRow {
-                batch_number: batch_number as i32,
-                row_hash,
-                price: clean.price,
-                bed: f64::from(clean.bed),
-                bath: f64::from(clean.bath),
-                acre_lot: clean.acre_lot,
-                house_size: clean.house_size,
-                status: Some(clean.status),
-                state: clean.state,
-                city: clean.city,
-                zip_code: Some(clean.zip_code),
-                brokered_by: clean.brokered_by,
-                prev_sold_date: clean.prev_sold_date,
-                as_of,
-            });
         }
     }
     rows
@@ -227,8 +211,15 @@ fn boosted_trees_score_as_xgboost_hist_on_the_same_matrix() {
     let train = &EXPORTED.train_side;
     assert!(train.x.rows >= 50_000, "{} training rows", train.x.rows);
 
+    // bench/fit_matrix.py gives XGBoost these settings: the two must change together.
+    let params = BoostingParams::default();
+    assert_eq!(
+        (params.rounds, params.max_depth, params.learning_rate),
+        (100, 6, 0.1),
+        "bench/fit_matrix.py's xgboost settings no longer match BoostingParams::default()"
+    );
     let started = Instant::now();
-    let fitted = fit_boosting(&train.x, &train.y, BoostingParams::default()).unwrap();
+    let fitted = fit_boosting(&train.x, &train.y, params).unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let ours = test_rmse(&TrainedModel::Xgboost(fitted.model));
     let library = library_fit(&python, "xgboost", &[]);
@@ -246,6 +237,16 @@ fn random_forest_scores_as_scikit_learn_on_the_same_matrix() {
     let _alone = ONE_FIT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let train = &EXPORTED.train_side;
     let params = ForestParams::default();
+    // bench/fit_matrix.py gives scikit-learn these settings: the two must change together.
+    assert_eq!(
+        (
+            params.max_depth,
+            params.min_samples_leaf,
+            params.max_features
+        ),
+        (10, 1, 1.0),
+        "bench/fit_matrix.py's forest settings no longer match ForestParams::default()"
+    );
 
     let started = Instant::now();
     let forest = fit_forest(&train.x, &train.y, params).unwrap();
