@@ -32,6 +32,28 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// The rows of `ops.inference_log`, once they are `expected` or after `polls` polls 50 ms
+    /// apart (the log is written in batches off the request path).
+    pub(crate) async fn inference_log_rows_reaching(&self, expected: i64, polls: usize) -> i64 {
+        let mut logged = 0i64;
+        for _ in 0..polls {
+            logged = self
+                .db
+                .get()
+                .await
+                .unwrap()
+                .query_one("SELECT count(*) FROM ops.inference_log", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if logged >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        logged
+    }
+
     pub(crate) async fn start() -> World {
         let (db_url, db) = fixtures::fresh_database().await.unwrap();
         let (s3, objects) = fixtures::s3_server(vec![]).await.unwrap();
@@ -237,22 +259,7 @@ async fn predicts_explains_bad_input_and_logs_every_prediction() {
     }
 
     // Every prediction reaches the inference log, in batches off the request path.
-    let mut logged = 0i64;
-    for _ in 0..100 {
-        logged = world
-            .db
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM ops.inference_log", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if logged >= 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let logged = world.inference_log_rows_reaching(5, 100).await;
     assert_eq!(logged, 5, "3 single predictions and a batch of 2");
     let (zip_code, version): (String, String) = {
         let row = world

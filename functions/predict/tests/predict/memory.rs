@@ -81,22 +81,7 @@ async fn memory_comes_back_after_large_batches() {
 
     // Every prediction written to the inference log: its buffer has been taken and freed.
     let expected = (ROWS * (SEQUENTIAL + CLIENTS * PER_CLIENT)) as i64;
-    let mut logged = 0i64;
-    for _ in 0..600 {
-        logged = world
-            .db
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM ops.inference_log", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if logged >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logged = world.inference_log_rows_reaching(expected, 1_200).await;
     assert_eq!(
         logged, expected,
         "every prediction reaches the inference log"

@@ -199,12 +199,21 @@ fn compare(what: &str, ours: f64, our_seconds: f64, library: &LibraryFit, tolera
     );
 }
 
-#[test]
-fn boosted_trees_score_as_xgboost_hist_on_the_same_matrix() {
-    let Some(python) = python_with_libraries() else {
+/// The tools virtualenv's Python with both libraries, or `None` after saying why the test is
+/// skipped (failing instead under `CI=true`).
+fn python_or_skip() -> Option<PathBuf> {
+    let python = python_with_libraries();
+    if python.is_none() {
         appraise_testkit::fixtures::skip_without_tool(
             "no Python with xgboost and scikit-learn in target/tools-venv: run scripts/setup-tools.sh",
         );
+    }
+    python
+}
+
+#[test]
+fn boosted_trees_score_as_xgboost_hist_on_the_same_matrix() {
+    let Some(python) = python_or_skip() else {
         return;
     };
     let _alone = ONE_FIT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,10 +237,7 @@ fn boosted_trees_score_as_xgboost_hist_on_the_same_matrix() {
 
 #[test]
 fn random_forest_scores_as_scikit_learn_on_the_same_matrix() {
-    let Some(python) = python_with_libraries() else {
-        appraise_testkit::fixtures::skip_without_tool(
-            "no Python with xgboost and scikit-learn in target/tools-venv: run scripts/setup-tools.sh",
-        );
+    let Some(python) = python_or_skip() else {
         return;
     };
     let _alone = ONE_FIT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
