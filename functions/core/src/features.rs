@@ -130,6 +130,43 @@ pub struct FeatureInput<'a> {
     pub as_of: Date,
 }
 
+/// A listing as a model sees it, owned and undated: what the predictor parses a request into
+/// (and its inference log keeps), and what benchmarks read from realtor-data CSVs. Not
+/// [`crate::listing::Listing`], the batch API's record (with a price, every field optional and
+/// unchecked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListingInput {
+    pub brokered_by: Option<i64>,
+    pub status: Option<Status>,
+    pub bed: f64,
+    pub bath: f64,
+    pub acre_lot: f64,
+    pub house_size: f64,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip_code: Option<ZipCode>,
+    pub prev_sold_date: Option<Date>,
+}
+
+impl ListingInput {
+    /// The model's input, dated `as_of` (today, at serving).
+    pub fn features(&self, as_of: Date) -> FeatureInput<'_> {
+        FeatureInput {
+            bed: self.bed,
+            bath: self.bath,
+            acre_lot: self.acre_lot,
+            house_size: self.house_size,
+            status: self.status,
+            state: self.state.as_deref(),
+            city: self.city.as_deref(),
+            zip_code: self.zip_code,
+            brokered_by: self.brokered_by,
+            prev_sold_date: self.prev_sold_date,
+            as_of,
+        }
+    }
+}
+
 /// A value → number map fitted on training rows, with the number for anything else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetEncoding {

@@ -16,10 +16,9 @@
 
 use std::borrow::Cow;
 
-use appraise_core::{
-    features::FeatureInput,
-    listing::{Status, ZipCode, parse_date},
-};
+/// A valid listing to price: the model's input and what the inference log keeps.
+pub use appraise_core::features::ListingInput;
+use appraise_core::listing::{Status, ZipCode, parse_date};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -29,42 +28,6 @@ pub(crate) const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
 /// The date listings are priced as of.
 pub(crate) fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
-}
-
-/// A valid listing to price: the model's input (see [`ListingInput::features`]) and what the
-/// inference log keeps. Not [`appraise_core::listing::Listing`], the batch API's record (with a
-/// price, every field optional and unchecked).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListingInput {
-    pub brokered_by: Option<i64>,
-    pub status: Option<Status>,
-    pub bed: f64,
-    pub bath: f64,
-    pub acre_lot: f64,
-    pub house_size: f64,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zip_code: Option<ZipCode>,
-    pub prev_sold_date: Option<Date>,
-}
-
-impl ListingInput {
-    /// The model's input, dated `as_of` (today, at serving).
-    pub fn features(&self, as_of: Date) -> FeatureInput<'_> {
-        FeatureInput {
-            bed: self.bed,
-            bath: self.bath,
-            acre_lot: self.acre_lot,
-            house_size: self.house_size,
-            status: self.status,
-            state: self.state.as_deref(),
-            city: self.city.as_deref(),
-            zip_code: self.zip_code,
-            brokered_by: self.brokered_by,
-            prev_sold_date: self.prev_sold_date,
-            as_of,
-        }
-    }
 }
 
 /// One thing wrong with a request.

@@ -11,7 +11,7 @@
 use anyhow::Context;
 use appraise_core::{
     clean::CleanRow,
-    features::{FEATURE_COUNT, FEATURE_NAMES, FeatureInput, FeatureSpec},
+    features::{FEATURE_COUNT, FEATURE_NAMES, FeatureInput, FeatureSpec, ListingInput},
     listing::{Status, ZipCode, parse_date},
     model::Matrix,
 };
@@ -108,41 +108,13 @@ pub fn write_realtor_csv(path: &std::path::Path, rows: &[&CleanRow]) -> anyhow::
     Ok(())
 }
 
-/// One row of a realtor-data CSV as the comparisons read it: the four sizes and the price are
-/// required, the other fields optional (an unreadable one counts as missing, as the peer's
-/// pandas reads it).
+/// One row of a realtor-data CSV as the comparisons read it: the listing and its price. The
+/// four sizes and the price are required, the other fields optional (an unreadable one counts
+/// as missing, as the peer's pandas reads it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealtorRow {
     pub price: f64,
-    pub bed: f64,
-    pub bath: f64,
-    pub acre_lot: f64,
-    pub house_size: f64,
-    pub status: Option<Status>,
-    pub state: Option<String>,
-    pub city: Option<String>,
-    pub zip_code: Option<ZipCode>,
-    pub brokered_by: Option<i64>,
-    pub prev_sold_date: Option<Date>,
-}
-
-impl RealtorRow {
-    /// The row as the features see it, listed on `as_of`.
-    pub fn input(&self, as_of: Date) -> FeatureInput<'_> {
-        FeatureInput {
-            bed: self.bed,
-            bath: self.bath,
-            acre_lot: self.acre_lot,
-            house_size: self.house_size,
-            status: self.status,
-            state: self.state.as_deref(),
-            city: self.city.as_deref(),
-            zip_code: self.zip_code,
-            brokered_by: self.brokered_by,
-            prev_sold_date: self.prev_sold_date,
-            as_of,
-        }
-    }
+    pub listing: ListingInput,
 }
 
 /// The training and test matrices of realtor-data rows listed on `as_of`: the features fitted
@@ -161,12 +133,13 @@ pub fn realtor_matrices(
     );
     let train_y: Vec<f64> = train.iter().map(|r| r.price).collect();
     let (spec, train_features) = {
-        let inputs: Vec<FeatureInput<'_>> = train.iter().map(|r| r.input(as_of)).collect();
+        let inputs: Vec<FeatureInput<'_>> =
+            train.iter().map(|r| r.listing.features(as_of)).collect();
         FeatureSpec::fit_cross(&inputs, &train_y).context("fitting the features")?
     };
     let test_features: Vec<_> = test
         .iter()
-        .map(|r| spec.transform(&r.input(as_of)))
+        .map(|r| spec.transform(&r.listing.features(as_of)))
         .collect();
     Ok([
         super::LabelledMatrix {
@@ -244,16 +217,18 @@ pub fn read_realtor_csv(path: &std::path::Path) -> anyhow::Result<Vec<RealtorRow
         };
         rows.push(RealtorRow {
             price: required(price)?,
-            bed: required(bed)?,
-            bath: required(bath)?,
-            acre_lot: required(acre_lot)?,
-            house_size: required(house_size)?,
-            status: text(status).and_then(Status::parse),
-            state: text(state).map(str::to_owned),
-            city: text(city).map(str::to_owned),
-            zip_code: text(zip_code).and_then(ZipCode::parse),
-            brokered_by: number(brokered_by).map(|b| b as i64),
-            prev_sold_date: text(prev_sold_date).and_then(parse_date),
+            listing: ListingInput {
+                bed: required(bed)?,
+                bath: required(bath)?,
+                acre_lot: required(acre_lot)?,
+                house_size: required(house_size)?,
+                status: text(status).and_then(Status::parse),
+                state: text(state).map(str::to_owned),
+                city: text(city).map(str::to_owned),
+                zip_code: text(zip_code).and_then(ZipCode::parse),
+                brokered_by: number(brokered_by).map(|b| b as i64),
+                prev_sold_date: text(prev_sold_date).and_then(parse_date),
+            },
         });
     }
     Ok(rows)
@@ -328,7 +303,7 @@ mod tests {
         let read = read_realtor_csv(&path).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].price, 425_000.0);
-        assert_eq!(read[0].input(as_of), row.input());
+        assert_eq!(read[0].listing.features(as_of), row.input());
 
         std::fs::write(
             &path,
