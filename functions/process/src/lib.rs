@@ -219,12 +219,11 @@ impl Process {
             if appraise_core::clean::is_cleaned(&transaction, batch_number).await? {
                 return Ok(Some(Cleaned::Duplicate));
             }
-            let raw = store::read_raw(&transaction, batch_number).await?;
-            let rows_in = raw.len() as u64;
             let mut dropped: BTreeMap<Rule, u64> = BTreeMap::new();
-            let mut kept = Vec::with_capacity(raw.len());
-            let mut seen = HashSet::with_capacity(raw.len());
-            for row in raw {
+            let mut kept = Vec::new();
+            let mut seen = HashSet::new();
+            // Each raw row is checked as it is read, and only the kept ones are held.
+            let rows_in = store::for_each_raw(&transaction, batch_number, |row| {
                 match inner.rules.check(&row.listing, row.malformed, batch_date) {
                     Ok(clean) => {
                         let fingerprint = clean.fingerprint();
@@ -236,7 +235,8 @@ impl Process {
                     }
                     Err(rule) => *dropped.entry(rule).or_default() += 1,
                 }
-            }
+            })
+            .await?;
             let stats = store::statistics(kept.iter().map(|(_, _, listing)| listing));
             store::insert_report(
                 &transaction,
