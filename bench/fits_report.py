@@ -11,6 +11,11 @@ import argparse
 import json
 import os
 import statistics
+from collections import namedtuple
+
+# One round of a comparison: the peer's fit (a dict, None when it failed), the key of its test
+# RMSE, the file whose .rss holds its peak memory; the same for appraise's fit.
+Pair = namedtuple("Pair", "peer peer_rmse_key peer_file ours our_file")
 
 
 def read_json(path):
@@ -58,52 +63,45 @@ def main():
     parser.add_argument("--rounds", type=int, required=True)
     parser.add_argument("--booster-rounds", type=int, required=True)
     a = parser.parse_args()
-    rounds = range(1, a.rounds + 1)
     print("| training rows | model | peer | peer fit s | appraise fit s | appraise / peer per pair "
           "| median ratio | peer RMSE | appraise RMSE | peer peak RSS MiB | appraise peak RSS MiB |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in a.sizes:
         base = os.path.join(a.out, "{}-" + size + "-{}")
+        rows = None
         # The peer's train.py against compare_peer (each side its own features).
-        for peer_name, ours in [("random_forest", "random_forest"), ("xgboost", "xgboost"),
-                                ("ridge", "ridge")]:
-            peer_fit, our_fit, ratios, peer_rmse, our_rmse, peer_rss, our_rss = ([] for _ in range(7))
-            rows = None
-            for k in rounds:
-                peer = read_json(base.format("peer", k) + ".json") or {}
-                model = peer.get("models", {}).get(peer_name)
-                ours_line = appraise_fit(read_json_lines(base.format("appraise", k) + ".jsonl"), ours)
-                peer_fit.append(model and model["fit_seconds"])
-                our_fit.append(ours_line and ours_line["fit_seconds"])
-                peer_rmse.append(model and model["rmse"])
-                our_rmse.append(ours_line and ours_line["rmse"])
-                peer_rss.append(peak_mib(base.format("peer", k) + ".log"))
-                our_rss.append(peak_mib(base.format("appraise", k) + ".jsonl"))
-                rows = rows or (ours_line and ours_line["train_rows"])
-                if model and ours_line:
-                    ratios.append(ours_line["fit_seconds"] / model["fit_seconds"])
-            median = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
-            print(f"| {rows or int(size):,} | {ours} | train.py (8 features) | {cell(peer_fit)} "
-                  f"| {cell(our_fit)} | {cell(ratios)} | {median} | {cell(peer_rmse, 0)} "
-                  f"| {cell(our_rmse, 0)} | {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
+        for name in ["random_forest", "xgboost", "ridge"]:
+            pairs = []
+            for k in range(1, a.rounds + 1):
+                peer = (read_json(base.format("peer", k) + ".json") or {}).get("models", {})
+                ours = appraise_fit(read_json_lines(base.format("appraise", k) + ".jsonl"), name)
+                rows = rows or (ours and ours["train_rows"])
+                pairs.append(Pair(peer.get(name), "rmse", base.format("peer", k) + ".log",
+                                  ours, base.format("appraise", k) + ".jsonl"))
+            print_row(rows or int(size), name, "train.py (8 features)", pairs)
         # XGBoost against the booster on the same exported matrix.
-        peer_fit, our_fit, ratios, peer_rmse, our_rmse, peer_rss, our_rss = ([] for _ in range(7))
+        pairs = []
         for k in range(1, a.booster_rounds + 1):
-            xgb = read_json(base.format("xgboost", k) + ".json")
-            ours_line = appraise_fit(read_json_lines(base.format("booster", k) + ".jsonl"), "xgboost")
-            peer_fit.append(xgb and xgb["fit_seconds"])
-            our_fit.append(ours_line and ours_line["fit_seconds"])
-            peer_rmse.append(xgb and xgb["test_rmse"])
-            our_rmse.append(ours_line and ours_line["rmse"])
-            peer_rss.append(peak_mib(base.format("xgboost", k) + ".json"))
-            our_rss.append(peak_mib(base.format("booster", k) + ".jsonl"))
-            if xgb and ours_line:
-                ratios.append(ours_line["fit_seconds"] / xgb["fit_seconds"])
-        median = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
-        print(f"| {rows or int(size):,} | xgboost (same matrix) | XGBoost hist, 16 features | {cell(peer_fit)} "
-              f"| {cell(our_fit)} | {cell(ratios)} | {median} | {cell(peer_rmse, 0)} "
-              f"| {cell(our_rmse, 0)} | {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
+            xgboost = read_json(base.format("xgboost", k) + ".json")
+            ours = appraise_fit(read_json_lines(base.format("booster", k) + ".jsonl"), "xgboost")
+            pairs.append(Pair(xgboost, "test_rmse", base.format("xgboost", k) + ".json",
+                              ours, base.format("booster", k) + ".jsonl"))
+        print_row(rows or int(size), "xgboost (same matrix)", "XGBoost hist, 16 features", pairs)
 
+
+def print_row(rows, model, peer_name, pairs):
+    """One table row from a Pair per round; a missing fit shows as "failed"."""
+    ratios = [p.ours["fit_seconds"] / p.peer["fit_seconds"] for p in pairs if p.peer and p.ours]
+    median = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
+    peer_fit = [p.peer and p.peer["fit_seconds"] for p in pairs]
+    our_fit = [p.ours and p.ours["fit_seconds"] for p in pairs]
+    peer_rmse = [p.peer and p.peer[p.peer_rmse_key] for p in pairs]
+    our_rmse = [p.ours and p.ours["rmse"] for p in pairs]
+    peer_rss = [peak_mib(p.peer_file) for p in pairs]
+    our_rss = [peak_mib(p.our_file) for p in pairs]
+    print(f"| {rows:,} | {model} | {peer_name} | {cell(peer_fit)} | {cell(our_fit)} "
+          f"| {cell(ratios)} | {median} | {cell(peer_rmse, 0)} | {cell(our_rmse, 0)} "
+          f"| {cell(peer_rss, 0)} | {cell(our_rss, 0)} |")
 
 if __name__ == "__main__":
     main()

@@ -169,12 +169,29 @@ impl Stopwatch {
         }
     }
 
-    /// (wall seconds, CPU seconds) since the start.
-    fn stop(&self) -> (f64, f64) {
-        (
-            self.wall.elapsed().as_secs_f64(),
-            process_cpu_seconds() - self.cpu,
-        )
+    /// Wall and CPU seconds since the start (what comes after, e.g. predicting, is not timed).
+    fn stop(&self) -> Timed {
+        Timed {
+            seconds: self.wall.elapsed().as_secs_f64(),
+            cpu_seconds: process_cpu_seconds() - self.cpu,
+        }
+    }
+}
+
+/// A fit's [`Stopwatch`] reading.
+struct Timed {
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+impl Timed {
+    /// The job's output: these times and the test predictions.
+    fn output(self, values: Vec<f64>) -> JobOutput {
+        JobOutput {
+            seconds: self.seconds,
+            cpu_seconds: self.cpu_seconds,
+            values,
+        }
     }
 }
 
@@ -243,12 +260,8 @@ fn appraise_model(
 ) -> anyhow::Result<JobOutput> {
     let watch = Stopwatch::start();
     let model = fit()?;
-    let (seconds, cpu_seconds) = watch.stop();
-    Ok(JobOutput {
-        seconds,
-        cpu_seconds,
-        values: model.predict(&m.test_x),
-    })
+    let timed = watch.stop();
+    Ok(timed.output(model.predict(&m.test_x)))
 }
 
 /// Columns that are not constant on the training rows. smartcore's ridge refuses a constant
@@ -282,15 +295,11 @@ fn smartcore_ridge(m: &Matrices, alpha: f64) -> anyhow::Result<JobOutput> {
         .with_alpha(alpha)
         .with_normalize(true);
     let model = RidgeRegression::fit(&x, &y, params).map_err(|e| anyhow!("smartcore: {e}"))?;
-    let (seconds, cpu_seconds) = watch.stop();
+    let timed = watch.stop();
     let values = model
         .predict(&test_x)
         .map_err(|e| anyhow!("smartcore: {e}"))?;
-    Ok(JobOutput {
-        seconds,
-        cpu_seconds,
-        values,
-    })
+    Ok(timed.output(values))
 }
 
 fn smartcore_forest(m: &Matrices, trees: usize) -> anyhow::Result<JobOutput> {
@@ -307,15 +316,11 @@ fn smartcore_forest(m: &Matrices, trees: usize) -> anyhow::Result<JobOutput> {
         .with_seed(appraise.seed);
     let model: RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>> =
         RandomForestRegressor::fit(&x, &y, params).map_err(|e| anyhow!("smartcore: {e}"))?;
-    let (seconds, cpu_seconds) = watch.stop();
+    let timed = watch.stop();
     let values = model
         .predict(&test_x)
         .map_err(|e| anyhow!("smartcore: {e}"))?;
-    Ok(JobOutput {
-        seconds,
-        cpu_seconds,
-        values,
-    })
+    Ok(timed.output(values))
 }
 
 /// linfa's ridge is its elastic net with `l1_ratio = 0`, which minimizes
@@ -359,13 +364,9 @@ fn linfa_ridge(m: &Matrices, alpha: f64) -> anyhow::Result<JobOutput> {
         .penalty(alpha / n)
         .fit(&dataset)
         .map_err(|e| anyhow!("linfa: {e}"))?;
-    let (seconds, cpu_seconds) = watch.stop();
+    let timed = watch.stop();
     let values = model.predict(&standardize(&m.test_x)?).to_vec();
-    Ok(JobOutput {
-        seconds,
-        cpu_seconds,
-        values,
-    })
+    Ok(timed.output(values))
 }
 
 /// The test on every feature column, the first `limit` training rows against the first
@@ -394,10 +395,6 @@ fn ks_per_feature(
     for ((a, b), run) in columns.iter().zip(runnable) {
         values.extend(if run { test(a, b)? } else { [f64::NAN; 2] });
     }
-    let (seconds, cpu_seconds) = watch.stop();
-    Ok(JobOutput {
-        seconds,
-        cpu_seconds,
-        values,
-    })
+    let timed = watch.stop();
+    Ok(timed.output(values))
 }

@@ -2,7 +2,6 @@
 //! deterministic train / validation / test split that both train and promote apply.
 
 use anyhow::Context;
-use futures_util::TryStreamExt;
 use time::Date;
 use tokio_postgres::GenericClient;
 
@@ -86,40 +85,38 @@ pub async fn clean_rows(
     first: i32,
     last: i32,
 ) -> anyhow::Result<Vec<CleanRow>> {
-    // Streamed and converted row by row: collecting the driver's rows first would hold every
-    // listing twice (about 200 extra bytes a row; 300 MB at 1.4M rows).
-    let stream = client
-        .query_raw(
-            "SELECT l.batch_number, l.row_hash, l.price, l.bed, l.bath, l.acre_lot, l.house_size,
-                    l.status, l.state, l.city, l.zip_code, l.brokered_by, l.prev_sold_date,
-                    (b.ingested_at AT TIME ZONE 'UTC')::date
-             FROM clean.listings l JOIN ops.batches b USING (batch_number)
-             WHERE l.batch_number BETWEEN $1 AND $2
-             ORDER BY l.batch_number, l.row_index",
-            [&first as &(dyn tokio_postgres::types::ToSql + Sync), &last],
-        )
-        .await
-        .context("reading clean.listings")?;
-    let mut stream = std::pin::pin!(stream);
+    // Converted row by row as they stream ([`crate::db::for_each_row`]).
     let mut rows = Vec::new();
-    while let Some(row) = stream.try_next().await.context("reading clean.listings")? {
-        rows.push(CleanRow {
-            batch_number: row.get(0),
-            row_hash: row.get(1),
-            price: row.get(2),
-            bed: f64::from(row.get::<_, i16>(3)),
-            bath: f64::from(row.get::<_, i16>(4)),
-            acre_lot: row.get(5),
-            house_size: row.get(6),
-            status: Status::parse(row.get(7)),
-            state: row.get(8),
-            city: row.get(9),
-            zip_code: ZipCode::parse(row.get(10)),
-            brokered_by: row.get(11),
-            prev_sold_date: row.get(12),
-            as_of: row.get(13),
-        });
-    }
+    crate::db::for_each_row(
+        client,
+        "SELECT l.batch_number, l.row_hash, l.price, l.bed, l.bath, l.acre_lot, l.house_size,
+                l.status, l.state, l.city, l.zip_code, l.brokered_by, l.prev_sold_date,
+                (b.ingested_at AT TIME ZONE 'UTC')::date
+         FROM clean.listings l JOIN ops.batches b USING (batch_number)
+         WHERE l.batch_number BETWEEN $1 AND $2
+         ORDER BY l.batch_number, l.row_index",
+        &[&first, &last],
+        |row| {
+            rows.push(CleanRow {
+                batch_number: row.get(0),
+                row_hash: row.get(1),
+                price: row.get(2),
+                bed: f64::from(row.get::<_, i16>(3)),
+                bath: f64::from(row.get::<_, i16>(4)),
+                acre_lot: row.get(5),
+                house_size: row.get(6),
+                status: Status::parse(row.get(7)),
+                state: row.get(8),
+                city: row.get(9),
+                zip_code: ZipCode::parse(row.get(10)),
+                brokered_by: row.get(11),
+                prev_sold_date: row.get(12),
+                as_of: row.get(13),
+            })
+        },
+    )
+    .await
+    .context("reading clean.listings")?;
     rows.shrink_to_fit();
     Ok(rows)
 }

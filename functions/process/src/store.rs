@@ -8,7 +8,7 @@ use appraise_core::{
     listing::{Listing, ZipCode},
     outbox,
 };
-use futures_util::{TryStreamExt, pin_mut};
+use futures_util::pin_mut;
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::Date;
@@ -63,51 +63,45 @@ pub struct RawRow {
     pub malformed: bool,
 }
 
-/// Reads a batch's raw rows in row order and hands each to `each` as it arrives; returns how
-/// many there were. Neither the driver's rows nor ours are held all at once: on the dataset's
-/// 2.2M rows (batches of up to 742k) process peaked at 750 MB when it read a batch whole, and
-/// at 123 MB so (bench/README.md, *The whole pipeline at the dataset's size*).
+/// Reads a batch's raw rows in row order and hands each to `each` as it arrives
+/// ([`appraise_core::db::for_each_row`]); returns how many there were.
 pub async fn for_each_raw(
     transaction: &Transaction<'_>,
     batch_number: i32,
     mut each: impl FnMut(RawRow),
 ) -> anyhow::Result<u64> {
-    let stream = transaction
-        .query_raw(
-            "SELECT row_index, brokered_by, status, price, bed, bath, acre_lot, street, city,
-                    state, zip_code, house_size, prev_sold_date, cardinality(problems) > 0
-             FROM raw.listings WHERE batch_number = $1 ORDER BY row_index",
-            [&batch_number as &(dyn tokio_postgres::types::ToSql + Sync)],
-        )
-        .await
-        .context("reading raw.listings")?;
-    pin_mut!(stream);
-    let mut count = 0;
-    while let Some(row) = stream.try_next().await.context("reading raw.listings")? {
-        each(RawRow {
-            row_index: row.get(0),
-            listing: Listing {
-                brokered_by: row.get(1),
-                status: row.get(2),
-                price: row.get(3),
-                bed: row.get(4),
-                bath: row.get(5),
-                acre_lot: row.get(6),
-                street: row.get(7),
-                city: row.get(8),
-                state: row.get(9),
-                zip_code: row
-                    .get::<_, Option<String>>(10)
-                    .as_deref()
-                    .and_then(ZipCode::parse),
-                house_size: row.get(11),
-                prev_sold_date: row.get(12),
-            },
-            malformed: row.get(13),
-        });
-        count += 1;
-    }
-    Ok(count)
+    appraise_core::db::for_each_row(
+        transaction,
+        "SELECT row_index, brokered_by, status, price, bed, bath, acre_lot, street, city,
+                state, zip_code, house_size, prev_sold_date, cardinality(problems) > 0
+         FROM raw.listings WHERE batch_number = $1 ORDER BY row_index",
+        &[&batch_number],
+        |row| {
+            each(RawRow {
+                row_index: row.get(0),
+                listing: Listing {
+                    brokered_by: row.get(1),
+                    status: row.get(2),
+                    price: row.get(3),
+                    bed: row.get(4),
+                    bath: row.get(5),
+                    acre_lot: row.get(6),
+                    street: row.get(7),
+                    city: row.get(8),
+                    state: row.get(9),
+                    zip_code: row
+                        .get::<_, Option<String>>(10)
+                        .as_deref()
+                        .and_then(ZipCode::parse),
+                    house_size: row.get(11),
+                    prev_sold_date: row.get(12),
+                },
+                malformed: row.get(13),
+            })
+        },
+    )
+    .await
+    .context("reading raw.listings")
 }
 
 /// A few numbers that describe the kept rows, for the report and the web page.

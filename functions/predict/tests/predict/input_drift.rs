@@ -32,14 +32,7 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
     let url = |path: &str| format!("{}{path}", predict.url());
 
     // Before any prediction, nothing is compared and nothing drifts.
-    let report: Value = client
-        .get(url("/drift/predictions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = crate::support::get_json(&client, url("/drift/predictions")).await;
     assert_eq!(report["production_version"], production.as_str());
     assert_eq!(report["current_rows"], 0);
     assert_eq!(report["drifted"], false, "{report}");
@@ -83,14 +76,7 @@ async fn served_inputs_shifted_on_purpose_drift_where_they_were_shifted() {
         "the inference log never held the 400 predictions"
     );
 
-    let report: Value = client
-        .get(url("/drift/predictions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = crate::support::get_json(&client, url("/drift/predictions")).await;
     assert_eq!(report["current_rows"], 300, "{report}");
     assert_eq!(report["drifted"], true, "{report}");
     let field = |name: &str| -> Value {

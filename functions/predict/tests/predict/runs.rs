@@ -487,14 +487,8 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
     s3.set_rules(Vec::new());
 
     // A batch that process has not cleaned yet is waiting there, and in the stages after.
-    let answer: Value = client
-        .get(format!("{}/runs?limit=1", predict.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value =
+        crate::support::get_json(&client, format!("{}/runs?limit=1", predict.url())).await;
     let batches = answer["batches"].as_array().unwrap();
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0]["batch_number"], 3);
@@ -510,14 +504,7 @@ async fn each_stage_records_its_run_once_counts_retries_and_keeps_the_error_of_a
     assert_eq!(batches[0]["stages"][1]["attempts"], 0);
     assert_eq!(batches[0]["stages"][1]["started_at"], Value::Null);
     // The whole answer, as the OpenAPI document describes it.
-    let answer: Value = client
-        .get(format!("{}/runs", predict.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = crate::support::get_json(&client, format!("{}/runs", predict.url())).await;
     assert_schema(&answer, "Runs", &client, &predict).await;
 
     // A bad limit names the field.
@@ -545,14 +532,8 @@ async fn assert_schema(
         fixtures::skip_without_tool("the tools venv (scripts/setup-tools.sh) for jsonschema");
         return;
     }
-    let document: Value = client
-        .get(format!("{}/openapi.json", predict.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value =
+        crate::support::get_json(client, format!("{}/openapi.json", predict.url())).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("openapi.json"), document.to_string()).unwrap();
     std::fs::write(dir.path().join("value.json"), value.to_string()).unwrap();

@@ -87,3 +87,8 @@ pub async fn start_predictor(env: &[(String, String)]) -> FunctionProcess {
     .await
     .expect("the predictor starts")
 }
+
+/// `GET url`, its body read as JSON (panics on a transport error or a body that is not `T`).
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: String) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
